@@ -1,0 +1,20 @@
+// Schedule generators. Each returns the steps of one rank for one call; see schedule.hpp.
+#pragma once
+
+#include "collectives/schedule.hpp"
+
+namespace kumi {
+
+// Builds the schedule for key with the default algorithm family of this build (ring and chain
+// pipelines, dissemination barrier, direct point-to-point).
+Schedule buildSchedule(const ScheduleKey& key);
+
+Schedule ringAllReduce(const ScheduleKey& key);
+Schedule ringReduceScatter(const ScheduleKey& key);
+Schedule ringAllGather(const ScheduleKey& key);
+Schedule chainBroadcast(const ScheduleKey& key);
+Schedule chainReduce(const ScheduleKey& key);
+Schedule disseminationBarrier(const ScheduleKey& key);
+Schedule directSendRecv(const ScheduleKey& key);
+
+}  // namespace kumi

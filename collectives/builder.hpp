@@ -1,0 +1,54 @@
+// Helps algorithm generators emit steps: derives each step's dependencies from the memory it
+// reads and writes (read-after-write, write-after-read, write-after-write), with the user's
+// send and receive buffers aliased when the call is in place. Generators then only say what
+// moves where; ordering that makes pipelining safe follows from the data.
+#pragma once
+
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "collectives/schedule.hpp"
+
+namespace kumi {
+
+class ScheduleBuilder {
+ public:
+  // With inPlace, Send offset o and Recv offset o + recvShift - sendShift name the same memory;
+  // shifts translate each buffer into one coordinate system.
+  ScheduleBuilder(Schedule& schedule, bool inPlace, std::uint64_t sendShift = 0, std::uint64_t recvShift = 0)
+      : s_(schedule), inPlace_(inPlace), sendShift_(sendShift), recvShift_(recvShift) {}
+
+  std::uint32_t send(int peer, Span src) { return emit({StepKind::Send, peer, src, {}}); }
+  std::uint32_t recv(int peer, Span dst) { return emit({StepKind::Recv, peer, {}, dst}); }
+  std::uint32_t recvReduce(int peer, Span src, Span dst) { return emit({StepKind::RecvReduce, peer, src, dst}); }
+  std::uint32_t copy(Span src, Span dst) { return emit({StepKind::Copy, -1, src, dst}); }
+  std::uint32_t divide(Span dst) { return emit({StepKind::Divide, -1, {}, dst}); }
+  // A step with explicit extra dependencies (e.g. barrier rounds, which move no data).
+  std::uint32_t emitAfter(const Step& step, std::vector<std::uint32_t> extra);
+
+ private:
+  // Generators only ever touch identical slices, so an exact (buffer, offset) key finds every
+  // conflicting access.
+  using Key = std::pair<int, std::uint64_t>;
+  struct Access {
+    long long lastWriter = -1;
+    std::vector<std::uint32_t> readers;  // since the last write
+  };
+  Key keyOf(const Span& span) const;
+  std::uint32_t emit(const Step& step);
+  Schedule& s_;
+  bool inPlace_;
+  std::uint64_t sendShift_, recvShift_;
+  std::map<Key, Access> access_;
+};
+
+// Partition of `count` elements into `parts` nearly equal blocks (the first ones one larger).
+struct Block {
+  std::uint64_t offset, count;
+};
+Block blockOf(std::uint64_t count, int parts, int index);
+// Splits [offset, offset+count) into pipeline slices of at most `slice` elements.
+std::vector<Block> slicesOf(Block block, std::uint64_t slice);
+
+}  // namespace kumi

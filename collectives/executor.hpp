@@ -1,0 +1,51 @@
+// Runs one rank's prepared schedule over a transport: steps start when their dependencies are
+// done and their channel's earlier steps have started; receives that reduce land in a small
+// pool of staging buffers; the loop blocks in the transport when nothing moves, so co-located
+// ranks are not starved.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collectives/prepared.hpp"
+#include "transports/transport.hpp"
+
+namespace kumi {
+
+struct ExecParams {
+  kumiDataType_t type;
+  kumiRedOp_t op;
+  int worldSize;
+  Deadline deadline;
+  const std::atomic<bool>* abortFlag = nullptr;
+  std::function<std::string(int)> peerName;  // for messages
+  int spinBeforeBlock = 8;                   // idle polls (yielding) before blocking
+};
+
+class Executor {
+ public:
+  // Throws kumi::Error (timeout, abort, peer failure); the caller decorates it with the op.
+  // transport may be null when the schedule has only local steps (a world of one).
+  void run(const PreparedSchedule& ps, const Buffers& bufs, Transport* transport, const ExecParams& params);
+  // Bytes of staging and scratch currently held (bounded; for the memory budget).
+  std::size_t bytesHeld() const;
+  std::byte* scratch(std::size_t bytes);
+
+ private:
+  std::vector<std::vector<std::byte>> staging_;
+  std::vector<std::byte> scratch_;
+  // Per-run state, kept to reuse capacity.
+  std::vector<std::uint32_t> remaining_;
+  std::vector<char> ready_;
+  std::vector<std::size_t> head_;
+  std::vector<Request> requests_;
+  std::vector<int> stagingOf_;
+  std::vector<int> freeStaging_;
+  std::vector<Request*> completed_;
+  std::vector<std::uint32_t> work_;
+};
+
+}  // namespace kumi

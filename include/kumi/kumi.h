@@ -1,0 +1,173 @@
+/*
+ * kumi: collective communication for distributed training. Public C API.
+ *
+ * Conventions (NCCL-like, so that porting code is mechanical):
+ *  - Every call returns a kumiResult_t; on failure kumiGetLastError() returns a message that
+ *    names the problem (operation, ranks, peers, sizes) for the calling thread.
+ *  - Counts are in elements of the given data type, not bytes.
+ *  - A send buffer equal to the receive buffer (at the right offset for allgather and
+ *    reduce-scatter) means "in place".
+ *  - The stream argument is reserved for CUDA streams; pass NULL for host buffers. Collectives
+ *    on host buffers are blocking: they return when the caller's buffers may be reused.
+ *  - A communicator may be used from one thread at a time; different communicators may be
+ *    used concurrently from different threads. kumiCommAbort may be called from any thread.
+ */
+#ifndef KUMI_KUMI_H_
+#define KUMI_KUMI_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define KUMI_API
+#else
+#define KUMI_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KUMI_VERSION_MAJOR 0
+#define KUMI_VERSION_MINOR 1
+#define KUMI_VERSION_PATCH 0
+/* major*10000 + minor*100 + patch */
+#define KUMI_VERSION_CODE (KUMI_VERSION_MAJOR * 10000 + KUMI_VERSION_MINOR * 100 + KUMI_VERSION_PATCH)
+
+typedef enum {
+  kumiSuccess = 0,
+  kumiInvalidArgument = 1, /* bad count, buffer, dtype, op, root, rank, ... */
+  kumiInvalidUsage = 2,    /* API misuse: wrong order, destroyed communicator, ... */
+  kumiSystemError = 3,     /* an operating-system call failed (socket, memory, ...) */
+  kumiTimeout = 4,         /* a deadline (KUMI_TIMEOUT) expired */
+  kumiRemoteError = 5,     /* a peer failed, closed its connection, or disagreed */
+  kumiAborted = 6,         /* the communicator was aborted */
+  kumiInternalError = 7,   /* a bug in kumi: please report it */
+  kumiNumResults = 8
+} kumiResult_t;
+
+typedef enum {
+  kumiInt8 = 0,
+  kumiUint8 = 1,
+  kumiInt32 = 2,
+  kumiUint32 = 3,
+  kumiInt64 = 4,
+  kumiUint64 = 5,
+  kumiFloat16 = 6,
+  kumiBfloat16 = 7,
+  kumiFloat32 = 8,
+  kumiFloat64 = 9,
+  kumiNumTypes = 10
+} kumiDataType_t;
+
+typedef enum {
+  kumiSum = 0,
+  kumiProd = 1,
+  kumiMin = 2,
+  kumiMax = 3,
+  kumiAvg = 4, /* sum divided by the number of ranks; integer types divide with truncation */
+  kumiNumOps = 5
+} kumiRedOp_t;
+
+/* Opaque handles. */
+typedef struct kumiComm* kumiComm_t;
+typedef void* kumiStream_t; /* a cudaStream_t when CUDA support is built; NULL otherwise */
+
+/* Explicit configuration; fields left 0/NULL take the KUMI_* environment value or the default.
+ * Initialise with KUMI_CONFIG_INITIALIZER so that fields added later keep their defaults. */
+typedef struct {
+  size_t structSize;          /* sizeof(kumiConfig_t), for forward compatibility */
+  int rank;                   /* this process's rank, 0 <= rank < worldSize */
+  int worldSize;              /* number of ranks */
+  const char* storeAddr;      /* "host:port" of the rendezvous store (KUMI_STORE) */
+  int storeServe;             /* 1: this process serves the store, 0: it only connects,
+                                 -1: rank 0 serves (default; KUMI_STORE_SERVE) */
+  const char* jobId;          /* job identity carried by every connection (KUMI_JOB_ID) */
+  int generation;             /* restart generation; a connection from another is refused */
+  double timeoutSeconds;      /* deadline of every blocking call (KUMI_TIMEOUT) */
+  const char* socketIfname;   /* interface selection, NCCL syntax (KUMI_SOCKET_IFNAME) */
+} kumiConfig_t;
+
+#define KUMI_CONFIG_INITIALIZER {sizeof(kumiConfig_t), -1, -1, NULL, -1, NULL, -1, 0.0, NULL}
+
+/* Version as KUMI_VERSION_CODE of the library actually loaded. */
+KUMI_API kumiResult_t kumiGetVersion(int* version);
+
+/* Text for a result code (static storage). */
+KUMI_API const char* kumiGetErrorString(kumiResult_t result);
+
+/* The message of the last failed call on this thread ("" if none). Valid until the next call. */
+KUMI_API const char* kumiGetLastError(void);
+
+/* Creates a communicator from the environment: KUMI_RANK, KUMI_WORLD_SIZE, KUMI_STORE (as set
+ * by kumirun), plus the optional KUMI_* variables. Collective over all ranks. */
+KUMI_API kumiResult_t kumiCommInitFromEnv(kumiComm_t* comm);
+
+/* Creates a communicator with explicit rank, size and store address ("host:port"); other
+ * settings from the environment. Rank 0 serves the store unless KUMI_STORE_SERVE=0. */
+KUMI_API kumiResult_t kumiCommInitRank(kumiComm_t* comm, int worldSize, int rank,
+                                       const char* storeAddr);
+
+/* Creates a communicator from a configuration struct. */
+KUMI_API kumiResult_t kumiCommInitConfig(kumiComm_t* comm, const kumiConfig_t* config);
+
+/* Splits a communicator: ranks with the same color form a new communicator, ordered by key
+ * (ties by old rank). color < 0 (KUMI_SPLIT_NOCOLOR) yields *newcomm = NULL. Collective. */
+#define KUMI_SPLIT_NOCOLOR (-1)
+KUMI_API kumiResult_t kumiCommSplit(kumiComm_t comm, int color, int key, kumiComm_t* newcomm);
+
+/* Releases a communicator after its operations have finished. NULL is accepted. */
+KUMI_API kumiResult_t kumiCommDestroy(kumiComm_t comm);
+
+/* Aborts a communicator from any thread: operations in progress fail with kumiAborted, peers
+ * see the connections close, resources are released. The handle is invalid afterwards. */
+KUMI_API kumiResult_t kumiCommAbort(kumiComm_t comm);
+
+KUMI_API kumiResult_t kumiCommRank(kumiComm_t comm, int* rank);
+KUMI_API kumiResult_t kumiCommSize(kumiComm_t comm, int* size);
+
+/* recvbuf[i] = op over ranks of sendbuf[i], on every rank. */
+KUMI_API kumiResult_t kumiAllReduce(const void* sendbuf, void* recvbuf, size_t count,
+                                    kumiDataType_t datatype, kumiRedOp_t op, kumiComm_t comm,
+                                    kumiStream_t stream);
+
+/* Reduces count elements into recvbuf on root only. */
+KUMI_API kumiResult_t kumiReduce(const void* sendbuf, void* recvbuf, size_t count,
+                                 kumiDataType_t datatype, kumiRedOp_t op, int root,
+                                 kumiComm_t comm, kumiStream_t stream);
+
+/* Copies count elements from root's sendbuf into every rank's recvbuf. */
+KUMI_API kumiResult_t kumiBroadcast(const void* sendbuf, void* recvbuf, size_t count,
+                                    kumiDataType_t datatype, int root, kumiComm_t comm,
+                                    kumiStream_t stream);
+
+/* sendbuf holds size*recvcount elements; rank r receives the reduction of block r.
+ * In place when recvbuf points at this rank's block of sendbuf (sendbuf + rank*recvcount). */
+KUMI_API kumiResult_t kumiReduceScatter(const void* sendbuf, void* recvbuf, size_t recvcount,
+                                        kumiDataType_t datatype, kumiRedOp_t op,
+                                        kumiComm_t comm, kumiStream_t stream);
+
+/* recvbuf (size*sendcount elements) receives every rank's sendbuf, in rank order.
+ * In place when sendbuf points at this rank's block of recvbuf. */
+KUMI_API kumiResult_t kumiAllGather(const void* sendbuf, void* recvbuf, size_t sendcount,
+                                    kumiDataType_t datatype, kumiComm_t comm,
+                                    kumiStream_t stream);
+
+/* Returns once every rank has entered the barrier. */
+KUMI_API kumiResult_t kumiBarrier(kumiComm_t comm, kumiStream_t stream);
+
+/* Point-to-point: blocking until the buffer may be reused. A send must be matched by a recv of
+ * the same count and type on the peer; messages between two ranks arrive in order. */
+KUMI_API kumiResult_t kumiSend(const void* sendbuf, size_t count, kumiDataType_t datatype,
+                               int peer, kumiComm_t comm, kumiStream_t stream);
+KUMI_API kumiResult_t kumiRecv(void* recvbuf, size_t count, kumiDataType_t datatype, int peer,
+                               kumiComm_t comm, kumiStream_t stream);
+
+/* Size in bytes of one element (0 for an invalid type). */
+KUMI_API size_t kumiTypeSize(kumiDataType_t datatype);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KUMI_KUMI_H_ */

@@ -1,0 +1,147 @@
+// kumi: C++ interface. A thin RAII layer over the C API in kumi.h: errors become kumi::Error,
+// communicators free themselves, and element types are deduced from the buffers.
+#ifndef KUMI_KUMI_HPP_
+#define KUMI_KUMI_HPP_
+
+#include <kumi/kumi.h>
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace kumi {
+
+// Thrown for every failure; code() tells the category, what() the full story.
+class Error : public std::runtime_error {
+ public:
+  Error(kumiResult_t code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  kumiResult_t code() const noexcept { return code_; }
+
+ private:
+  kumiResult_t code_;
+};
+
+inline void check(kumiResult_t result) {
+  if (result != kumiSuccess) throw Error(result, kumiGetLastError());
+}
+
+// 16-bit floating-point storage types; kumi reduces them in float32.
+struct float16_t { std::uint16_t bits; };
+struct bfloat16_t { std::uint16_t bits; };
+
+template <class T> struct DataTypeOf;
+template <> struct DataTypeOf<std::int8_t> { static constexpr kumiDataType_t value = kumiInt8; };
+template <> struct DataTypeOf<std::uint8_t> { static constexpr kumiDataType_t value = kumiUint8; };
+template <> struct DataTypeOf<std::int32_t> { static constexpr kumiDataType_t value = kumiInt32; };
+template <> struct DataTypeOf<std::uint32_t> { static constexpr kumiDataType_t value = kumiUint32; };
+template <> struct DataTypeOf<std::int64_t> { static constexpr kumiDataType_t value = kumiInt64; };
+template <> struct DataTypeOf<std::uint64_t> { static constexpr kumiDataType_t value = kumiUint64; };
+template <> struct DataTypeOf<float16_t> { static constexpr kumiDataType_t value = kumiFloat16; };
+template <> struct DataTypeOf<bfloat16_t> { static constexpr kumiDataType_t value = kumiBfloat16; };
+template <> struct DataTypeOf<float> { static constexpr kumiDataType_t value = kumiFloat32; };
+template <> struct DataTypeOf<double> { static constexpr kumiDataType_t value = kumiFloat64; };
+template <class T> inline constexpr kumiDataType_t dataTypeOf = DataTypeOf<T>::value;
+
+class Comm {
+ public:
+  // From KUMI_RANK, KUMI_WORLD_SIZE, KUMI_STORE (set by kumirun or a launcher).
+  static Comm fromEnv() {
+    kumiComm_t h = nullptr;
+    check(kumiCommInitFromEnv(&h));
+    return Comm(h);
+  }
+  Comm(int worldSize, int rank, const std::string& storeAddr) {
+    check(kumiCommInitRank(&handle_, worldSize, rank, storeAddr.c_str()));
+  }
+  explicit Comm(const kumiConfig_t& config) { check(kumiCommInitConfig(&handle_, &config)); }
+  // Adopts a handle from the C API.
+  explicit Comm(kumiComm_t handle) noexcept : handle_(handle) {}
+  Comm() noexcept = default;
+  Comm(Comm&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  Comm& operator=(Comm&& other) noexcept {
+    if (this != &other) {
+      reset();
+      handle_ = std::exchange(other.handle_, nullptr);
+    }
+    return *this;
+  }
+  Comm(const Comm&) = delete;
+  Comm& operator=(const Comm&) = delete;
+  ~Comm() { reset(); }
+
+  explicit operator bool() const noexcept { return handle_ != nullptr; }
+  kumiComm_t get() const noexcept { return handle_; }
+
+  int rank() const {
+    int r = -1;
+    check(kumiCommRank(handle_, &r));
+    return r;
+  }
+  int size() const {
+    int s = -1;
+    check(kumiCommSize(handle_, &s));
+    return s;
+  }
+
+  // Ranks with equal color form a new communicator ordered by key; color < 0 gives an empty Comm.
+  Comm split(int color, int key) const {
+    kumiComm_t h = nullptr;
+    check(kumiCommSplit(handle_, color, key, &h));
+    return Comm(h);
+  }
+
+  // Fails this communicator's operations on every rank and releases it.
+  void abort() {
+    if (handle_) check(kumiCommAbort(std::exchange(handle_, nullptr)));
+  }
+
+  template <class T>
+  void allReduce(const T* send, T* recv, std::size_t count, kumiRedOp_t op = kumiSum) const {
+    check(kumiAllReduce(send, recv, count, dataTypeOf<T>, op, handle_, nullptr));
+  }
+  template <class T>
+  void allReduce(std::span<T> inOut, kumiRedOp_t op = kumiSum) const {
+    allReduce(inOut.data(), inOut.data(), inOut.size(), op);
+  }
+  template <class T>
+  void reduce(const T* send, T* recv, std::size_t count, int root, kumiRedOp_t op = kumiSum) const {
+    check(kumiReduce(send, recv, count, dataTypeOf<T>, op, root, handle_, nullptr));
+  }
+  template <class T>
+  void broadcast(const T* send, T* recv, std::size_t count, int root) const {
+    check(kumiBroadcast(send, recv, count, dataTypeOf<T>, root, handle_, nullptr));
+  }
+  template <class T>
+  void broadcast(std::span<T> inOut, int root) const {
+    broadcast(inOut.data(), inOut.data(), inOut.size(), root);
+  }
+  template <class T>
+  void reduceScatter(const T* send, T* recv, std::size_t recvCount, kumiRedOp_t op = kumiSum) const {
+    check(kumiReduceScatter(send, recv, recvCount, dataTypeOf<T>, op, handle_, nullptr));
+  }
+  template <class T>
+  void allGather(const T* send, T* recv, std::size_t sendCount) const {
+    check(kumiAllGather(send, recv, sendCount, dataTypeOf<T>, handle_, nullptr));
+  }
+  void barrier() const { check(kumiBarrier(handle_, nullptr)); }
+  template <class T>
+  void send(const T* data, std::size_t count, int peer) const {
+    check(kumiSend(data, count, dataTypeOf<T>, peer, handle_, nullptr));
+  }
+  template <class T>
+  void recv(T* data, std::size_t count, int peer) const {
+    check(kumiRecv(data, count, dataTypeOf<T>, peer, handle_, nullptr));
+  }
+
+ private:
+  void reset() noexcept {
+    if (handle_) kumiCommDestroy(std::exchange(handle_, nullptr));
+  }
+  kumiComm_t handle_ = nullptr;
+};
+
+}  // namespace kumi
+
+#endif  // KUMI_KUMI_HPP_

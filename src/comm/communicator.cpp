@@ -1,0 +1,233 @@
+#include "comm/communicator.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "collectives/algorithms.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/registry.hpp"
+#include "core/types.hpp"
+#include "rendezvous/bootstrap.hpp"
+#include "transports/tcp/tcp_transport.hpp"
+
+namespace kumi {
+
+namespace {
+// Largest message kumi accepts, in bytes: far beyond any memory, small enough that offsets
+// never overflow. A negative count cast to size_t lands above it.
+constexpr std::uint64_t kMaxBytes = 1ull << 56;
+constexpr std::size_t kScheduleCacheLimit = 256;
+
+bool overlaps(const void* a, std::size_t an, const void* b, std::size_t bn) {
+  auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  return an && bn && pa < pb + bn && pb < pa + an;
+}
+}  // namespace
+
+std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
+  cfg.validate();
+  const auto deadline = Deadline::after(cfg.timeoutSeconds);
+  const long long index = Registry::instance().rootCommCount.fetch_add(1);
+  if (Registry::instance().logRank.load() < 0) setLogRank(cfg.rank);
+  std::string id = cat("kumi/", cfg.jobId, "/g", cfg.generation, "/c", index);
+  if (cfg.worldSize == 1) return std::make_unique<Communicator>(cfg, 0, 1, id, nullptr, SockAddr{});
+  StoreConnection sc = connectStore(cfg, deadline);
+  SockAddr listen = chooseListenAddress(cfg.socketIfname, &sc.serverAddress);
+  return std::make_unique<Communicator>(cfg, cfg.rank, cfg.worldSize, id, sc.store, listen);
+}
+
+Communicator::Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
+                           const SockAddr& listenAddress)
+    : cfg_(cfg), rank_(rank), size_(size), id_(std::move(id)), base_(std::move(base)), listenAddress_(listenAddress) {
+  if (size_ == 1) return;
+  const auto deadline = Deadline::after(cfg_.timeoutSeconds);
+  store_ = std::make_shared<PrefixStore>(id_, base_);
+  TcpOptions o;
+  o.rank = rank_;
+  o.worldSize = size_;
+  o.jobId = cfg_.jobId;
+  o.generation = cfg_.generation;
+  o.commId = id_;
+  o.socketsPerPeer = cfg_.socketsPerPeer > 0 ? cfg_.socketsPerPeer : 2;
+  o.bufferBytes = static_cast<std::size_t>(cfg_.socketBufferBytes);
+  o.listenAddress = listenAddress_;
+  o.handshakeSeconds = std::min(30.0, cfg_.timeoutSeconds);
+  try {
+    transport_ = std::make_unique<TcpTransport>(o, store_);
+    joinBarrier(*store_, rank_, size_, "tcp", deadline);
+  } catch (const Error& e) {
+    if (e.code() != kumiRemoteError) postAbort(*store_, cat("rank ", rank_, ": ", e.what()));
+    throw;
+  }
+  KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready");
+}
+
+Communicator::~Communicator() {
+  if (transport_) transport_->shutdown();
+}
+
+std::string Communicator::peerName(int peer) {
+  auto it = peerHosts_.find(peer);
+  if (it == peerHosts_.end()) {
+    std::string host;
+    try {
+      host = store_->get(cat("host/", peer), Store::Timeout(500));
+    } catch (const Error&) {
+      host = "?";
+    }
+    it = peerHosts_.emplace(peer, host).first;
+  }
+  return cat("rank ", peer, " on ", it->second);
+}
+
+std::string Communicator::describe(const CallArgs& a, std::uint64_t seq) const {
+  std::string s = cat(collectiveName(a.coll), " #", seq, " (count ", a.count, ' ', typeName(a.type));
+  if (a.coll == Collective::AllReduce || a.coll == Collective::ReduceScatter || a.coll == Collective::Reduce)
+    s += cat(' ', opName(a.op));
+  if (a.coll == Collective::Broadcast || a.coll == Collective::Reduce) s += cat(", root ", a.root);
+  if (a.coll == Collective::Send || a.coll == Collective::Recv) s += cat(", peer ", a.root);
+  return s + ")";
+}
+
+void Communicator::validate(const CallArgs& a, bool* inPlace) const {
+  const char* what = collectiveName(a.coll);
+  KUMI_REQUIRE_ARG(validType(a.type), what, ": invalid data type ", static_cast<int>(a.type));
+  const bool reduces = a.coll == Collective::AllReduce || a.coll == Collective::ReduceScatter || a.coll == Collective::Reduce;
+  KUMI_REQUIRE_ARG(!reduces || validOp(a.op), what, ": invalid reduction op ", static_cast<int>(a.op));
+  const std::uint64_t es = typeSize(a.type);
+  const std::uint64_t n = static_cast<std::uint64_t>(size_);
+  const bool scaled = a.coll == Collective::ReduceScatter || a.coll == Collective::AllGather;
+  KUMI_REQUIRE_ARG(a.count <= kMaxBytes / es / (scaled ? n : 1), what, ": count ", a.count,
+                   " is too large (a negative count passed as size_t?)");
+  if (a.coll == Collective::Broadcast || a.coll == Collective::Reduce)
+    KUMI_REQUIRE_ARG(a.root >= 0 && a.root < size_, what, ": root ", a.root, " is not a rank of this communicator (size ", size_, ")");
+  if (a.coll == Collective::Send || a.coll == Collective::Recv) {
+    KUMI_REQUIRE_ARG(a.root >= 0 && a.root < size_, what, ": peer ", a.root, " is not a rank of this communicator (size ", size_, ")");
+    KUMI_REQUIRE_ARG(a.root != rank_, what, ": peer ", a.root, " is this rank itself");
+  }
+  // Bytes each buffer must hold, and whether this rank uses it at all.
+  std::uint64_t sendBytes = a.count * es, recvBytes = a.count * es;
+  bool needSend = true, needRecv = true;
+  switch (a.coll) {
+    case Collective::ReduceScatter: sendBytes *= n; break;
+    case Collective::AllGather: recvBytes *= n; break;
+    case Collective::Broadcast: needSend = rank_ == a.root; break;
+    case Collective::Reduce: needRecv = rank_ == a.root; break;
+    case Collective::Send: needRecv = false; break;
+    case Collective::Recv: needSend = false; break;
+    case Collective::Barrier: needSend = needRecv = false; break;
+    default: break;
+  }
+  if (a.count > 0) {
+    KUMI_REQUIRE_ARG(!needSend || a.send != nullptr, what, ": send buffer is NULL with count ", a.count);
+    KUMI_REQUIRE_ARG(!needRecv || a.recv != nullptr, what, ": receive buffer is NULL with count ", a.count);
+  }
+  // In place when the buffers coincide the way the API defines; any other overlap is an error.
+  *inPlace = false;
+  if (needSend && needRecv && a.count > 0) {
+    const auto* s = static_cast<const std::byte*>(a.send);
+    const auto* r = static_cast<const std::byte*>(a.recv);
+    const std::uint64_t myBlock = static_cast<std::uint64_t>(rank_) * a.count * es;
+    if (a.coll == Collective::ReduceScatter) *inPlace = r == s + myBlock;
+    else if (a.coll == Collective::AllGather) *inPlace = s == r + myBlock;
+    else *inPlace = s == r;
+    KUMI_REQUIRE_ARG(*inPlace || !overlaps(a.send, sendBytes, a.recv, recvBytes), what,
+                     ": send and receive buffers overlap but are not in place (see kumi.h for the in-place layout)");
+  }
+}
+
+std::uint64_t Communicator::sliceElements(const CallArgs& a) const {
+  const std::uint64_t es = typeSize(a.type);
+  if (cfg_.chunkBytes) return std::max<std::uint64_t>(1, cfg_.chunkBytes / es);
+  // Bytes of one pipeline unit before slicing: a ring chunk, or the whole message for chains.
+  std::uint64_t unit = a.count * es;
+  if (a.coll == Collective::AllReduce) unit /= static_cast<std::uint64_t>(size_);
+  // A few slices per unit let neighbours overlap; slices stay between 32 KiB and 512 KiB so
+  // that per-message overhead and staging memory both stay small.
+  std::uint64_t slice = std::clamp<std::uint64_t>(unit / 4, 32 << 10, 512 << 10);
+  return std::max<std::uint64_t>(1, slice / es);
+}
+
+const PreparedSchedule& Communicator::scheduleFor(const ScheduleKey& k) {
+  std::string key = cat(static_cast<int>(k.coll), ':', k.count, ':', k.root, ':', k.inPlace, ':', k.divide, ':', k.sliceCount);
+  auto it = cache_.find(key);
+  if (it != cache_.end()) return *it->second;
+  if (cache_.size() >= kScheduleCacheLimit) cache_.clear();
+  auto ps = std::make_unique<PreparedSchedule>(buildSchedule(k));
+  KUMI_TRACE("schedule ", collectiveName(k.coll), " count ", k.count, ": ", ps->schedule.algorithm, ", ",
+             ps->schedule.steps.size(), " steps, slice ", k.sliceCount);
+  return *cache_.emplace(key, std::move(ps)).first->second;
+}
+
+void Communicator::execute(const CallArgs& a) {
+  std::lock_guard<std::mutex> lock(opMutex_);
+  const std::uint64_t seq = ++opSeq_;
+  if (aborted_.load()) fail(kumiAborted, "rank ", rank_, ": ", collectiveName(a.coll), " on an aborted communicator");
+  if (failedCode_ != kumiSuccess)
+    fail(failedCode_, "rank ", rank_, ": ", collectiveName(a.coll), " on a communicator that failed earlier: ", failure_);
+  bool inPlace = false;
+  try {
+    validate(a, &inPlace);
+  } catch (const Error& e) {
+    fail(e.code(), "rank ", rank_, ": ", e.what());
+  }
+  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, sliceElements(a)};
+  const PreparedSchedule& ps = scheduleFor(key);
+  if (ps.schedule.steps.empty()) return;
+  const std::size_t es = typeSize(a.type);
+  Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
+  if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
+  ExecParams p{a.type, a.op, size_, Deadline::after(cfg_.timeoutSeconds), &aborted_, [this](int r) { return peerName(r); }};
+  try {
+    if (size_ > 1) {
+      transport_->connect(ps.schedule.peers(), p.deadline);
+    }
+    executor_.run(ps, bufs, transport_.get(), p);
+  } catch (const Error& e) {
+    failedCode_ = aborted_.load() ? kumiAborted : e.code();
+    failure_ = cat(describe(a, seq), ": ", e.what());
+    if (transport_) {
+      transport_->cancelAll();
+      transport_->shutdown();  // peers see closed connections and fail fast too
+    }
+    KUMI_WARN("rank ", rank_, ": ", failure_);
+    fail(failedCode_, "rank ", rank_, ": ", failure_);
+  }
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  // Everyone learns everyone's (color, key) through an allgather on this communicator.
+  std::vector<std::int32_t> mine = {color, key};
+  std::vector<std::int32_t> all(2 * static_cast<std::size_t>(size_));
+  execute({Collective::AllGather, mine.data(), all.data(), 2, kumiInt32, kumiSum, 0});
+  const std::uint64_t seq = ++splitSeq_;
+  if (color < 0) return nullptr;
+  std::vector<std::pair<std::int32_t, int>> members;  // (key, old rank)
+  for (int r = 0; r < size_; ++r)
+    if (all[2 * static_cast<std::size_t>(r)] == color) members.emplace_back(all[2 * static_cast<std::size_t>(r) + 1], r);
+  std::sort(members.begin(), members.end());
+  int newRank = 0;
+  for (std::size_t i = 0; i < members.size(); ++i)
+    if (members[i].second == rank_) newRank = static_cast<int>(i);
+  const int newSize = static_cast<int>(members.size());
+  std::string childId = cat(id_, "/s", seq, "c", color);
+  Config c = cfg_;
+  c.rank = newRank;
+  c.worldSize = newSize;
+  if (newSize == 1) return std::make_unique<Communicator>(c, 0, 1, childId, nullptr, SockAddr{});
+  return std::make_unique<Communicator>(c, newRank, newSize, childId, base_, listenAddress_);
+}
+
+void Communicator::abort() {
+  aborted_.store(true);
+  if (transport_) transport_->wake();
+  std::lock_guard<std::mutex> lock(opMutex_);  // waits for the running operation to give up
+  if (transport_) {
+    transport_->cancelAll();
+    transport_->shutdown();
+  }
+  if (store_) postAbort(*store_, cat("rank ", rank_, " aborted the communicator"));
+}
+
+}  // namespace kumi

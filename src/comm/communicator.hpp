@@ -1,0 +1,83 @@
+// A communicator: a group of ranks with its connections, schedule cache and executor. Every
+// operation validates its arguments, runs the schedule under a deadline, and on failure leaves
+// the communicator failed (connections closed so that peers learn at once) with a message that
+// names the operation, its sequence number and the peer at fault.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "collectives/executor.hpp"
+#include "collectives/prepared.hpp"
+#include "core/config.hpp"
+#include "core/socket.hpp"
+#include "rendezvous/store.hpp"
+#include "transports/transport.hpp"
+
+namespace kumi {
+
+struct CallArgs {
+  Collective coll;
+  const void* send = nullptr;
+  void* recv = nullptr;
+  std::uint64_t count = 0;
+  kumiDataType_t type = kumiFloat32;
+  kumiRedOp_t op = kumiSum;
+  int root = 0;  // root, or the peer of send/recv
+};
+
+class Communicator {
+ public:
+  // Collective over cfg.worldSize ranks: reaches the store, joins, listens for peers.
+  static std::unique_ptr<Communicator> create(const Config& cfg);
+  ~Communicator();
+
+  // Collective over this communicator; returns null for color < 0.
+  std::unique_ptr<Communicator> split(int color, int key);
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  const std::string& id() const { return id_; }
+
+  void execute(const CallArgs& args);
+
+  // From any thread: fails the operation in progress, closes connections.
+  void abort();
+
+  // Bytes of kumi's own buffers (staging, scratch), for the memory budget.
+  std::size_t bytesHeld() const { return executor_.bytesHeld(); }
+
+  // Use create() or split(); public for make_unique. listenAddress is where peers reach us.
+  Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
+               const SockAddr& listenAddress);
+
+ private:
+  const PreparedSchedule& scheduleFor(const ScheduleKey& key);
+  void validate(const CallArgs& a, bool* inPlace) const;
+  std::string describe(const CallArgs& a, std::uint64_t seq) const;
+  std::string peerName(int peer);
+  std::uint64_t sliceElements(const CallArgs& a) const;
+
+  Config cfg_;
+  int rank_;
+  int size_;
+  std::string id_;
+  std::shared_ptr<Store> base_;   // the job's store, shared by all communicators of a process
+  std::shared_ptr<Store> store_;  // scoped to this communicator
+  SockAddr listenAddress_;
+  std::unique_ptr<Transport> transport_;
+  Executor executor_;
+  std::unordered_map<std::string, std::unique_ptr<PreparedSchedule>> cache_;
+  std::unordered_map<int, std::string> peerHosts_;
+  std::uint64_t opSeq_ = 0;
+  std::uint64_t splitSeq_ = 0;
+  std::mutex opMutex_;  // held while an operation runs; abort waits on it
+  std::atomic<bool> aborted_{false};
+  kumiResult_t failedCode_ = kumiSuccess;
+  std::string failure_;
+};
+
+}  // namespace kumi

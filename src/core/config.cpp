@@ -1,0 +1,60 @@
+#include "core/config.hpp"
+
+#include "core/env.hpp"
+#include "core/error.hpp"
+
+namespace kumi {
+
+Config Config::resolve(const kumiConfig_t* user) {
+  Config c;
+  if (auto v = envInt("KUMI_RANK")) c.rank = static_cast<int>(*v);
+  if (auto v = envInt("KUMI_WORLD_SIZE")) c.worldSize = static_cast<int>(*v);
+  if (auto v = envString("KUMI_STORE")) c.store = *v;
+  if (auto v = envInt("KUMI_STORE_SERVE")) c.storeServe = static_cast<int>(*v);
+  if (auto v = envString("KUMI_JOB_ID")) c.jobId = *v;
+  if (auto v = envInt("KUMI_GENERATION")) c.generation = static_cast<int>(*v);
+  if (auto v = envDouble("KUMI_TIMEOUT")) c.timeoutSeconds = *v;
+  if (auto v = envString("KUMI_SOCKET_IFNAME")) c.socketIfname = *v;
+  if (auto v = envInt("KUMI_SOCKET_NSOCKS")) c.socketsPerPeer = static_cast<int>(*v);
+  if (auto v = envBytes("KUMI_SOCKET_BUFFER")) c.socketBufferBytes = *v;
+  if (auto v = envBytes("KUMI_CHUNK_SIZE")) c.chunkBytes = *v;
+  if (auto v = envString("KUMI_ALGO")) c.algo = *v;
+  if (auto v = envString("KUMI_TRANSPORT")) c.transport = *v;
+  if (auto v = envString("KUMI_HOSTID")) c.hostId = *v;
+
+  if (user != nullptr) {
+    if (user->structSize != sizeof(kumiConfig_t))
+      fail(kumiInvalidArgument, "kumiConfig_t.structSize is ", user->structSize, ", expected ",
+           sizeof(kumiConfig_t), ": initialise the struct with KUMI_CONFIG_INITIALIZER");
+    if (user->rank >= 0) c.rank = user->rank;
+    if (user->worldSize >= 0) c.worldSize = user->worldSize;
+    if (user->storeAddr) c.store = user->storeAddr;
+    if (user->storeServe >= 0) c.storeServe = user->storeServe;
+    if (user->jobId) c.jobId = user->jobId;
+    if (user->generation >= 0) c.generation = user->generation;
+    if (user->timeoutSeconds > 0) c.timeoutSeconds = user->timeoutSeconds;
+    if (user->socketIfname) c.socketIfname = user->socketIfname;
+  }
+  if (c.jobId.empty()) c.jobId = "kumi";
+  return c;
+}
+
+void Config::validate() const {
+  KUMI_REQUIRE_ARG(worldSize >= 1, "world size is ", worldSize,
+                   ": set KUMI_WORLD_SIZE (or run under kumirun) to a positive number");
+  KUMI_REQUIRE_ARG(rank >= 0 && rank < worldSize, "rank ", rank, " is outside the world of size ",
+                   worldSize, " (KUMI_RANK must be in [0, ", worldSize, "))");
+  KUMI_REQUIRE_ARG(worldSize == 1 || !store.empty(),
+                   "no rendezvous store: set KUMI_STORE=host:port (rank 0 serves it) or run under kumirun");
+  KUMI_REQUIRE_ARG(timeoutSeconds > 0, "KUMI_TIMEOUT must be positive, got ", timeoutSeconds);
+  KUMI_REQUIRE_ARG(generation >= 0, "KUMI_GENERATION must be >= 0, got ", generation);
+  KUMI_REQUIRE_ARG(socketsPerPeer >= 0 && socketsPerPeer <= 16, "KUMI_SOCKET_NSOCKS must be in [0, 16], got ",
+                   socketsPerPeer);
+  KUMI_REQUIRE_ARG(storeServe >= -1 && storeServe <= 1, "KUMI_STORE_SERVE must be 0 or 1, got ", storeServe);
+  KUMI_REQUIRE_ARG(chunkBytes == 0 || (chunkBytes >= 4096 && chunkBytes <= (64u << 20)),
+                   "KUMI_CHUNK_SIZE must be between 4K and 64M, got ", chunkBytes);
+  KUMI_REQUIRE_ARG(transport.empty() || transport == "tcp", "KUMI_TRANSPORT='", transport,
+                   "' is not available in this build (available: tcp)");
+}
+
+}  // namespace kumi

@@ -1,0 +1,34 @@
+// Settings of a communicator: from kumiConfig_t where the caller set a field, else from the
+// KUMI_* environment, else the default. docs/ and the README list every variable.
+#pragma once
+
+#include <kumi/kumi.h>
+
+#include <cstdint>
+#include <string>
+
+namespace kumi {
+
+struct Config {
+  int rank = -1;
+  int worldSize = -1;
+  std::string store;          // KUMI_STORE host:port
+  int storeServe = -1;        // KUMI_STORE_SERVE: 1 serve, 0 connect only, -1 rank 0 serves
+  std::string jobId;          // KUMI_JOB_ID
+  int generation = 0;         // KUMI_GENERATION (restart count)
+  double timeoutSeconds = 600;  // KUMI_TIMEOUT
+  std::string socketIfname;   // KUMI_SOCKET_IFNAME
+  int socketsPerPeer = 0;     // KUMI_SOCKET_NSOCKS (0 = automatic)
+  std::uint64_t socketBufferBytes = 4u << 20;  // KUMI_SOCKET_BUFFER
+  std::uint64_t chunkBytes = 0;  // KUMI_CHUNK_SIZE pipeline slice (0 = automatic)
+  std::string algo;           // KUMI_ALGO
+  std::string transport;      // KUMI_TRANSPORT (only "tcp" so far)
+  std::string hostId;         // KUMI_HOSTID
+
+  // Environment first, then non-default fields of user (may be null).
+  static Config resolve(const kumiConfig_t* user);
+  // Throws kumiInvalidArgument naming the first bad field.
+  void validate() const;
+};
+
+}  // namespace kumi

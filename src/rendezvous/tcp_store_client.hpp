@@ -1,0 +1,35 @@
+// Client of the TCP store. Connecting retries with backoff until the deadline, because in a
+// gang job the server (rank 0) may start after the others. Thread-safe: one request at a time.
+#pragma once
+
+#include <mutex>
+
+#include "core/deadline.hpp"
+#include "core/socket.hpp"
+#include "rendezvous/store.hpp"
+
+namespace kumi {
+
+class TcpStoreClient final : public Store {
+ public:
+  TcpStoreClient(const std::string& hostPort, const Deadline& connectDeadline);
+  void set(const std::string& key, const std::string& value) override;
+  std::string get(const std::string& key, Timeout timeout) override;
+  void wait(const std::vector<std::string>& keys, Timeout timeout) override;
+  std::int64_t add(const std::string& key, std::int64_t delta) override;
+  std::string compareSet(const std::string& key, const std::string& expected, const std::string& desired) override;
+  bool remove(const std::string& key) override;
+  bool check(const std::vector<std::string>& keys) override;
+  std::string describe() const override { return "tcp://" + address_; }
+  // The server's address as connected (useful to pick the interface toward it).
+  SockAddr serverAddress() const { return server_; }
+
+ private:
+  std::string roundTrip(const std::string& request, Timeout serverTimeout, const char* what);
+  std::string address_;
+  SockAddr server_;
+  std::mutex mutex_;
+  Fd fd_;
+};
+
+}  // namespace kumi

@@ -1,0 +1,50 @@
+// kumi-store: the rendezvous store as a standalone server, for jobs whose rank 0 should not
+// host it (set KUMI_STORE_SERVE=0 in the ranks).
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "core/error.hpp"
+#include "core/socket.hpp"
+#include "rendezvous/tcp_store_server.hpp"
+
+namespace {
+kumi::TcpStoreServer* running = nullptr;
+void onSignal(int) {
+  if (running) running->stop();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string listen = "0.0.0.0:29400";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--listen" || a == "-l") && i + 1 < argc) {
+      listen = argv[++i];
+    } else if (a == "-h" || a == "--help") {
+      std::printf("usage: kumi-store [--listen HOST:PORT]   (default 0.0.0.0:29400)\n"
+                  "Serves the kumi rendezvous store until SIGINT or SIGTERM.\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "kumi-store: unknown argument '%s' (try --help)\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    auto [host, port] = kumi::splitHostPort(listen, "--listen");
+    kumi::TcpStoreServer server(kumi::resolve(host, port, "--listen").front());
+    std::printf("kumi-store: serving on %s\n", server.address().str().c_str());
+    std::fflush(stdout);
+    running = &server;
+    signal(SIGINT, onSignal);
+    signal(SIGTERM, onSignal);
+    server.serve();
+    running = nullptr;
+  } catch (const kumi::Error& e) {
+    std::fprintf(stderr, "kumi-store: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

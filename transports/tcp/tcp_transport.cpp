@@ -1,0 +1,484 @@
+#include "transports/tcp/tcp_transport.hpp"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "transports/tcp/handshake.hpp"
+
+namespace kumi {
+using namespace tcp;
+
+namespace {
+
+// Messages at least this large are striped over all sockets of a peer.
+constexpr std::size_t kStripeMinBytes = 256 * 1024;
+
+struct Part {
+  Request* req;
+  char* data;
+  std::size_t bytes;
+  std::size_t done = 0;
+  MessageHeader header;
+  std::size_t headerDone = 0;
+};
+
+struct Socket {
+  Fd fd;
+  int peer = -1;
+  bool readable = true;  // edge-triggered readiness, cleared on EAGAIN
+  bool writable = true;
+  std::deque<Part> sendq;
+  std::deque<Part> recvq;
+};
+
+enum class PeerState { kNone, kConnecting, kIncoming, kEstablished };
+
+struct Peer {
+  PeerState state = PeerState::kNone;
+  std::atomic<bool> established{false};
+  std::vector<std::unique_ptr<Socket>> sockets;
+  std::string where;  // "host:port" for messages
+  // Incoming set being assembled by the acceptor.
+  std::uint64_t incomingNonce = 0;
+  std::vector<Fd> incomingFds;
+  std::uint32_t sendSeq = 0;
+  std::uint32_t recvSeq = 0;
+};
+
+}  // namespace
+
+struct TcpTransport::Impl {
+  TcpOptions opt;
+  std::shared_ptr<Store> store;
+  Fd listener;
+  SockAddr listenAddr;
+  Fd epfd;
+  Fd wakeFd;
+  Fd acceptStopFd;
+  std::thread acceptor;
+  std::mutex mutex;  // guards peer state changes between the acceptor and the caller
+  std::condition_variable changed;
+  std::vector<std::unique_ptr<Peer>> peers;
+  std::vector<Socket*> active;  // sockets of established peers; owned by the progress thread
+  std::atomic<bool> activeDirty{false};  // a peer was installed: rebuild `active`
+  std::uint64_t jobHash = 0, commHash = 0;
+  bool isShutdown = false;
+
+  std::string peerName(int p) const {
+    const auto& w = peers[p]->where;
+    return w.empty() ? cat("rank ", p) : cat("rank ", p, " (", w, ")");
+  }
+
+  Hello makeHello(std::uint16_t index, std::uint16_t count, std::uint64_t nonce) const {
+    Hello h{};
+    h.magic = kHelloMagic;
+    h.version = kProtocolVersion;
+    h.socketIndex = index;
+    h.socketCount = count;
+    h.rank = static_cast<std::uint32_t>(opt.rank);
+    h.worldSize = static_cast<std::uint32_t>(opt.worldSize);
+    h.generation = static_cast<std::uint32_t>(opt.generation);
+    h.setNonce = nonce;
+    std::strncpy(h.jobId, opt.jobId.c_str(), sizeof h.jobId - 1);
+    h.jobHash = jobHash;
+    h.commHash = commHash;
+    return h;
+  }
+
+  // Makes fd part of the data path: non-blocking, no Nagle, big buffers, in epoll.
+  std::unique_ptr<Socket> adopt(Fd fd, int peer) {
+    auto s = std::make_unique<Socket>();
+    setNonBlocking(fd.get(), true);
+    setNoDelay(fd.get());
+    setBufferSizes(fd.get(), opt.bufferBytes);
+    s->fd = std::move(fd);
+    s->peer = peer;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+    ev.data.ptr = s.get();
+    ::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, s->fd.get(), &ev);
+    return s;
+  }
+
+  // Caller holds mutex.
+  void install(int p, std::vector<Fd> fds) {
+    Peer& peer = *peers[p];
+    for (auto& fd : fds) peer.sockets.push_back(adopt(std::move(fd), p));
+    activeDirty.store(true, std::memory_order_release);
+    peer.state = PeerState::kEstablished;
+    peer.established.store(true, std::memory_order_release);
+    changed.notify_all();
+    KUMI_TRACE("tcp: connected to ", peerName(p), " with ", peer.sockets.size(), " socket(s)");
+  }
+
+  // ---- accepting side ----
+  void acceptLoop() {
+    for (;;) {
+      pollfd fds[2] = {{listener.get(), POLLIN, 0}, {acceptStopFd.get(), POLLIN, 0}};
+      int rc = ::poll(fds, 2, -1);
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc < 0 || (fds[1].revents & POLLIN)) return;
+      if (!(fds[0].revents & POLLIN)) continue;
+      int cfd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (cfd < 0) continue;
+      handleIncoming(Fd(cfd));
+    }
+  }
+
+  void handleIncoming(Fd fd) {
+    std::string from = peerAddress(fd.get()).str();
+    Hello h{};
+    try {
+      readFull(fd.get(), &h, sizeof h, Deadline::after(opt.handshakeSeconds), cat("handshake from ", from));
+    } catch (const Error& e) {
+      KUMI_WARN("tcp: refused connection from ", from, ": ", e.what());
+      return;
+    }
+    std::uint32_t status = kAccepted;
+    if (h.magic != kHelloMagic) {
+      KUMI_WARN("tcp: refused connection from ", from, ": not a kumi handshake");
+      return;
+    }
+    if (h.version != kProtocolVersion) status = kBadVersion;
+    else if (h.jobHash != jobHash) status = kWrongJob;
+    else if (h.generation != static_cast<std::uint32_t>(opt.generation)) status = kWrongGeneration;
+    else if (h.commHash != commHash) status = kWrongCommunicator;
+    else if (h.worldSize != static_cast<std::uint32_t>(opt.worldSize) || h.rank >= h.worldSize ||
+             static_cast<int>(h.rank) == opt.rank || h.socketCount == 0 || h.socketIndex >= h.socketCount)
+      status = kBadRank;
+    int p = static_cast<int>(h.rank);
+    bool complete = false;
+    std::vector<Fd> set;
+    if (status == kAccepted) {
+      std::lock_guard<std::mutex> lock(mutex);
+      Peer& peer = *peers[p];
+      if (h.socketIndex == 0) {
+        bool oursWins = peer.state == PeerState::kConnecting && opt.rank < p;
+        if (peer.state == PeerState::kEstablished || peer.state == PeerState::kIncoming || oursWins) {
+          status = kDuplicate;
+        } else {
+          peer.state = PeerState::kIncoming;
+          peer.incomingNonce = h.setNonce;
+          peer.incomingFds.clear();
+          peer.where = from;
+        }
+      } else if (peer.state != PeerState::kIncoming || peer.incomingNonce != h.setNonce) {
+        status = kUnknownSet;
+      }
+    }
+    HelloReply reply{kHelloMagic, status};
+    try {
+      writeFull(fd.get(), &reply, sizeof reply, Deadline::after(opt.handshakeSeconds), cat("handshake reply to ", from));
+    } catch (const Error& e) {
+      KUMI_WARN("tcp: handshake with ", from, " failed: ", e.what());
+      return;  // the initiator will time out or retry
+    }
+    if (status != kAccepted) {
+      if (status != kDuplicate)
+        KUMI_WARN("tcp: refused connection from ", from, " claiming rank ", h.rank, " of job '",
+                  std::string(h.jobId, strnlen(h.jobId, sizeof h.jobId)), "' generation ", h.generation, ": ",
+                  helloStatusText(status), " (this is rank ", opt.rank, " of job '", opt.jobId, "' generation ",
+                  opt.generation, ")");
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    Peer& peer = *peers[p];
+    peer.incomingFds.push_back(std::move(fd));
+    complete = peer.incomingFds.size() == h.socketCount;
+    if (complete) {
+      // Arrival order is socket index order: the initiator opens the next socket only after
+      // this thread has answered the previous one.
+      set = std::move(peer.incomingFds);
+      peer.incomingFds.clear();
+      install(p, std::move(set));
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(wakeFd.get(), &one, sizeof one);
+    }
+  }
+
+  // ---- initiating side ----
+  // Returns true if this side's connection set was accepted; false if the pair resolved to the
+  // peer's set (then wait for it).
+  bool initiate(int p, const Deadline& deadline) {
+    std::string where = store->get(cat("tcp/", p), std::chrono::milliseconds(std::max(1, deadline.msLeft())));
+    auto sep = where.find('|');
+    std::string addrText = where.substr(0, sep);
+    auto [host, port] = splitHostPort(addrText, "peer address");
+    auto addrs = resolve(host, port, "peer address");
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      peers[p]->where = addrText;
+    }
+    std::uint64_t nonce = std::random_device{}() * 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(::getpid());
+    const int k = opt.socketsPerPeer;
+    std::vector<Fd> fds;
+    for (int i = 0; i < k; ++i) {
+      Fd fd = connectWithRetry(addrs, deadline, cat("connect to ", peerName(p)));
+      Hello h = makeHello(static_cast<std::uint16_t>(i), static_cast<std::uint16_t>(k), nonce);
+      writeFull(fd.get(), &h, sizeof h, deadline, cat("handshake with ", peerName(p)));
+      HelloReply r{};
+      readFull(fd.get(), &r, sizeof r, deadline, cat("handshake with ", peerName(p)));
+      if (r.magic != kHelloMagic) fail(kumiRemoteError, peerName(p), " answered the handshake with garbage");
+      if (r.status == kDuplicate && i == 0) return false;
+      if (r.status != kAccepted)
+        fail(kumiRemoteError, peerName(p), " refused the connection: ", helloStatusText(r.status),
+             " (this is rank ", opt.rank, " of job '", opt.jobId, "' generation ", opt.generation, ")");
+      fds.push_back(std::move(fd));
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    install(p, std::move(fds));
+    return true;
+  }
+
+  void connectOne(int p, const Deadline& deadline) {
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      Peer& peer = *peers[p];
+      if (peer.state == PeerState::kEstablished) return;
+      if (peer.state == PeerState::kNone) peer.state = PeerState::kConnecting;
+      else if (peer.state == PeerState::kIncoming) goto wait;
+    }
+    if (initiate(p, deadline)) return;
+  wait : {
+    std::unique_lock<std::mutex> lock(mutex);
+    bool ok = changed.wait_until(lock, deadline.when(), [&] { return peers[p]->state == PeerState::kEstablished; });
+    if (!ok)
+      fail(kumiTimeout, "rank ", opt.rank, ": connection with ", peerName(p),
+           " was not completed before the deadline (the peer is not taking part?)");
+  }
+  }
+
+  // ---- data path ----
+  [[noreturn]] void lost(const Socket& s, const char* how) {
+    fail(kumiRemoteError, "rank ", opt.rank, ": connection to ", peerName(s.peer), " ", how,
+         ": the peer exited, crashed or aborted");
+  }
+
+  bool pumpSend(Socket& s, std::vector<Request*>& completed) {
+    bool moved = false;
+    while (s.writable && !s.sendq.empty()) {
+      Part& part = s.sendq.front();
+      iovec iov[2];
+      int n = 0;
+      if (part.headerDone < sizeof(MessageHeader))
+        iov[n++] = {reinterpret_cast<char*>(&part.header) + part.headerDone, sizeof(MessageHeader) - part.headerDone};
+      if (part.done < part.bytes) iov[n++] = {part.data + part.done, part.bytes - part.done};
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<std::size_t>(n);
+      ssize_t w = ::sendmsg(s.fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          s.writable = false;
+          break;
+        }
+        lost(s, "failed while sending");
+      }
+      moved = true;
+      auto written = static_cast<std::size_t>(w);
+      std::size_t h = std::min(written, sizeof(MessageHeader) - part.headerDone);
+      part.headerDone += h;
+      part.done += written - h;
+      if (part.headerDone == sizeof(MessageHeader) && part.done == part.bytes) {
+        if (--part.req->partsLeft == 0) completed.push_back(part.req);
+        s.sendq.pop_front();
+      }
+    }
+    return moved;
+  }
+
+  bool pumpRecv(Socket& s, std::vector<Request*>& completed) {
+    bool moved = false;
+    while (s.readable && !s.recvq.empty()) {
+      Part& part = s.recvq.front();
+      ssize_t r;
+      if (part.headerDone < sizeof(MessageHeader)) {
+        r = ::recv(s.fd.get(), reinterpret_cast<char*>(&part.header) + part.headerDone,
+                   sizeof(MessageHeader) - part.headerDone, MSG_DONTWAIT);
+      } else {
+        r = ::recv(s.fd.get(), part.data + part.done, part.bytes - part.done, MSG_DONTWAIT);
+      }
+      if (r == 0) lost(s, "was closed");
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          s.readable = false;
+          break;
+        }
+        lost(s, "failed while receiving");
+      }
+      moved = true;
+      if (part.headerDone < sizeof(MessageHeader)) {
+        part.headerDone += static_cast<std::size_t>(r);
+        if (part.headerDone == sizeof(MessageHeader)) {
+          const auto& h = part.header;
+          if (h.magic != kHelloMagic)
+            fail(kumiRemoteError, "rank ", opt.rank, ": corrupt stream from ", peerName(s.peer));
+          if (h.bytes != part.bytes)
+            fail(kumiRemoteError, "rank ", opt.rank, ": ", peerName(s.peer), " sent a message part of ", h.bytes,
+                 " bytes where ", part.bytes,
+                 " were expected: the ranks called different collectives or disagree on count or data type");
+        }
+      } else {
+        part.done += static_cast<std::size_t>(r);
+      }
+      if (part.headerDone == sizeof(MessageHeader) && part.done == part.bytes) {
+        if (--part.req->partsLeft == 0) completed.push_back(part.req);
+        s.recvq.pop_front();
+      }
+    }
+    return moved;
+  }
+
+  // Splits a message into parts on the peer's sockets; both sides compute the same split.
+  template <class Queue>
+  void enqueue(int p, char* data, std::size_t bytes, Request* req, std::uint32_t& seq, Queue queueOf) {
+    Peer& peer = *peers[p];
+    if (!peer.established.load(std::memory_order_acquire))
+      fail(kumiInternalError, "rank ", opt.rank, ": message posted to ", peerName(p), " before connecting");
+    const std::size_t k = peer.sockets.size();
+    const std::uint32_t s = seq++;
+    auto add = [&](Socket& sock, char* ptr, std::size_t n) {
+      Part part{req, ptr, n};
+      part.header = MessageHeader{kHelloMagic, s, n};
+      (sock.*queueOf).push_back(part);
+    };
+    if (k == 1 || bytes < kStripeMinBytes) {
+      req->partsLeft = 1;
+      add(*peer.sockets[s % k], data, bytes);
+      return;
+    }
+    req->partsLeft = static_cast<int>(k);
+    std::size_t base = bytes / k, off = 0;
+    for (std::size_t i = 0; i < k; ++i) {
+      std::size_t n = base + (i < bytes % k ? 1 : 0);
+      add(*peer.sockets[i], data + off, n);
+      off += n;
+    }
+  }
+};
+
+TcpTransport::TcpTransport(const TcpOptions& options, std::shared_ptr<Store> store)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.opt = options;
+  m.opt.socketsPerPeer = std::max(1, options.socketsPerPeer);
+  m.store = std::move(store);
+  m.jobHash = fnv1a(options.jobId);
+  m.commHash = fnv1a(options.commId);
+  for (int i = 0; i < options.worldSize; ++i) m.peers.push_back(std::make_unique<Peer>());
+  m.epfd = Fd(::epoll_create1(EPOLL_CLOEXEC));
+  m.wakeFd = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  m.acceptStopFd = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!m.epfd.valid() || !m.wakeFd.valid() || !m.acceptStopFd.valid()) failErrno("tcp transport: epoll/eventfd");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // null marks the wake-up eventfd
+  ::epoll_ctl(m.epfd.get(), EPOLL_CTL_ADD, m.wakeFd.get(), &ev);
+  m.listener = listenOn(options.listenAddress, 1024, "tcp transport");
+  m.listenAddr = localAddress(m.listener.get());
+  m.store->set(cat("tcp/", options.rank), cat(m.listenAddr.str(), '|', options.rank));
+  m.acceptor = std::thread([&m] { m.acceptLoop(); });
+  KUMI_INFO("tcp: rank ", options.rank, " listening on ", m.listenAddr.str(), ", ", m.opt.socketsPerPeer,
+            " socket(s) per peer");
+}
+
+TcpTransport::~TcpTransport() { shutdown(); }
+
+std::string TcpTransport::listenAddress() const { return impl_->listenAddr.str(); }
+
+void TcpTransport::connect(const std::vector<int>& peers, const Deadline& deadline) {
+  for (int p : peers) {
+    if (p == impl_->opt.rank || impl_->peers[p]->established.load(std::memory_order_acquire)) continue;
+    impl_->connectOne(p, deadline);
+  }
+}
+
+void TcpTransport::postSend(int peer, const void* data, std::size_t bytes, Request* req) {
+  impl_->enqueue(peer, const_cast<char*>(static_cast<const char*>(data)), bytes, req, impl_->peers[peer]->sendSeq,
+                 &Socket::sendq);
+}
+
+void TcpTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {
+  impl_->enqueue(peer, static_cast<char*>(data), bytes, req, impl_->peers[peer]->recvSeq, &Socket::recvq);
+}
+
+bool TcpTransport::progress(std::vector<Request*>& completed) {
+  if (impl_->activeDirty.exchange(false, std::memory_order_acq_rel)) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->active.clear();
+    for (auto& p : impl_->peers)
+      if (p->established.load(std::memory_order_acquire))
+        for (auto& s : p->sockets) impl_->active.push_back(s.get());
+  }
+  bool moved = false;
+  for (Socket* s : impl_->active) {
+    if (!s->sendq.empty()) moved |= impl_->pumpSend(*s, completed);
+    if (!s->recvq.empty()) moved |= impl_->pumpRecv(*s, completed);
+  }
+  return moved;
+}
+
+void TcpTransport::waitForEvents(int timeoutMs) {
+  epoll_event events[64];
+  int n = ::epoll_wait(impl_->epfd.get(), events, 64, timeoutMs);
+  for (int i = 0; i < n; ++i) {
+    auto* s = static_cast<Socket*>(events[i].data.ptr);
+    if (s == nullptr) {
+      std::uint64_t v;
+      [[maybe_unused]] auto r = ::read(impl_->wakeFd.get(), &v, sizeof v);
+      continue;
+    }
+    auto e = events[i].events;
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
+    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = true;
+  }
+}
+
+void TcpTransport::wake() {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(impl_->wakeFd.get(), &one, sizeof one);
+}
+
+void TcpTransport::cancelAll() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  for (auto& p : impl_->peers)
+    for (auto& s : p->sockets) {
+      s->sendq.clear();
+      s->recvq.clear();
+    }
+}
+
+void TcpTransport::shutdown() {
+  Impl& m = *impl_;
+  if (m.isShutdown) return;
+  m.isShutdown = true;
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(m.acceptStopFd.get(), &one, sizeof one);
+  if (m.acceptor.joinable()) m.acceptor.join();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  for (auto& p : m.peers)
+    for (auto& s : p->sockets) ::shutdown(s->fd.get(), SHUT_RDWR);
+  m.active.clear();
+  for (auto& p : m.peers) {
+    p->established.store(false);
+    p->sockets.clear();
+  }
+  m.listener.reset();
+}
+
+}  // namespace kumi

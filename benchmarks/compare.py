@@ -227,7 +227,8 @@ def load_results(path, lib, args):
         raise BenchError(
             f"{lib}: {path} is for {doc.get('collective')} on "
             f"{doc.get('nranks')} ranks, expected allreduce on {args.np}")
-    return {int(r["bytes"]): r for r in doc["results"]}
+    # Out-of-place results only: the peers measure out-of-place, so that is the fair pair.
+    return {int(r["bytes"]): r for r in doc["results"] if not r.get("inplace")}
 
 
 def run_one(args, lib, round_no):

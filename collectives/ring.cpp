@@ -60,7 +60,8 @@ Schedule ringReduceScatter(const ScheduleKey& k) {
   // use scratch: slices go in groups of kGroup, each step's partials in one half of 2*kGroup
   // slots, so scratch stays a few slices whatever the size.
   const std::size_t group = k.inPlace ? 4 : slices.size();
-  if (k.inPlace) s.scratchCount = 2 * group * std::min<std::uint64_t>(k.sliceCount, rc);
+  const std::uint64_t stride = std::min<std::uint64_t>(k.sliceCount, rc);  // one slot
+  if (k.inPlace) s.scratchCount = 2 * group * stride;
   std::vector<Span> previous(slices.size());
   for (std::size_t g0 = 0; g0 < slices.size(); g0 += group) {
     const std::size_t g1 = std::min(slices.size(), g0 + group);
@@ -71,7 +72,7 @@ Schedule ringReduceScatter(const ScheduleKey& k) {
       for (std::size_t i = g0; i < g1; ++i) {
         Span acc = at(Buf::Recv, slices[i]);
         if (!last && k.inPlace)
-          acc = {Buf::Scratch, ((step % 2) * group + (i - g0)) * k.sliceCount, slices[i].count};
+          acc = {Buf::Scratch, ((step % 2) * group + (i - g0)) * stride, slices[i].count};
         b.recvReduce(prev, shifted(Buf::Send, slices[i], inputOf(r - step - 2)), acc);
         previous[i] = acc;
       }
@@ -152,10 +153,11 @@ Schedule chainReduce(const ScheduleKey& k) {
     return s;
   }
   // Middle of the chain: partials live in scratch slots, since recvbuf is root-only.
-  s.scratchCount = kSlots * std::min<std::uint64_t>(k.sliceCount, k.count);
+  const std::uint64_t stride = std::min<std::uint64_t>(k.sliceCount, k.count);  // one slot
+  s.scratchCount = kSlots * stride;
   std::uint64_t use = 0;
   for (Block sl : slices) {
-    Span acc{Buf::Scratch, (use++ % kSlots) * k.sliceCount, sl.count};
+    Span acc{Buf::Scratch, (use++ % kSlots) * stride, sl.count};
     b.recvReduce(prev, at(Buf::Send, sl), acc);
     b.send(next, acc);
   }

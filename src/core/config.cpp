@@ -1,5 +1,7 @@
 #include "core/config.hpp"
 
+#include <cstdint>
+
 #include "core/env.hpp"
 #include "core/error.hpp"
 
@@ -7,15 +9,16 @@ namespace kumi {
 
 Config Config::resolve(const kumiConfig_t* user) {
   Config c;
-  if (auto v = envInt("KUMI_RANK")) c.rank = static_cast<int>(*v);
-  if (auto v = envInt("KUMI_WORLD_SIZE")) c.worldSize = static_cast<int>(*v);
+  constexpr long long kMaxRanks = 1 << 24;
+  if (auto v = envIntIn("KUMI_RANK", 0, kMaxRanks - 1)) c.rank = *v;
+  if (auto v = envIntIn("KUMI_WORLD_SIZE", 1, kMaxRanks)) c.worldSize = *v;
   if (auto v = envString("KUMI_STORE")) c.store = *v;
-  if (auto v = envInt("KUMI_STORE_SERVE")) c.storeServe = static_cast<int>(*v);
+  if (auto v = envIntIn("KUMI_STORE_SERVE", 0, 1)) c.storeServe = *v;
   if (auto v = envString("KUMI_JOB_ID")) c.jobId = *v;
-  if (auto v = envInt("KUMI_GENERATION")) c.generation = static_cast<int>(*v);
+  if (auto v = envIntIn("KUMI_GENERATION", 0, INT32_MAX)) c.generation = *v;
   if (auto v = envDouble("KUMI_TIMEOUT")) c.timeoutSeconds = *v;
   if (auto v = envString("KUMI_SOCKET_IFNAME")) c.socketIfname = *v;
-  if (auto v = envInt("KUMI_SOCKET_NSOCKS")) c.socketsPerPeer = static_cast<int>(*v);
+  if (auto v = envIntIn("KUMI_SOCKET_NSOCKS", 0, 16)) c.socketsPerPeer = *v;
   if (auto v = envBytes("KUMI_SOCKET_BUFFER")) c.socketBufferBytes = *v;
   if (auto v = envBytes("KUMI_CHUNK_SIZE")) c.chunkBytes = *v;
   if (auto v = envString("KUMI_ALGO")) c.algo = *v;

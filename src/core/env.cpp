@@ -1,5 +1,6 @@
 #include "core/env.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
@@ -24,6 +25,13 @@ std::optional<long long> envInt(const char* name) {
   return v;
 }
 
+std::optional<int> envIntIn(const char* name, long long lo, long long hi) {
+  auto v = envInt(name);
+  if (!v) return std::nullopt;
+  if (*v < lo || *v > hi) fail(kumiInvalidArgument, name, "=", *v, " is outside [", lo, ", ", hi, "]");
+  return static_cast<int>(*v);
+}
+
 std::optional<double> envDouble(const char* name) {
   auto s = envString(name);
   if (!s) return std::nullopt;
@@ -36,7 +44,7 @@ std::optional<double> envDouble(const char* name) {
 }
 
 std::optional<std::uint64_t> parseBytes(const std::string& text) {
-  if (text.empty()) return std::nullopt;
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return std::nullopt;  // no sign, no blanks
   errno = 0;
   char* end = nullptr;
   unsigned long long v = std::strtoull(text.c_str(), &end, 10);

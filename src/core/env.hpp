@@ -10,6 +10,7 @@ namespace kumi {
 
 std::optional<std::string> envString(const char* name);  // unset or empty -> nullopt
 std::optional<long long> envInt(const char* name);         // decimal integer
+std::optional<int> envIntIn(const char* name, long long lo, long long hi);  // and within [lo, hi]
 std::optional<double> envDouble(const char* name);         // seconds etc.
 std::optional<std::uint64_t> envBytes(const char* name);   // "512K", "4M", "1G" or plain bytes
 

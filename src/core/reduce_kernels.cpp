@@ -112,10 +112,14 @@ void reduceBf16(kumiRedOp_t op, uint16_t* dst, const uint16_t* a, const uint16_t
 }
 
 void reduceFp16(kumiRedOp_t op, uint16_t* dst, const uint16_t* a, const uint16_t* b, size_t n) {
+  size_t i = 0;
+  // Only x86 targets with F16C (AVX2 and better) convert in hardware with round-to-nearest-even.
+  // Highway's software conversion on older targets truncates and clamps, so they take the exact
+  // scalar path below for every element.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
   const hn::ScalableTag<float> df;
   const hn::Rebind<hwy::float16_t, decltype(df)> dh;
   const size_t lanes = hn::Lanes(df);
-  size_t i = 0;
   auto* ha = reinterpret_cast<const hwy::float16_t*>(a);
   auto* hb = reinterpret_cast<const hwy::float16_t*>(b);
   auto* hd = reinterpret_cast<hwy::float16_t*>(dst);
@@ -123,6 +127,7 @@ void reduceFp16(kumiRedOp_t op, uint16_t* dst, const uint16_t* a, const uint16_t
     auto r = vectorOp(df, op, hn::PromoteTo(df, hn::LoadU(dh, ha + i)), hn::PromoteTo(df, hn::LoadU(dh, hb + i)));
     hn::StoreU(hn::DemoteTo(dh, r), dh, hd + i);
   }
+#endif
   for (; i < n; ++i) dst[i] = floatToFp16(scalarOp<float>(op, fp16ToFloat(a[i]), fp16ToFloat(b[i])));
 }
 
@@ -165,9 +170,11 @@ void reduceBuffers(kumiDataType_t type, kumiRedOp_t op, void* dst, const void* a
 namespace {
 template <class T>
 void divideInts(void* dst, std::size_t n, std::uint64_t divisor) {
+  // Divide in 64 bits: the divisor (a rank count) may not fit the element type.
+  using Wide = std::conditional_t<std::is_signed_v<T>, std::int64_t, std::uint64_t>;
   auto* p = static_cast<T*>(dst);
-  const T d = static_cast<T>(divisor);
-  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<T>(p[i] / d);
+  const Wide d = static_cast<Wide>(divisor);
+  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<T>(static_cast<Wide>(p[i]) / d);
 }
 template <class T>
 void divideFloats(void* dst, std::size_t n, std::uint64_t divisor) {

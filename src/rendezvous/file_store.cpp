@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -58,7 +59,15 @@ std::string FileStore::pathOf(const std::string& key) const {
       name += hex[ch & 15];
     }
   }
-  KUMI_REQUIRE_ARG(name.size() < 240, "file store: key too long: ", key);
+  // File names are limited to 255 bytes, temporary suffix included: long keys keep a readable
+  // prefix and add a hash of the whole key.
+  if (name.size() > 160) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char ch : key) h = (h ^ ch) * 1099511628211ull;
+    char tail[20];
+    std::snprintf(tail, sizeof tail, "~%016llx", static_cast<unsigned long long>(h));
+    name = name.substr(0, 160) + tail;
+  }
   return dir_ + "/k." + name;
 }
 

@@ -26,6 +26,17 @@ TcpStoreClient::TcpStoreClient(const std::string& hostPort, const Deadline& conn
   server_ = peerAddress(fd_.get());
 }
 
+namespace {
+void checkKey(const std::string& key) {
+  KUMI_REQUIRE_ARG(!key.empty() && key.size() <= sp::kMaxKeyBytes, "store key of ", key.size(),
+                   " bytes: keys must have 1 to ", sp::kMaxKeyBytes, " bytes");
+}
+void checkValue(const std::string& v) {
+  KUMI_REQUIRE_ARG(v.size() <= sp::kMaxValueBytes, "store value of ", v.size(), " bytes exceeds the limit of ",
+                   sp::kMaxValueBytes);
+}
+}  // namespace
+
 std::string TcpStoreClient::roundTrip(const std::string& request, Timeout serverTimeout, const char* what) {
   if (!fd_.valid()) fail(kumiRemoteError, "store ", address_, ": connection was lost earlier");
   auto deadline = Deadline::after(std::chrono::duration<double>(serverTimeout + kReplyGrace).count());
@@ -54,6 +65,8 @@ std::string readString(int fd, const Deadline& d, const std::string& ctx) {
 }  // namespace
 
 void TcpStoreClient::set(const std::string& key, const std::string& value) {
+  checkKey(key);
+  checkValue(value);
   sp::Writer w;
   w.u8(sp::kSet);
   w.str(key);
@@ -63,6 +76,7 @@ void TcpStoreClient::set(const std::string& key, const std::string& value) {
 }
 
 std::string TcpStoreClient::get(const std::string& key, Timeout timeout) {
+  checkKey(key);
   sp::Writer w;
   w.u8(sp::kGet);
   w.str(key);
@@ -81,6 +95,7 @@ std::string TcpStoreClient::get(const std::string& key, Timeout timeout) {
 }
 
 void TcpStoreClient::wait(const std::vector<std::string>& keys, Timeout timeout) {
+  for (const auto& k : keys) checkKey(k);
   sp::Writer w;
   w.u8(sp::kWait);
   w.strs(keys);
@@ -99,6 +114,7 @@ void TcpStoreClient::wait(const std::vector<std::string>& keys, Timeout timeout)
 }
 
 std::int64_t TcpStoreClient::add(const std::string& key, std::int64_t delta) {
+  checkKey(key);
   sp::Writer w;
   w.u8(sp::kAdd);
   w.str(key);
@@ -111,6 +127,9 @@ std::int64_t TcpStoreClient::add(const std::string& key, std::int64_t delta) {
 }
 
 std::string TcpStoreClient::compareSet(const std::string& key, const std::string& expected, const std::string& desired) {
+  checkKey(key);
+  checkValue(expected);
+  checkValue(desired);
   sp::Writer w;
   w.u8(sp::kCompareSet);
   w.str(key);

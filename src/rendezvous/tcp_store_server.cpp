@@ -146,7 +146,11 @@ struct TcpStoreServer::State {
           } else {
             c.parked = true;
             auto it = waiters.insert(waiters.end(), std::move(wt));
-            for (const auto& k : it->keys) waitersByKey[k].push_back(it);
+            // Index each distinct key once, even if the request repeats it.
+            std::vector<std::string> distinct = it->keys;
+            std::sort(distinct.begin(), distinct.end());
+            distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+            for (const auto& k : distinct) waitersByKey[k].push_back(it);
           }
           break;
         }

@@ -1,0 +1,248 @@
+// Every algorithm, checked exhaustively by the reference interpreter: all ranks' schedules run in
+// one process, results compared element by element with a direct computation, for world sizes
+// 1..32, awkward counts, in and out of place, several pipeline slice sizes, every op and type.
+// Small cases also go through the race checker.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "collectives/algorithms.hpp"
+#include "collectives/interpreter.hpp"
+#include "core/element.hpp"
+#include "core/error.hpp"
+#include "core/types.hpp"
+
+namespace kumi {
+namespace {
+
+// Small integers keep every reduction exact in every type and order; products use 1 and 2.
+double inputValue(int rank, std::uint64_t i, kumiRedOp_t op) {
+  if (op == kumiProd) return ((rank * 5 + static_cast<int>(i % 97)) % 4 == 0) ? 2.0 : 1.0;
+  return static_cast<double>((static_cast<std::uint64_t>(rank) * 7 + i * 3) % 9 + 1);
+}
+
+double expected(kumiDataType_t t, kumiRedOp_t op, int n, std::uint64_t i) {
+  double acc = inputValue(0, i, op);
+  for (int r = 1; r < n; ++r) {
+    double v = inputValue(r, i, op);
+    acc = op == kumiProd ? acc * v : op == kumiMin ? std::min(acc, v) : op == kumiMax ? std::max(acc, v) : acc + v;
+  }
+  if (op == kumiAvg) {
+    acc = t <= kumiUint64 ? std::trunc(acc / n) : acc / n;
+    if (t != kumiFloat64) acc = static_cast<float>(acc);
+  }
+  return roundToType(t, acc);
+}
+
+struct Case {
+  Collective coll;
+  int n;
+  std::uint64_t count;  // per the ScheduleKey convention
+  bool inPlace;
+  std::uint64_t slice;
+  int root = 0;
+  kumiDataType_t type = kumiFloat32;
+  kumiRedOp_t op = kumiSum;
+};
+
+std::string describe(const Case& c) {
+  return cat(collectiveName(c.coll), " n=", c.n, " count=", c.count, c.inPlace ? " in-place" : " out-of-place",
+             " slice=", c.slice, " root=", c.root, " ", typeName(c.type), " ", opName(c.op));
+}
+
+// Runs the case through the interpreter and checks every output element. Returns "" if right.
+std::string runCase(const Case& c, bool hazards) {
+  const std::size_t es = typeSize(c.type);
+  const int n = c.n;
+  const std::uint64_t cnt = c.count;
+  std::vector<PreparedSchedule> schedules;
+  for (int r = 0; r < n; ++r) {
+    ScheduleKey key{c.coll, n, r, cnt, c.root, c.inPlace, c.op == kumiAvg, c.slice};
+    schedules.emplace_back(buildSchedule(key));
+    if (hazards) {
+      std::int64_t sendFromRecv = 0;
+      if (c.coll == Collective::AllGather) sendFromRecv = static_cast<std::int64_t>(r * cnt);
+      if (c.coll == Collective::ReduceScatter) sendFromRecv = -static_cast<std::int64_t>(r * cnt);
+      std::string h = checkHazards(schedules.back(), c.inPlace, sendFromRecv);
+      if (!h.empty()) return cat("rank ", r, ": ", h);
+    }
+  }
+  // Buffers: send and recv sized per collective; a sentinel byte pattern in recv catches
+  // elements nobody wrote.
+  const std::uint64_t un = static_cast<std::uint64_t>(n);
+  std::uint64_t sendElems = cnt, recvElems = cnt;
+  if (c.coll == Collective::ReduceScatter) sendElems = cnt * un;
+  if (c.coll == Collective::AllGather) recvElems = cnt * un;
+  std::vector<std::vector<std::byte>> sendBufs(static_cast<std::size_t>(n)), recvBufs(static_cast<std::size_t>(n));
+  std::vector<RankCall> calls;
+  for (int r = 0; r < n; ++r) {
+    auto& sb = sendBufs[static_cast<std::size_t>(r)];
+    auto& rb = recvBufs[static_cast<std::size_t>(r)];
+    sb.assign(sendElems * es + 1, std::byte{0});
+    rb.assign(recvElems * es + 1, std::byte{0x7B});
+    void* recv = rb.data();
+    const void* send = sb.data();
+    void* fill = sb.data();
+    std::uint64_t fillOffset = 0;  // element index in the global input numbering
+    if (c.inPlace) {
+      if (c.coll == Collective::AllGather) {
+        send = rb.data() + static_cast<std::uint64_t>(r) * cnt * es;
+        fill = const_cast<void*>(send);
+      } else if (c.coll == Collective::ReduceScatter) {
+        recv = sb.data() + static_cast<std::uint64_t>(r) * cnt * es;
+      } else {
+        send = recv;
+        fill = recv;
+      }
+    }
+    (void)fillOffset;
+    const bool hasInput = !(c.coll == Collective::Broadcast && r != c.root);
+    if (hasInput)
+      for (std::uint64_t i = 0; i < sendElems; ++i) storeElement(c.type, fill, i, inputValue(r, i, c.op));
+    calls.push_back({send, recv});
+  }
+  std::string err = interpret(schedules, calls, c.type, c.op);
+  if (!err.empty()) return err;
+  for (int r = 0; r < n; ++r) {
+    const void* out = calls[static_cast<std::size_t>(r)].recv;
+    if (c.coll == Collective::Reduce && r != c.root) continue;
+    const std::uint64_t outElems = c.coll == Collective::AllGather ? cnt * un : cnt;
+    for (std::uint64_t i = 0; i < outElems; ++i) {
+      double want;
+      switch (c.coll) {
+        case Collective::AllReduce:
+        case Collective::Reduce: want = expected(c.type, c.op, n, i); break;
+        case Collective::ReduceScatter: want = expected(c.type, c.op, n, static_cast<std::uint64_t>(r) * cnt + i); break;
+        case Collective::AllGather: want = roundToType(c.type, inputValue(static_cast<int>(i / cnt), i % cnt, c.op)); break;
+        default: want = roundToType(c.type, inputValue(c.root, i, c.op)); break;
+      }
+      double got = loadElement(c.type, out, i);
+      if (got != want) return cat("rank ", r, " element ", i, ": got ", got, ", want ", want);
+    }
+    // The byte after the output must be untouched (no write past the end).
+    const auto& rb = recvBufs[static_cast<std::size_t>(r)];
+    if (!c.inPlace && rb.back() != std::byte{0x7B}) return cat("rank ", r, ": wrote past the end of the output");
+  }
+  // Inputs must be untouched where the API promises it (out of place: all of them).
+  if (!c.inPlace && c.coll != Collective::Broadcast)
+    for (int r = 0; r < n; ++r)
+      for (std::uint64_t i = 0; i < sendElems; ++i)
+        if (loadElement(c.type, sendBufs[static_cast<std::size_t>(r)].data(), i) != roundToType(c.type, inputValue(r, i, c.op)))
+          return cat("rank ", r, ": input element ", i, " was modified");
+  return {};
+}
+
+const Collective kCollectives[] = {Collective::AllReduce, Collective::ReduceScatter, Collective::AllGather,
+                                   Collective::Broadcast, Collective::Reduce};
+
+std::vector<std::uint64_t> countsFor(int n) {
+  std::vector<std::uint64_t> v = {0, 1, 2, 3, 7, static_cast<std::uint64_t>(n) - 1 + 0, static_cast<std::uint64_t>(n),
+                                  static_cast<std::uint64_t>(n) + 1, 2 * static_cast<std::uint64_t>(n) + 3, 100, 1237};
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+TEST(Schedules, EveryCollectiveWorldSizes1To32) {
+  int cases = 0;
+  for (int n = 1; n <= 32; ++n)
+    for (Collective coll : kCollectives)
+      for (std::uint64_t count : countsFor(n))
+        for (bool inPlace : {false, true})
+          for (std::uint64_t slice : {std::uint64_t{3}, std::uint64_t{64}, std::uint64_t{1} << 20}) {
+            Case c{coll, n, count, inPlace, slice};
+            c.root = (coll == Collective::Broadcast || coll == Collective::Reduce) ? (n > 2 ? n / 2 + 1 : n - 1) : 0;
+            const bool hazards = n <= 6 && count <= 100;
+            ASSERT_EQ(runCase(c, hazards), "") << describe(c);
+            ++cases;
+          }
+  EXPECT_GT(cases, 10000);
+}
+
+TEST(Schedules, EveryOpAndType) {
+  for (int n : {1, 2, 3, 4, 5, 7, 8})
+    for (Collective coll : {Collective::AllReduce, Collective::ReduceScatter, Collective::Reduce})
+      for (int t = 0; t < kumiNumTypes; ++t)
+        for (int op = 0; op < kumiNumOps; ++op)
+          for (std::uint64_t count : {std::uint64_t{1}, std::uint64_t{5}, std::uint64_t{129}})
+            for (bool inPlace : {false, true}) {
+              Case c{coll, n, count, inPlace, 16};
+              c.type = static_cast<kumiDataType_t>(t);
+              c.op = static_cast<kumiRedOp_t>(op);
+              c.root = n - 1;
+              ASSERT_EQ(runCase(c, false), "") << describe(c);
+            }
+}
+
+TEST(Schedules, EveryRootForRootedCollectives) {
+  for (int n : {2, 3, 5, 8, 13})
+    for (Collective coll : {Collective::Broadcast, Collective::Reduce})
+      for (int root = 0; root < n; ++root)
+        for (bool inPlace : {false, true}) {
+          Case c{coll, n, 77, inPlace, 8};
+          c.root = root;
+          ASSERT_EQ(runCase(c, n <= 5), "") << describe(c);
+        }
+}
+
+TEST(Schedules, BarrierAndPointToPointMatch) {
+  for (int n = 1; n <= 33; ++n) {
+    std::vector<PreparedSchedule> s;
+    std::vector<RankCall> calls(static_cast<std::size_t>(n), RankCall{nullptr, nullptr});
+    for (int r = 0; r < n; ++r) s.emplace_back(buildSchedule({Collective::Barrier, n, r, 0, 0, false, false, 1}));
+    ASSERT_EQ(interpret(s, calls, kumiUint8, kumiSum), "") << "barrier n=" << n;
+    // Every rank must hear, directly or transitively, from every other: ceil(log2 n) rounds.
+    int rounds = 0;
+    for (int d = 1; d < n; d *= 2) ++rounds;
+    EXPECT_EQ(s[0].schedule.steps.size(), static_cast<std::size_t>(2 * rounds)) << n;
+  }
+  std::vector<float> a(1000), b(1000, -1.f);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i) * 0.5f;
+  std::vector<PreparedSchedule> s;
+  s.emplace_back(buildSchedule({Collective::Send, 2, 0, 1000, 1, false, false, 64}));
+  s.emplace_back(buildSchedule({Collective::Recv, 2, 1, 1000, 0, false, false, 64}));
+  ASSERT_EQ(interpret(s, {{a.data(), nullptr}, {nullptr, b.data()}}, kumiFloat32, kumiSum), "");
+  EXPECT_EQ(a, b);
+}
+
+TEST(Schedules, InterpreterCatchesBrokenSchedules) {
+  // A receive with no matching send must be reported as a deadlock, not pass.
+  Schedule lonely;
+  lonely.add({StepKind::Recv, 1, {}, {Buf::Recv, 0, 4}});
+  Schedule silent;
+  std::vector<PreparedSchedule> s;
+  s.emplace_back(lonely);
+  s.emplace_back(silent);
+  std::vector<float> out(4);
+  EXPECT_NE(interpret(s, {{nullptr, out.data()}, {nullptr, nullptr}}, kumiFloat32, kumiSum).find("deadlock"), std::string::npos);
+  // A size mismatch between sender and receiver is named.
+  Schedule send4, recv8;
+  send4.add({StepKind::Send, 1, {Buf::Send, 0, 4}, {}});
+  recv8.add({StepKind::Recv, 0, {}, {Buf::Recv, 0, 8}});
+  std::vector<PreparedSchedule> m;
+  m.emplace_back(send4);
+  m.emplace_back(recv8);
+  std::vector<float> in(8), out8(8);
+  EXPECT_NE(interpret(m, {{in.data(), nullptr}, {nullptr, out8.data()}}, kumiFloat32, kumiSum).find("expected"), std::string::npos);
+  // The race checker sees a send reading memory that a concurrent receive overwrites.
+  Schedule racy;
+  racy.add({StepKind::Send, 1, {Buf::Recv, 0, 4}, {}});
+  racy.add({StepKind::Recv, 1, {}, {Buf::Recv, 2, 4}});
+  EXPECT_NE(checkHazards(PreparedSchedule(racy), false, 0).find("race"), std::string::npos);
+}
+
+TEST(Schedules, ScratchStaysBoundedWhateverTheSize) {
+  // In-place reduce-scatter and chain reduce use scratch slots: a few slices, not the message.
+  const std::uint64_t slice = 1 << 16, huge = std::uint64_t{1} << 30;
+  auto rs = buildSchedule({Collective::ReduceScatter, 4, 1, huge, 0, true, false, slice});
+  auto red = buildSchedule({Collective::Reduce, 4, 2, huge, 0, false, false, slice});
+  EXPECT_LE(rs.scratchCount, 8 * slice);
+  EXPECT_LE(red.scratchCount, 4 * slice);
+  EXPECT_GT(red.scratchCount, 0u);
+}
+
+}  // namespace
+}  // namespace kumi

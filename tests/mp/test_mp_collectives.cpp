@@ -1,0 +1,231 @@
+// Multi-process tests, run under kumirun with 1..5 ranks over TCP: every collective x data type x
+// op x size class x in/out of place, split communicators, several communicators used at once
+// from different threads, point-to-point, and barrier. Every rank runs the same tests in the
+// same order; results are checked element by element on every rank.
+#include <gtest/gtest.h>
+#include <kumi/kumi.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "core/element.hpp"
+
+namespace {
+
+kumi::Comm* world = nullptr;
+
+double inputValue(int rank, std::uint64_t i, kumiRedOp_t op) {
+  if (op == kumiProd) return ((rank * 5 + static_cast<int>(i % 97)) % 4 == 0) ? 2.0 : 1.0;
+  return static_cast<double>((static_cast<std::uint64_t>(rank) * 7 + i * 3) % 9 + 1);
+}
+
+double expected(kumiDataType_t t, kumiRedOp_t op, int n, std::uint64_t i) {
+  double acc = inputValue(0, i, op);
+  for (int r = 1; r < n; ++r) {
+    double v = inputValue(r, i, op);
+    acc = op == kumiProd ? acc * v : op == kumiMin ? std::min(acc, v) : op == kumiMax ? std::max(acc, v) : acc + v;
+  }
+  if (op == kumiAvg) {
+    acc = t <= kumiUint64 ? std::trunc(acc / n) : acc / n;
+    if (t != kumiFloat64) acc = static_cast<float>(acc);
+  }
+  return kumi::roundToType(t, acc);
+}
+
+const std::uint64_t kSizes[] = {0, 1, 7, 1023, 100003};
+const kumiRedOp_t kOps[] = {kumiSum, kumiProd, kumiMin, kumiMax, kumiAvg};
+enum class Coll { AllReduce, ReduceScatter, AllGather, Broadcast, Reduce };
+const Coll kColls[] = {Coll::AllReduce, Coll::ReduceScatter, Coll::AllGather, Coll::Broadcast, Coll::Reduce};
+const char* name(Coll c) {
+  switch (c) {
+    case Coll::AllReduce: return "allreduce";
+    case Coll::ReduceScatter: return "reduce_scatter";
+    case Coll::AllGather: return "allgather";
+    case Coll::Broadcast: return "broadcast";
+    default: return "reduce";
+  }
+}
+
+// Runs one call and returns the number of wrong output elements on this rank.
+std::uint64_t runOne(const kumi::Comm& comm, Coll coll, kumiDataType_t t, kumiRedOp_t op, std::uint64_t count,
+                     bool inPlace) {
+  const int n = comm.size(), r = comm.rank();
+  const std::size_t es = kumiTypeSize(t);
+  const std::uint64_t un = static_cast<std::uint64_t>(n);
+  const int root = n - 1;
+  std::uint64_t sendElems = count, recvElems = count;
+  if (coll == Coll::ReduceScatter) sendElems = count * un;
+  if (coll == Coll::AllGather) recvElems = count * un;
+  std::vector<std::byte> sb(sendElems * es + 8), rb(recvElems * es + 8, std::byte{0x5A});
+  std::byte* send = sb.data();
+  std::byte* recv = rb.data();
+  std::byte* fill = sb.data();
+  if (inPlace) {
+    if (coll == Coll::AllGather) {
+      send = recv + static_cast<std::uint64_t>(r) * count * es;
+      fill = send;
+    } else if (coll == Coll::ReduceScatter) {
+      recv = send + static_cast<std::uint64_t>(r) * count * es;
+    } else {
+      send = recv;
+      fill = recv;
+    }
+  }
+  for (std::uint64_t i = 0; i < sendElems; ++i) kumi::storeElement(t, fill, i, inputValue(r, i, op));
+  kumiResult_t res = kumiSuccess;
+  switch (coll) {
+    case Coll::AllReduce: res = kumiAllReduce(send, recv, count, t, op, comm.get(), nullptr); break;
+    case Coll::ReduceScatter: res = kumiReduceScatter(send, recv, count, t, op, comm.get(), nullptr); break;
+    case Coll::AllGather: res = kumiAllGather(send, recv, count, t, comm.get(), nullptr); break;
+    case Coll::Broadcast: res = kumiBroadcast(send, recv, count, t, root, comm.get(), nullptr); break;
+    case Coll::Reduce: res = kumiReduce(send, recv, count, t, op, root, comm.get(), nullptr); break;
+  }
+  EXPECT_EQ(res, kumiSuccess) << kumiGetLastError();
+  if (coll == Coll::Reduce && r != root) return 0;
+  std::uint64_t wrong = 0;
+  const std::uint64_t outElems = coll == Coll::AllGather ? count * un : count;
+  for (std::uint64_t i = 0; i < outElems; ++i) {
+    double want;
+    switch (coll) {
+      case Coll::AllReduce:
+      case Coll::Reduce: want = expected(t, op, n, i); break;
+      case Coll::ReduceScatter: want = expected(t, op, n, static_cast<std::uint64_t>(r) * count + i); break;
+      case Coll::AllGather: want = kumi::roundToType(t, inputValue(static_cast<int>(i / count), i % count, op)); break;
+      default: want = kumi::roundToType(t, inputValue(root, i, op)); break;
+    }
+    if (kumi::loadElement(t, recv, i) != want) ++wrong;
+  }
+  if (!inPlace) {  // nothing written past the output
+    for (std::size_t b = recvElems * es; b < rb.size(); ++b)
+      if (rb[b] != std::byte{0x5A}) ++wrong;
+  }
+  return wrong;
+}
+
+class EveryCombination : public ::testing::TestWithParam<int> {};
+
+TEST_P(EveryCombination, MatchesReference) {
+  const auto t = static_cast<kumiDataType_t>(GetParam());
+  for (Coll coll : kColls)
+    for (kumiRedOp_t op : kOps) {
+      const bool reduces = coll == Coll::AllReduce || coll == Coll::ReduceScatter || coll == Coll::Reduce;
+      if (!reduces && op != kumiSum) continue;
+      for (std::uint64_t count : kSizes)
+        for (bool inPlace : {false, true})
+          ASSERT_EQ(runOne(*world, coll, t, op, count, inPlace), 0u)
+              << name(coll) << " " << kumiTypeSize(t) << "-byte type " << GetParam() << " op " << op << " count " << count
+              << (inPlace ? " in place" : " out of place") << " rank " << world->rank() << " of " << world->size();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, EveryCombination, ::testing::Range(0, static_cast<int>(kumiNumTypes)));
+
+TEST(MultiProcess, LargeAllReduceSpansManySlices) {
+  // 24 MiB: many pipeline slices per ring chunk, staging reuse, several sockets per peer.
+  const std::size_t count = 6u << 20;
+  std::vector<float> in(count), out(count, -1.f);
+  for (std::size_t i = 0; i < count; ++i) in[i] = static_cast<float>(inputValue(world->rank(), i, kumiSum));
+  world->allReduce(in.data(), out.data(), count);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < count; ++i) wrong += out[i] != static_cast<float>(expected(kumiFloat32, kumiSum, world->size(), i));
+  EXPECT_EQ(wrong, 0u);
+}
+
+TEST(MultiProcess, SplitByParity) {
+  const int r = world->rank(), n = world->size();
+  kumi::Comm sub = world->split(r % 2, -r);  // keys reverse the order inside each group
+  ASSERT_TRUE(sub);
+  const int groupSize = (n + 1 - r % 2) / 2;
+  EXPECT_EQ(sub.size(), groupSize);
+  // Ranks sorted by key -r: the highest old rank becomes rank 0.
+  std::vector<int> members;
+  for (int q = r % 2; q < n; q += 2) members.push_back(q);
+  std::reverse(members.begin(), members.end());
+  const int want = static_cast<int>(std::find(members.begin(), members.end(), r) - members.begin());
+  EXPECT_EQ(sub.rank(), want);
+  std::vector<std::int64_t> v = {r, 1};
+  sub.allReduce(std::span<std::int64_t>(v));
+  std::int64_t sum = 0;
+  for (int q : members) sum += q;
+  EXPECT_EQ(v[0], sum);
+  EXPECT_EQ(v[1], groupSize);
+  // A color < 0 opts out and yields no communicator.
+  kumi::Comm none = world->split(r == 0 ? KUMI_SPLIT_NOCOLOR : 1, 0);
+  EXPECT_EQ(static_cast<bool>(none), r != 0);
+  if (none) {
+    std::int32_t one = 1, total = 0;
+    none.allReduce(&one, &total, 1);
+    EXPECT_EQ(total, n - 1);
+  }
+}
+
+TEST(MultiProcess, CommunicatorsInParallelThreads) {
+  // Two communicators from splits, each driven by its own thread at the same time.
+  kumi::Comm a = world->split(0, world->rank());
+  kumi::Comm b = world->split(0, world->rank());
+  std::vector<double> ra, rb;
+  auto work = [](kumi::Comm& c, std::vector<double>& result, double scale) {
+    std::vector<double> v(50000);
+    for (int it = 0; it < 20; ++it) {
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = scale * static_cast<double>(i % 13);
+      c.allReduce(std::span<double>(v));
+    }
+    result = v;
+  };
+  std::thread ta(work, std::ref(a), std::ref(ra), 1.0);
+  std::thread tb(work, std::ref(b), std::ref(rb), 3.0);
+  ta.join();
+  tb.join();
+  const double n = world->size();
+  for (std::size_t i = 0; i < ra.size(); i += 997) {
+    EXPECT_EQ(ra[i], n * static_cast<double>(i % 13));
+    EXPECT_EQ(rb[i], 3.0 * n * static_cast<double>(i % 13));
+  }
+}
+
+TEST(MultiProcess, PointToPointRing) {
+  const int r = world->rank(), n = world->size();
+  if (n == 1) {
+    std::int32_t x = 0;
+    EXPECT_THROW(world->send(&x, 1, 0), kumi::Error);  // sending to oneself is refused
+    return;
+  }
+  // Even ranks send first, odd ranks receive first. With an odd world two even neighbours both
+  // send first; that completes because a send finishes once its bytes are in flight.
+  std::vector<std::int32_t> out(4096), in(4096, -1);
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = r * 100000 + static_cast<std::int32_t>(i);
+  const int next = (r + 1) % n, prev = (r + n - 1) % n;
+  if (r % 2 == 0) {
+    world->send(out.data(), out.size(), next);
+    world->recv(in.data(), in.size(), prev);
+  } else {
+    world->recv(in.data(), in.size(), prev);
+    world->send(out.data(), out.size(), next);
+  }
+  for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(in[i], prev * 100000 + static_cast<std::int32_t>(i));
+}
+
+TEST(MultiProcess, BarrierIsRepeatable) {  for (int i = 0; i < 50; ++i) world->barrier();
+  std::int32_t one = 1, total = 0;
+  world->allReduce(&one, &total, 1);
+  EXPECT_EQ(total, world->size());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  try {
+    kumi::Comm comm = kumi::Comm::fromEnv();
+    world = &comm;
+    int rc = RUN_ALL_TESTS();
+    world = nullptr;
+    return rc;
+  } catch (const kumi::Error& e) {
+    std::fprintf(stderr, "init failed: %s\n", e.what());
+    return 1;
+  }
+}

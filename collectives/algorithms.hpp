@@ -5,11 +5,12 @@
 
 namespace kumi {
 
-// Builds the schedule for key with the default algorithm family of this build (ring and chain
-// pipelines, dissemination barrier, direct point-to-point).
+// Builds the schedule for key with the default algorithm of each collective (ring and chain
+// pipelines, dissemination barrier, direct point-to-point); planner.hpp chooses among families.
 Schedule buildSchedule(const ScheduleKey& key);
 
 Schedule ringAllReduce(const ScheduleKey& key);
+Schedule recursiveDoublingAllReduce(const ScheduleKey& key);
 Schedule ringReduceScatter(const ScheduleKey& key);
 Schedule ringAllGather(const ScheduleKey& key);
 Schedule chainBroadcast(const ScheduleKey& key);

@@ -4,7 +4,7 @@
 
 namespace kumi {
 
-PreparedSchedule::PreparedSchedule(Schedule s) : schedule(std::move(s)) {
+PreparedSchedule::PreparedSchedule(Schedule s) : schedule(std::move(s)), peers(schedule.peers()) {
   const auto& steps = schedule.steps;
   const std::size_t n = steps.size();
   depCount.resize(n);

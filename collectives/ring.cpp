@@ -190,18 +190,4 @@ Schedule directSendRecv(const ScheduleKey& k) {
   return s;
 }
 
-Schedule buildSchedule(const ScheduleKey& key) {
-  switch (key.coll) {
-    case Collective::AllReduce: return ringAllReduce(key);
-    case Collective::ReduceScatter: return ringReduceScatter(key);
-    case Collective::AllGather: return ringAllGather(key);
-    case Collective::Broadcast: return chainBroadcast(key);
-    case Collective::Reduce: return chainReduce(key);
-    case Collective::Barrier: return disseminationBarrier(key);
-    case Collective::Send:
-    case Collective::Recv: return directSendRecv(key);
-  }
-  return {};
-}
-
 }  // namespace kumi

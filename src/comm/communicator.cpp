@@ -39,7 +39,13 @@ std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
 
 Communicator::Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
                            const SockAddr& listenAddress)
-    : cfg_(cfg), rank_(rank), size_(size), id_(std::move(id)), base_(std::move(base)), listenAddress_(listenAddress) {
+    : cfg_(cfg),
+      rank_(rank),
+      size_(size),
+      id_(std::move(id)),
+      base_(std::move(base)),
+      listenAddress_(listenAddress),
+      filter_(cfg.algo) {
   if (size_ == 1) return;
   const auto deadline = Deadline::after(cfg_.timeoutSeconds);
   store_ = std::make_shared<PrefixStore>(id_, base_);
@@ -149,14 +155,23 @@ std::uint64_t Communicator::sliceElements(const CallArgs& a) const {
   return std::max<std::uint64_t>(1, slice / es);
 }
 
-const PreparedSchedule& Communicator::scheduleFor(const ScheduleKey& k) {
-  std::string key = cat(static_cast<int>(k.coll), ':', k.count, ':', k.root, ':', k.inPlace, ':', k.divide, ':', k.sliceCount);
+std::size_t Communicator::CacheHash::operator()(const CacheKey& c) const {
+  const ScheduleKey& k = c.key;
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::uint64_t v : {std::uint64_t(k.coll), std::uint64_t(k.count), std::uint64_t(k.root), std::uint64_t(k.inPlace),
+                          std::uint64_t(k.divide), std::uint64_t(k.sliceCount), std::uint64_t(c.algo)})
+    h = (h ^ v) * 1099511628211ull;
+  return static_cast<std::size_t>(h);
+}
+
+const PreparedSchedule& Communicator::scheduleFor(const ScheduleKey& k, Algorithm algo) {
+  CacheKey key{k, algo};
   auto it = cache_.find(key);
   if (it != cache_.end()) return *it->second;
   if (cache_.size() >= kScheduleCacheLimit) cache_.clear();
-  auto ps = std::make_unique<PreparedSchedule>(buildSchedule(k));
-  KUMI_TRACE("schedule ", collectiveName(k.coll), " count ", k.count, ": ", ps->schedule.algorithm, ", ",
-             ps->schedule.steps.size(), " steps, slice ", k.sliceCount);
+  auto ps = std::make_unique<PreparedSchedule>(buildSchedule(k, algo));
+  KUMI_INFO(collectiveName(k.coll), " count ", k.count, " on ", size_, " ranks: ", algorithmName(algo), " (",
+            ps->schedule.steps.size(), " steps, slice ", k.sliceCount, " elements)");
   return *cache_.emplace(key, std::move(ps)).first->second;
 }
 
@@ -173,7 +188,8 @@ void Communicator::execute(const CallArgs& a) {
     fail(e.code(), "rank ", rank_, ": ", e.what());
   }
   ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, sliceElements(a)};
-  const PreparedSchedule& ps = scheduleFor(key);
+  const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), size_, filter_);
+  const PreparedSchedule& ps = scheduleFor(key, algo);
   if (ps.schedule.steps.empty()) return;
   const std::size_t es = typeSize(a.type);
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
@@ -181,7 +197,7 @@ void Communicator::execute(const CallArgs& a) {
   ExecParams p{a.type, a.op, size_, Deadline::after(cfg_.timeoutSeconds), &aborted_, [this](int r) { return peerName(r); }};
   try {
     if (size_ > 1) {
-      transport_->connect(ps.schedule.peers(), p.deadline);
+      transport_->connect(ps.peers, p.deadline);
     }
     executor_.run(ps, bufs, transport_.get(), p);
   } catch (const Error& e) {

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "collectives/executor.hpp"
+#include "collectives/planner.hpp"
 #include "collectives/prepared.hpp"
 #include "core/config.hpp"
 #include "core/socket.hpp"
@@ -55,7 +56,7 @@ class Communicator {
                const SockAddr& listenAddress);
 
  private:
-  const PreparedSchedule& scheduleFor(const ScheduleKey& key);
+  const PreparedSchedule& scheduleFor(const ScheduleKey& key, Algorithm algo);
   void validate(const CallArgs& a, bool* inPlace) const;
   std::string describe(const CallArgs& a, std::uint64_t seq) const;
   std::string peerName(int peer);
@@ -70,7 +71,16 @@ class Communicator {
   SockAddr listenAddress_;
   std::unique_ptr<Transport> transport_;
   Executor executor_;
-  std::unordered_map<std::string, std::unique_ptr<PreparedSchedule>> cache_;
+  AlgorithmFilter filter_;  // KUMI_ALGO
+  struct CacheKey {
+    ScheduleKey key;
+    Algorithm algo;
+    bool operator==(const CacheKey&) const = default;
+  };
+  struct CacheHash {
+    std::size_t operator()(const CacheKey& k) const;
+  };
+  std::unordered_map<CacheKey, std::unique_ptr<PreparedSchedule>, CacheHash> cache_;
   std::unordered_map<int, std::string> peerHosts_;
   std::uint64_t opSeq_ = 0;
   std::uint64_t splitSeq_ = 0;

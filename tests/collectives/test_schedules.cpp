@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "collectives/algorithms.hpp"
 #include "collectives/interpreter.hpp"
+#include "collectives/planner.hpp"
 #include "core/element.hpp"
 #include "core/error.hpp"
 #include "core/types.hpp"
@@ -46,10 +49,11 @@ struct Case {
   int root = 0;
   kumiDataType_t type = kumiFloat32;
   kumiRedOp_t op = kumiSum;
+  bool recursiveDoubling = false;  // allreduce only: the other family
 };
 
 std::string describe(const Case& c) {
-  return cat(collectiveName(c.coll), " n=", c.n, " count=", c.count, c.inPlace ? " in-place" : " out-of-place",
+  return cat(collectiveName(c.coll), c.recursiveDoubling ? " (recursive doubling)" : "", " n=", c.n, " count=", c.count, c.inPlace ? " in-place" : " out-of-place",
              " slice=", c.slice, " root=", c.root, " ", typeName(c.type), " ", opName(c.op));
 }
 
@@ -61,7 +65,7 @@ std::string runCase(const Case& c, bool hazards) {
   std::vector<PreparedSchedule> schedules;
   for (int r = 0; r < n; ++r) {
     ScheduleKey key{c.coll, n, r, cnt, c.root, c.inPlace, c.op == kumiAvg, c.slice};
-    schedules.emplace_back(buildSchedule(key));
+    schedules.emplace_back(c.recursiveDoubling ? buildSchedule(key, Algorithm::RecursiveDoubling) : buildSchedule(key));
     if (hazards) {
       std::int64_t sendFromRecv = 0;
       if (c.coll == Collective::AllGather) sendFromRecv = static_cast<std::int64_t>(r * cnt);
@@ -146,9 +150,17 @@ std::vector<std::uint64_t> countsFor(int n) {
   return v;
 }
 
+// KUMI_TEST_MAX_WORLD lowers the bound for slow (sanitized) builds; the Release lane runs 32.
+int maxWorld() {
+  const char* v = std::getenv("KUMI_TEST_MAX_WORLD");
+  return v && *v ? std::atoi(v) : 32;
+}
+
 TEST(Schedules, EveryCollectiveWorldSizes1To32) {
   int cases = 0;
-  for (int n = 1; n <= 32; ++n)
+  const int top = maxWorld();
+  std::printf("world sizes 1..%d\n", top);
+  for (int n = 1; n <= top; ++n)
     for (Collective coll : kCollectives)
       for (std::uint64_t count : countsFor(n))
         for (bool inPlace : {false, true})
@@ -158,8 +170,12 @@ TEST(Schedules, EveryCollectiveWorldSizes1To32) {
             const bool hazards = n <= 6 && count <= 100;
             ASSERT_EQ(runCase(c, hazards), "") << describe(c);
             ++cases;
+            if (coll == Collective::AllReduce && slice == 64) {
+              c.recursiveDoubling = true;
+              ASSERT_EQ(runCase(c, hazards), "") << describe(c);
+            }
           }
-  EXPECT_GT(cases, 10000);
+  EXPECT_GT(cases, 200 * top);
 }
 
 TEST(Schedules, EveryOpAndType) {
@@ -174,6 +190,10 @@ TEST(Schedules, EveryOpAndType) {
               c.op = static_cast<kumiRedOp_t>(op);
               c.root = n - 1;
               ASSERT_EQ(runCase(c, false), "") << describe(c);
+              if (coll == Collective::AllReduce) {
+                c.recursiveDoubling = true;
+                ASSERT_EQ(runCase(c, false), "") << describe(c);
+              }
             }
 }
 
@@ -232,6 +252,37 @@ TEST(Schedules, InterpreterCatchesBrokenSchedules) {
   racy.add({StepKind::Send, 1, {Buf::Recv, 0, 4}, {}});
   racy.add({StepKind::Recv, 1, {}, {Buf::Recv, 2, 4}});
   EXPECT_NE(checkHazards(PreparedSchedule(racy), false, 0).find("race"), std::string::npos);
+}
+
+TEST(Planner, AlgoSpecFollowsNcclSyntax) {
+  AlgorithmFilter any;
+  EXPECT_TRUE(any.allows(Collective::AllReduce, Algorithm::Ring));
+  AlgorithmFilter ringOnly("ring");
+  EXPECT_TRUE(ringOnly.allows(Collective::AllReduce, Algorithm::Ring));
+  EXPECT_FALSE(ringOnly.allows(Collective::AllReduce, Algorithm::RecursiveDoubling));
+  EXPECT_TRUE(ringOnly.allows(Collective::Broadcast, Algorithm::Chain)) << "a list naming none of a collective's algorithms leaves it alone";
+  AlgorithmFilter perColl("allreduce:rd;broadcast:chain");
+  EXPECT_FALSE(perColl.allows(Collective::AllReduce, Algorithm::Ring));
+  EXPECT_TRUE(perColl.allows(Collective::AllReduce, Algorithm::RecursiveDoubling));
+  AlgorithmFilter exclude("allreduce:^ring");
+  EXPECT_FALSE(exclude.allows(Collective::AllReduce, Algorithm::Ring));
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, 8, exclude), Algorithm::RecursiveDoubling);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, 8, any), Algorithm::Ring);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, 8, any), Algorithm::RecursiveDoubling);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, 8, AlgorithmFilter("allreduce:ring")), Algorithm::Ring);
+  auto message = [](const char* spec) {
+    try {
+      AlgorithmFilter f(spec);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), kumiInvalidArgument);
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message("allreduce:tree").find("unknown algorithm 'tree'"), std::string::npos);
+  EXPECT_NE(message("allscatter:ring").find("unknown collective 'allscatter'"), std::string::npos);
+  EXPECT_NE(message("allreduce:^ring,rd").find("leaves allreduce no algorithm"), std::string::npos);
+  EXPECT_NE(message("broadcast:ring").find("leaves broadcast no algorithm"), std::string::npos);
 }
 
 TEST(Schedules, ScratchStaysBoundedWhateverTheSize) {

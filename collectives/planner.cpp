@@ -1,0 +1,169 @@
+#include "collectives/planner.hpp"
+
+#include <algorithm>
+
+#include "collectives/algorithms.hpp"
+#include "core/error.hpp"
+
+namespace kumi {
+namespace {
+
+struct Named {
+  const char* name;
+  Algorithm algo;
+};
+constexpr Named kAlgorithmNames[] = {{"ring", Algorithm::Ring},
+                                     {"recursive_doubling", Algorithm::RecursiveDoubling},
+                                     {"rd", Algorithm::RecursiveDoubling},
+                                     {"chain", Algorithm::Chain},
+                                     {"dissemination", Algorithm::Dissemination},
+                                     {"direct", Algorithm::Direct}};
+
+// Below this many bytes per rank-pair exchange, latency dominates and recursive doubling's
+// log2(n) rounds beat the ring's 2(n-1) hops (measured on loopback TCP; see docs/PERFORMANCE.md).
+constexpr std::uint64_t kRecursiveDoublingMaxBytes = 64 * 1024;
+
+std::string trim(const std::string& s) {
+  auto a = s.find_first_not_of(" \t");
+  auto b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+}
+
+std::vector<std::string> splitOn(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    auto pos = s.find(sep, start);
+    out.push_back(trim(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start)));
+    if (pos == std::string::npos) break;
+    start = pos + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* algorithmName(Algorithm a) {
+  for (const auto& n : kAlgorithmNames)
+    if (n.algo == a) return n.name;
+  return "unknown";
+}
+
+std::vector<Algorithm> algorithmsFor(Collective c) {
+  switch (c) {
+    case Collective::AllReduce: return {Algorithm::Ring, Algorithm::RecursiveDoubling};
+    case Collective::ReduceScatter:
+    case Collective::AllGather: return {Algorithm::Ring};
+    case Collective::Broadcast:
+    case Collective::Reduce: return {Algorithm::Chain};
+    case Collective::Barrier: return {Algorithm::Dissemination};
+    case Collective::Send:
+    case Collective::Recv: return {Algorithm::Direct};
+  }
+  return {};
+}
+
+AlgorithmFilter::AlgorithmFilter(const std::string& spec) {
+  for (const std::string& part : splitOn(spec, ';')) {
+    if (part.empty()) continue;
+    Rule rule{true, Collective::AllReduce, false, {}};
+    std::string list = part;
+    auto colon = part.find(':');
+    if (colon != std::string::npos) {
+      std::string coll = trim(part.substr(0, colon));
+      list = trim(part.substr(colon + 1));
+      bool found = false;
+      for (Collective c : {Collective::AllReduce, Collective::ReduceScatter, Collective::AllGather, Collective::Broadcast,
+                           Collective::Reduce, Collective::Barrier})
+        if (coll == collectiveName(c)) {
+          rule.anyCollective = false;
+          rule.coll = c;
+          found = true;
+        }
+      KUMI_REQUIRE_ARG(found, "KUMI_ALGO='", spec, "': unknown collective '", coll,
+                       "' (allreduce, reduce_scatter, allgather, broadcast, reduce, barrier)");
+    }
+    if (!list.empty() && list[0] == '^') {
+      rule.exclude = true;
+      list = list.substr(1);
+    }
+    for (const std::string& name : splitOn(list, ',')) {
+      bool found = false;
+      for (const auto& n : kAlgorithmNames)
+        if (name == n.name) {
+          rule.algos.push_back(n.algo);
+          found = true;
+        }
+      KUMI_REQUIRE_ARG(found, "KUMI_ALGO='", spec, "': unknown algorithm '", name,
+                       "' (ring, recursive_doubling, chain, dissemination, direct)");
+    }
+    rules_.push_back(rule);
+    // A rule for one collective must leave it at least one algorithm.
+    if (!rule.anyCollective) {
+      std::string own;
+      bool any = false;
+      for (Algorithm a : algorithmsFor(rule.coll)) {
+        any = any || allows(rule.coll, a);
+        own += cat(own.empty() ? "" : ", ", algorithmName(a));
+      }
+      KUMI_REQUIRE_ARG(any, "KUMI_ALGO='", spec, "' leaves ", collectiveName(rule.coll), " no algorithm (it has: ", own, ")");
+    }
+  }
+}
+
+bool AlgorithmFilter::allows(Collective c, Algorithm a) const {
+  const auto own = algorithmsFor(c);
+  auto names = [](const Rule& r, Algorithm x) { return std::find(r.algos.begin(), r.algos.end(), x) != r.algos.end(); };
+  for (const Rule& r : rules_) {
+    if (!r.anyCollective && r.coll != c) continue;
+    if (r.exclude) {
+      if (names(r, a)) return false;
+      continue;
+    }
+    // "ring" alone restricts the collectives that have a ring, not those that have none.
+    bool namesOwn = std::any_of(own.begin(), own.end(), [&](Algorithm x) { return names(r, x); });
+    if ((namesOwn || !r.anyCollective) && !names(r, a)) return false;
+  }
+  return true;
+}
+
+Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, int worldSize, const AlgorithmFilter& filter) {
+  std::vector<Algorithm> allowed;
+  for (Algorithm a : algorithmsFor(c))
+    if (filter.allows(c, a)) allowed.push_back(a);
+  if (allowed.empty()) allowed = algorithmsFor(c);  // the filter left nothing: ignore it here
+  if (c == Collective::AllReduce && allowed.size() > 1) {
+    const bool small = bytes <= kRecursiveDoublingMaxBytes || worldSize == 1;
+    for (Algorithm a : allowed)
+      if ((a == Algorithm::RecursiveDoubling) == small) return a;
+  }
+  return allowed.front();
+}
+
+Schedule buildSchedule(const ScheduleKey& key) { return buildSchedule(key, algorithmsFor(key.coll).front()); }
+
+Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
+  switch (a) {
+    case Algorithm::RecursiveDoubling:
+      if (key.coll == Collective::AllReduce) return recursiveDoublingAllReduce(key);
+      break;
+    case Algorithm::Ring:
+      if (key.coll == Collective::AllReduce) return ringAllReduce(key);
+      if (key.coll == Collective::ReduceScatter) return ringReduceScatter(key);
+      if (key.coll == Collective::AllGather) return ringAllGather(key);
+      break;
+    case Algorithm::Chain:
+      if (key.coll == Collective::Broadcast) return chainBroadcast(key);
+      if (key.coll == Collective::Reduce) return chainReduce(key);
+      break;
+    case Algorithm::Dissemination:
+      if (key.coll == Collective::Barrier) return disseminationBarrier(key);
+      break;
+    case Algorithm::Direct:
+      if (key.coll == Collective::Send || key.coll == Collective::Recv) return directSendRecv(key);
+      break;
+  }
+  fail(kumiInvalidArgument, "algorithm ", algorithmName(a), " does not implement ", collectiveName(key.coll));
+}
+
+}  // namespace kumi

@@ -1,0 +1,42 @@
+// Chooses the algorithm for a call. Today a size rule between the two allreduce families; the
+// cost model of the planner issue replaces the rule, keeping this interface. KUMI_ALGO (NCCL
+// syntax: "allreduce:ring;broadcast:chain", a plain list for every collective, "^" to exclude)
+// restricts the candidates.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "collectives/schedule.hpp"
+
+namespace kumi {
+
+enum class Algorithm : std::uint8_t { Ring, RecursiveDoubling, Chain, Dissemination, Direct };
+const char* algorithmName(Algorithm a);
+
+class AlgorithmFilter {
+ public:
+  AlgorithmFilter() = default;
+  // Throws kumiInvalidArgument naming the unknown collective or algorithm.
+  explicit AlgorithmFilter(const std::string& spec);
+  bool allows(Collective c, Algorithm a) const;
+
+ private:
+  struct Rule {
+    bool anyCollective;
+    Collective coll;
+    bool exclude;
+    std::vector<Algorithm> algos;
+  };
+  std::vector<Rule> rules_;
+};
+
+// The algorithms that implement a collective, best-first for large messages.
+std::vector<Algorithm> algorithmsFor(Collective c);
+
+Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, int worldSize, const AlgorithmFilter& filter);
+
+Schedule buildSchedule(const ScheduleKey& key, Algorithm a);
+
+}  // namespace kumi

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Quick start, command 2: installs what is missing, builds kumi and runs the whole test suite:
+#   lane 1  Release build: unit tests, the exhaustive schedule checks, multi-process tests under
+#           kumirun (1-5 ranks), script tests (kumirun, bad input, examples, install, kumi-bench);
+#   lane 2  AddressSanitizer + UndefinedBehaviorSanitizer build: unit and multi-process tests.
+# Exits non-zero if anything fails. .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-deps.sh
+jobs=$(nproc)
+
+echo "== lane 1: Release build and full suite"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+# One test at a time: multi-process tests start up to 5 ranks on 2 cores, and timing checks
+# (fail-fast within seconds) must not be starved by a parallel test.
+(cd build && ctest --output-on-failure --timeout 1500)
+
+echo "== lane 2: AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKUMI_SANITIZE=address,undefined \
+  -DKUMI_BUILD_BENCHMARKS=OFF -DKUMI_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+# The sanitized schedule checks cover world sizes 1..8 (lane 1 covers 1..32 at full speed).
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  KUMI_TEST_MAX_WORLD=8 ctest --output-on-failure -L 'unit|mp' --timeout 1500)

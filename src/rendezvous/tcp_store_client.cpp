@@ -1,8 +1,10 @@
 #include "rendezvous/tcp_store_client.hpp"
 
 #include <algorithm>
+#include <thread>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "rendezvous/store_protocol.hpp"
 
 namespace kumi {
@@ -21,7 +23,20 @@ std::uint32_t clampMs(Store::Timeout t) {
 TcpStoreClient::TcpStoreClient(const std::string& hostPort, const Deadline& connectDeadline) : address_(hostPort) {
   auto [host, port] = splitHostPort(hostPort, "KUMI_STORE");
   KUMI_REQUIRE_ARG(port != 0, "KUMI_STORE='", hostPort, "': port 0 cannot be connected to");
-  auto addrs = resolve(host, port, "KUMI_STORE");
+  // In a gang job the store's DNS name (a headless Service) may appear after this pod starts:
+  // keep resolving, with backoff, until the deadline.
+  std::vector<SockAddr> addrs;
+  for (auto backoff = std::chrono::milliseconds(50);; backoff = std::min(backoff * 2, std::chrono::milliseconds(2000))) {
+    try {
+      addrs = resolve(host, port, "KUMI_STORE");
+      break;
+    } catch (const Error& e) {
+      if (connectDeadline.expired())
+        fail(kumiTimeout, "rendezvous store ", hostPort, ": name never resolved before the deadline (", e.what(), ")");
+      KUMI_INFO(e.what(), "; retrying");
+      std::this_thread::sleep_for(std::min(backoff, std::chrono::milliseconds(connectDeadline.msLeft() + 1)));
+    }
+  }
   fd_ = connectWithRetry(addrs, connectDeadline, cat("rendezvous store ", hostPort));
   server_ = peerAddress(fd_.get());
 }

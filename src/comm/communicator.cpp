@@ -195,6 +195,7 @@ void Communicator::execute(const CallArgs& a) {
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
   if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
   ExecParams p{a.type, a.op, size_, Deadline::after(cfg_.timeoutSeconds), &aborted_, [this](int r) { return peerName(r); }};
+  p.spinBeforeBlock = cfg_.spinBeforeBlock;
   try {
     if (size_ > 1) {
       transport_->connect(ps.peers, p.deadline);

@@ -24,6 +24,7 @@ Config Config::resolve(const kumiConfig_t* user) {
   if (auto v = envString("KUMI_ALGO")) c.algo = *v;
   if (auto v = envString("KUMI_TRANSPORT")) c.transport = *v;
   if (auto v = envString("KUMI_HOSTID")) c.hostId = *v;
+  if (auto v = envIntIn("KUMI_SPIN", 0, 1000000)) c.spinBeforeBlock = *v;
 
   if (user != nullptr) {
     if (user->structSize != sizeof(kumiConfig_t))

@@ -24,6 +24,7 @@ struct Config {
   std::string algo;           // KUMI_ALGO
   std::string transport;      // KUMI_TRANSPORT (only "tcp" so far)
   std::string hostId;         // KUMI_HOSTID
+  int spinBeforeBlock = 8;    // KUMI_SPIN: idle polls (each yielding the CPU) before blocking
 
   // Environment first, then non-default fields of user (may be null).
   static Config resolve(const kumiConfig_t* user);

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import unittest
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -53,6 +54,24 @@ def program(name: str) -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise ConfigError(f"{name} is not built in {bdir} (looked at the top and in tests/)")
+
+
+def cache_value(name: str, default: Optional[str] = None, build: Optional[str] = None) -> Optional[str]:
+    """A variable of the build directory's CMakeCache.txt (e.g. KUMI_BUILD_EXAMPLES)."""
+    try:
+        with open(os.path.join(build or build_dir(), "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith(name + ":"):
+                    return line.split("=", 1)[1].strip()
+    except FileNotFoundError:
+        pass
+    return default
+
+
+def require_option(option: str) -> None:
+    """Skips the calling module when the build was configured with `option` OFF."""
+    if (cache_value(option, "ON") or "ON").upper() in ("OFF", "0", "FALSE", "NO", "N"):
+        raise unittest.SkipTest(f"{option} is OFF in {build_dir()}")
 
 
 def kumirun() -> str:

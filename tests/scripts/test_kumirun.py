@@ -209,7 +209,12 @@ class ExitStatus(unittest.TestCase):
 
     def test_rank_children_holding_output_do_not_keep_the_job(self):
         # A background grandchild keeps the rank's stdout open after the rank exits.
-        res = kumirun("-np", 2, *sh("sleep 8 & echo done"))
+        res = kumirun("-np", 2, *sh('sleep 8 & echo "bg $!"'))
+        for m in re.finditer(r"^\[\d\] bg (\d+)$", res.stdout, re.M):  # do not leave them behind
+            try:
+                os.kill(int(m.group(1)), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.assertEqual(res.returncode, 0, res.describe())
         self.assertLess(res.elapsed, 6.0, res.describe())
 

@@ -1,0 +1,180 @@
+"""kumi-bench under kumirun: every collective checks its results, the table has the nccl-tests
+shape, --json is valid and consistent, and bad flags are refused."""
+import json
+import os
+import re
+import shutil
+import tempfile
+import unittest
+
+import kumi_testlib as kt
+
+NP = 3
+QUICK = ["-b", "8", "-e", "1M", "-f", "8", "-n", "2", "-w", "1", "-c", "1"]
+QUICK_SIZES = [8, 64, 512, 4096, 32768, 262144]  # 8 * 8^k up to 1M
+# (name, extra arguments, bus bandwidth factor for NP ranks)
+COLLECTIVES = [
+    ("allreduce", [], 2 * (NP - 1) / NP),
+    ("reduce_scatter", [], (NP - 1) / NP),
+    ("allgather", [], (NP - 1) / NP),
+    ("broadcast", ["-r", "1"], 1.0),
+    ("reduce", ["-r", "2"], 1.0),
+]
+COLUMNS = ["size", "count", "type", "redop", "root", "time", "algbw", "busbw", "wrong",
+           "ip_time", "ip_algbw", "ip_busbw", "ip_wrong"]
+
+
+def setUpModule():
+    kt.require_option("KUMI_BUILD_BENCHMARKS")
+    kt.kumirun()
+    kt.program("kumi-bench")
+
+
+def bench(*args, np_=NP, timeout=120):
+    return kt.run([kt.kumirun(), "-np", str(np_), "--", kt.program("kumi-bench"), *map(str, args)], timeout=timeout,
+                  env=kt.clean_env(KUMI_TIMEOUT=60))
+
+
+def table_rows(res):
+    """Data rows of rank 0's table, as lists of columns (kumirun prefix removed)."""
+    rows = []
+    for line in res.stdout.splitlines():
+        m = re.match(r"^\[0\] (.*)$", line)
+        if not m or m.group(1).lstrip().startswith("#") or not m.group(1).strip():
+            continue
+        rows.append(m.group(1).split())
+    return rows
+
+
+class Collectives(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="kumi-bench-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def check_run(self, res, rows_expected=None):
+        self.assertEqual(res.returncode, 0, res.describe())
+        self.assertIn("[0] # Out of bounds values : 0 OK", res.stdout.splitlines(), res.describe())
+        rows = table_rows(res)
+        self.assertTrue(rows, f"no data rows:{res.describe()}")
+        if rows_expected is not None:
+            self.assertEqual(len(rows), rows_expected, res.describe())
+        for row in rows:
+            self.assertEqual(len(row), 13, f"row {row} does not have the 13 columns {COLUMNS}:{res.describe()}")
+            cols = dict(zip(COLUMNS, row))
+            self.assertEqual(cols["wrong"], "0", f"out-of-place errors in {row}:{res.describe()}")
+            self.assertEqual(cols["ip_wrong"], "0", f"in-place errors in {row}:{res.describe()}")
+            for c in ("size", "count", "root", "wrong", "ip_wrong"):
+                int(cols[c])
+            for c in ("time", "algbw", "busbw", "ip_time", "ip_algbw", "ip_busbw"):
+                float(cols[c])
+        return rows
+
+    def check_json(self, path, coll, factor, sizes, res):
+        self.assertTrue(os.path.isfile(path), f"--json {path} was not written:{res.describe()}")
+        with open(path) as f:
+            text = f.read()
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            self.fail(f"--json output is not valid JSON ({e}):\n{text}")
+        self.assertEqual(doc.get("collective"), coll, text)
+        self.assertEqual(doc.get("nranks"), NP, text)
+        results = doc.get("results")
+        self.assertIsInstance(results, list, text)
+        got = {(r["bytes"], r["inplace"]) for r in results}
+        want = {(b, ip) for b in sizes for ip in (False, True)}
+        self.assertEqual(got, want, f"results do not cover every size in and out of place:\n{text}")
+        for r in results:
+            self.assertEqual(r["wrong"], 0, r)
+            self.assertGreater(r["time_us"], 0, r)
+            alg, bus = r["algbw_GBps"], r["busbw_GBps"]
+            # Printed with 4 decimals: allow half a unit of the last digit on each side.
+            tol = 0.5e-4 * (1 + factor) + 1e-9
+            self.assertAlmostEqual(bus, alg * factor, delta=tol,
+                                   msg=f"busbw != algbw * {factor:.4f} for {r}")
+            # algbw = bytes / time (GB/s = bytes/us/1e3); time_us is printed with 3 decimals.
+            want_alg = r["bytes"] / 1e3 / r["time_us"]
+            self.assertAlmostEqual(alg, want_alg, delta=0.5e-4 + want_alg * 0.0005 / r["time_us"] + 1e-9, msg=str(r))
+        return doc
+
+    def test_each_collective(self):
+        for coll, extra, factor in COLLECTIVES:
+            with self.subTest(collective=coll):
+                path = os.path.join(self.tmp, f"{coll}.json")
+                res = bench(coll, *extra, *QUICK, "--json", path)
+                rows = self.check_run(res, rows_expected=len(QUICK_SIZES))
+                for row in rows:
+                    cols = dict(zip(COLUMNS, row))
+                    self.assertEqual(cols["type"], "float", row)
+                    if coll in ("broadcast", "reduce"):
+                        self.assertEqual(cols["root"], extra[1], row)
+                    else:
+                        self.assertEqual(cols["root"], "-1", row)
+                    self.assertEqual(cols["redop"], "none" if coll in ("allgather", "broadcast") else "sum", row)
+                # allgather/reduce_scatter sizes are rounded down to a multiple of NP elements.
+                sizes = [int(dict(zip(COLUMNS, r))["size"]) for r in rows]
+                if coll in ("allgather", "reduce_scatter"):
+                    self.assertEqual(sizes, [(b // 4) // NP * NP * 4 for b in QUICK_SIZES], res.describe())
+                else:
+                    self.assertEqual(sizes, QUICK_SIZES, res.describe())
+                doc = self.check_json(path, coll, factor, sizes, res)
+                self.assertEqual(len(doc["results"]), 2 * len(sizes), "one result per size, in and out of place")
+
+    def test_allreduce_all_types_and_ops(self):
+        path = os.path.join(self.tmp, "all.json")
+        res = bench("allreduce", "-d", "all", "-o", "all", "-b", "1K", "-e", "4K", "-f", "4", "--json", path)
+        rows = self.check_run(res, rows_expected=10 * 5 * 2)
+        types = {r[2] for r in rows}
+        ops = {r[3] for r in rows}
+        self.assertEqual(types, {"int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "bfloat16", "float",
+                                 "double"}, res.describe())
+        self.assertEqual(ops, {"sum", "prod", "min", "max", "avg"}, res.describe())
+        doc = self.check_json(path, "allreduce", 2 * (NP - 1) / NP, [1024, 4096], res)
+        self.assertEqual(len(doc["results"]), 10 * 5 * 2 * 2, "one JSON result per row, in and out of place")
+        self.assertEqual({r["type"] for r in doc["results"]},
+                         {"int8", "uint8", "int32", "uint32", "int64", "uint64", "float16", "bfloat16", "float32",
+                          "float64"})
+
+    def test_single_rank(self):
+        res = bench("allreduce", *QUICK, np_=1)
+        rows = self.check_run(res, rows_expected=len(QUICK_SIZES))
+        for row in rows:
+            self.assertEqual(float(row[7]), 0.0, f"busbw of 1 rank must be 0: {row}")
+
+
+class BadFlags(unittest.TestCase):
+    def check_refused(self, args, needle):
+        # Directly (argument errors come before any rendezvous) and under kumirun.
+        direct = kt.run([kt.program("kumi-bench"), *args], timeout=20)
+        self.assertEqual(direct.returncode, 2, direct.describe())
+        self.assertIn(needle, direct.stderr, direct.describe())
+        res = bench(*args, timeout=30)
+        self.assertEqual(res.returncode, 2, res.describe())
+        self.assertIn(needle, res.stderr, res.describe())
+        self.assertLess(res.elapsed, 10, res.describe())
+
+    def test_unknown_type(self):
+        self.check_refused(["allreduce", "-d", "float7"], "unknown data type 'float7'")
+
+    def test_unknown_collective(self):
+        self.check_refused(["alltoallz"], "unknown collective 'alltoallz'")
+
+    def test_unknown_op(self):
+        self.check_refused(["allreduce", "-o", "median"], "unknown op 'median'")
+
+    def test_unknown_option(self):
+        self.check_refused(["allreduce", "--frobnicate"], "unknown option --frobnicate")
+
+    def test_bad_sizes(self):
+        self.check_refused(["allreduce", "-b", "4K", "-e", "1K"], "-e must be >= -b")
+        self.check_refused(["allreduce", "-b", "12Q"], "bad size '12Q'")
+        self.check_refused(["allreduce", "-f", "1"], "-f must be > 1")
+
+    def test_root_outside(self):
+        res = bench("broadcast", "-r", str(NP), "-b", "8", "-e", "8", timeout=30)
+        self.assertEqual(res.returncode, 2, res.describe())
+        self.assertIn(f"root {NP} is not a rank", res.stderr, res.describe())
+
+
+if __name__ == "__main__":
+    unittest.main()

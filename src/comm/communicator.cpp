@@ -33,7 +33,7 @@ std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
   std::string id = cat("kumi/", cfg.jobId, "/g", cfg.generation, "/c", index);
   if (cfg.worldSize == 1) return std::make_unique<Communicator>(cfg, 0, 1, id, nullptr, SockAddr{});
   StoreConnection sc = connectStore(cfg, deadline);
-  SockAddr listen = chooseListenAddress(cfg.socketIfname, &sc.serverAddress);
+  SockAddr listen = chooseListenAddress(cfg.socketIfname, sc.serverAddress ? &*sc.serverAddress : nullptr);
   return std::make_unique<Communicator>(cfg, cfg.rank, cfg.worldSize, id, sc.store, listen);
 }
 

@@ -1,10 +1,12 @@
 #include "rendezvous/bootstrap.hpp"
 
+#include <string_view>
 #include <thread>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/registry.hpp"
+#include "rendezvous/file_store.hpp"
 #include "rendezvous/tcp_store_client.hpp"
 #include "rendezvous/tcp_store_server.hpp"
 
@@ -35,6 +37,13 @@ std::shared_ptr<TcpStoreServer> serveStore(const std::string& hostPort) {
 }  // namespace
 
 StoreConnection connectStore(const Config& cfg, const Deadline& deadline) {
+  // file:///shared/dir: a store on a shared filesystem, no server at all.
+  constexpr std::string_view kFile = "file://";
+  if (cfg.store.compare(0, kFile.size(), kFile) == 0) {
+    std::string dir = cfg.store.substr(kFile.size());
+    KUMI_REQUIRE_ARG(!dir.empty() && dir[0] == '/', "KUMI_STORE='", cfg.store, "': a file store needs an absolute path (file:///dir)");
+    return {std::make_shared<FileStore>(dir), std::nullopt};
+  }
   const bool serve = cfg.storeServe == 1 || (cfg.storeServe == -1 && cfg.rank == 0);
   if (serve) serveStore(cfg.store);
   auto client = std::make_shared<TcpStoreClient>(cfg.store, deadline);

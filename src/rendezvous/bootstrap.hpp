@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/config.hpp"
@@ -14,11 +15,12 @@ namespace kumi {
 
 struct StoreConnection {
   std::shared_ptr<Store> store;
-  SockAddr serverAddress;  // to choose the interface toward it
+  std::optional<SockAddr> serverAddress;  // to choose the interface toward it (TCP store only)
 };
 
-// Connects to cfg.store; rank 0 (or KUMI_STORE_SERVE=1) first starts a server there, which lives
-// as long as the process, so later communicators and late ranks can still use it.
+// Connects to cfg.store: "host:port" for the TCP store, where rank 0 (or KUMI_STORE_SERVE=1)
+// first starts a server that lives as long as the process, so later communicators and late
+// ranks can still use it; or "file:///dir" for a file store on a shared filesystem.
 StoreConnection connectStore(const Config& cfg, const Deadline& deadline);
 
 // All ranks of a communicator: checks that everyone agrees on the world size, publishes

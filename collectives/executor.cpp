@@ -11,8 +11,10 @@
 
 namespace kumi {
 namespace {
-// Staging buffers bound the receives that reduce in flight (memory = pool x slice).
-constexpr std::size_t kStagingBuffers = 8;
+// Staging buffers bound the receives that reduce in flight: up to 8 of them, within 32 MiB,
+// whatever slice size is configured (at least 2, so that receiving overlaps reducing).
+constexpr std::size_t kMaxStagingBuffers = 8;
+constexpr std::size_t kStagingBudgetBytes = 32u << 20;
 }  // namespace
 
 std::size_t Executor::bytesHeld() const {
@@ -34,7 +36,8 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
 
   const std::size_t stagingBytes = static_cast<std::size_t>(ps.schedule.maxRecvReduceCount()) * bufs.elemSize;
   if (stagingBytes > 0) {
-    if (staging_.size() < kStagingBuffers) staging_.resize(kStagingBuffers);
+    const std::size_t count = std::clamp<std::size_t>(kStagingBudgetBytes / stagingBytes, 2, kMaxStagingBuffers);
+    if (staging_.size() != count) staging_.resize(count);
     for (auto& s : staging_)
       if (s.size() < stagingBytes) s.resize(stagingBytes);
   }

@@ -11,36 +11,42 @@ Schedule recursiveDoublingAllReduce(const ScheduleKey& k) {
   s.algorithm = "recursive_doubling";
   const int n = k.worldSize, r = k.rank;
   ScheduleBuilder b(s, k.inPlace);
-  const Span send{Buf::Send, 0, k.count}, recv{Buf::Recv, 0, k.count};
   if (k.count == 0) return s;
   if (n == 1) {
-    if (!k.inPlace) b.copy(send, recv);
+    if (!k.inPlace) b.copy({Buf::Send, 0, k.count}, {Buf::Recv, 0, k.count});
     return s;
   }
+  // Every exchange goes in pipeline slices, so staging memory stays bounded when a large
+  // message is forced onto this algorithm.
+  const auto slices = slicesOf({0, k.count}, k.sliceCount);
+  auto at = [](Buf buf, Block sl) { return Span{buf, sl.offset, sl.count}; };
   int pow2 = 1;
   while (pow2 * 2 <= n) pow2 *= 2;
   const int extra = n - pow2;
   // Ranks below 2*extra pair up: the even one hands its data to the odd one and waits.
   if (r < 2 * extra && r % 2 == 0) {
-    b.send(r + 1, send);
-    b.recv(r + 1, recv);
+    for (Block sl : slices) b.send(r + 1, at(Buf::Send, sl));
+    for (Block sl : slices) b.recv(r + 1, at(Buf::Recv, sl));
     return s;
   }
   bool haveOwn = false;  // whether Recv already holds this rank's running result
   if (r < 2 * extra) {
-    b.recvReduce(r - 1, send, recv);
+    for (Block sl : slices) b.recvReduce(r - 1, at(Buf::Send, sl), at(Buf::Recv, sl));
     haveOwn = true;
   }
   const int vrank = r < 2 * extra ? r / 2 : r - extra;
   auto realRank = [&](int v) { return v < extra ? 2 * v + 1 : v + extra; };
   for (int mask = 1; mask < pow2; mask <<= 1) {
     const int peer = realRank(vrank ^ mask);
-    b.send(peer, haveOwn ? recv : send);
-    b.recvReduce(peer, haveOwn ? recv : send, recv);
+    const Buf from = haveOwn ? Buf::Recv : Buf::Send;
+    for (Block sl : slices) b.send(peer, at(from, sl));
+    for (Block sl : slices) b.recvReduce(peer, at(from, sl), at(Buf::Recv, sl));
     haveOwn = true;
   }
-  if (k.divide) b.divide(recv);
-  if (r < 2 * extra) b.send(r - 1, recv);
+  if (k.divide)
+    for (Block sl : slices) b.divide(at(Buf::Recv, sl));
+  if (r < 2 * extra)
+    for (Block sl : slices) b.send(r - 1, at(Buf::Recv, sl));
   return s;
 }
 

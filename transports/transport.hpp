@@ -35,11 +35,12 @@ class Transport {
   // anything moved. Throws kumi::Error when a peer fails.
   virtual bool progress(std::vector<Request*>& completed) = 0;
 
-  // Blocks until progress may be possible, wake() is called, or timeoutMs passes.
+  // Blocks until progress may be possible, interrupt() is called, or timeoutMs passes.
   virtual void waitForEvents(int timeoutMs) = 0;
 
-  // Thread-safe: interrupts waitForEvents (used by abort).
-  virtual void wake() = 0;
+  // Thread-safe, for abort: interrupts waitForEvents now, and makes a connect in progress (or a
+  // later one) fail with kumiAborted.
+  virtual void interrupt() = 0;
 
   // Closes every connection so that peers see the failure at once; no further use.
   virtual void shutdown() = 0;

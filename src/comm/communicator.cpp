@@ -238,7 +238,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
 
 void Communicator::abort() {
   aborted_.store(true);
-  if (transport_) transport_->wake();
+  if (transport_) transport_->interrupt();
   std::lock_guard<std::mutex> lock(opMutex_);  // waits for the running operation to give up
   if (transport_) {
     transport_->cancelAll();

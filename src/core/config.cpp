@@ -55,8 +55,9 @@ void Config::validate() const {
   KUMI_REQUIRE_ARG(socketsPerPeer >= 0 && socketsPerPeer <= 16, "KUMI_SOCKET_NSOCKS must be in [0, 16], got ",
                    socketsPerPeer);
   KUMI_REQUIRE_ARG(storeServe >= -1 && storeServe <= 1, "KUMI_STORE_SERVE must be 0 or 1, got ", storeServe);
-  KUMI_REQUIRE_ARG(chunkBytes == 0 || (chunkBytes >= 4096 && chunkBytes <= (64u << 20)),
-                   "KUMI_CHUNK_SIZE must be between 4K and 64M, got ", chunkBytes);
+  // At most 16 MiB: kumi keeps at least two staging slices, within its 32 MiB budget.
+  KUMI_REQUIRE_ARG(chunkBytes == 0 || (chunkBytes >= 4096 && chunkBytes <= (16u << 20)),
+                   "KUMI_CHUNK_SIZE must be between 4K and 16M, got ", chunkBytes);
   KUMI_REQUIRE_ARG(transport.empty() || transport == "tcp", "KUMI_TRANSPORT='", transport,
                    "' is not available in this build (available: tcp)");
 }

@@ -178,7 +178,8 @@ Fd tryConnect(const SockAddr& addr, const Deadline& deadline, std::string* error
   return fd;
 }
 
-Fd connectWithRetry(const std::vector<SockAddr>& addrs, const Deadline& deadline, const std::string& what) {
+Fd connectWithRetry(const std::vector<SockAddr>& addrs, const Deadline& deadline, const std::string& what,
+                    const std::atomic<bool>* cancel) {
   auto backoff = std::chrono::milliseconds(10);
   std::string lastError = "no address";
   int attempts = 0;
@@ -189,6 +190,7 @@ Fd connectWithRetry(const std::vector<SockAddr>& addrs, const Deadline& deadline
       if (fd.valid()) return fd;
       lastError = cat(a.str(), ": ", lastError);
     }
+    if (cancel && cancel->load()) fail(kumiAborted, what, ": interrupted");
     if (deadline.expired())
       fail(kumiTimeout, what, ": could not connect after ", attempts, " attempts (last error: ", lastError, ")");
     if (attempts == static_cast<int>(addrs.size()) * 3) KUMI_INFO(what, ": still trying to connect (", lastError, ")");

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -64,7 +65,9 @@ SockAddr peerAddress(int fd);
 // invalid Fd and sets error text.
 Fd tryConnect(const SockAddr& addr, const Deadline& deadline, std::string* error);
 // Retries with exponential backoff (10 ms .. 1 s) until the deadline: the peer may not be up yet.
-Fd connectWithRetry(const std::vector<SockAddr>& addrs, const Deadline& deadline, const std::string& what);
+// A set `cancel` flag ends the retries with kumiAborted.
+Fd connectWithRetry(const std::vector<SockAddr>& addrs, const Deadline& deadline, const std::string& what,
+                    const std::atomic<bool>* cancel = nullptr);
 
 void setNonBlocking(int fd, bool on);
 void setNoDelay(int fd);

@@ -182,10 +182,10 @@ TEST_F(TcpTransportTest, WaitBlocksInsteadOfSpinning) {
   double cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
   EXPECT_GE(wall, 0.15);
   EXPECT_LT(cpu, wall / 4);
-  // And wake() interrupts it from another thread.
+  // And interrupt() interrupts it from another thread.
   std::thread waker([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    a->wake();
+    a->interrupt();
   });
   t0 = std::chrono::steady_clock::now();
   a->waitForEvents(5000);

@@ -76,6 +76,7 @@ struct TcpTransport::Impl {
   std::atomic<bool> activeDirty{false};  // a peer was installed: rebuild `active`
   std::uint64_t jobHash = 0, commHash = 0;
   bool isShutdown = false;
+  std::atomic<bool> interrupted{false};  // interrupt(): abort whatever blocks, connects included
 
   std::string peerName(int p) const {
     const auto& w = peers[p]->where;
@@ -226,7 +227,7 @@ struct TcpTransport::Impl {
     const int k = opt.socketsPerPeer;
     std::vector<Fd> fds;
     for (int i = 0; i < k; ++i) {
-      Fd fd = connectWithRetry(addrs, deadline, cat("connect to ", peerName(p)));
+      Fd fd = connectWithRetry(addrs, deadline, cat("connect to ", peerName(p)), &interrupted);
       Hello h = makeHello(static_cast<std::uint16_t>(i), static_cast<std::uint16_t>(k), nonce);
       writeFull(fd.get(), &h, sizeof h, deadline, cat("handshake with ", peerName(p)));
       HelloReply r{};
@@ -254,7 +255,9 @@ struct TcpTransport::Impl {
     if (initiate(p, deadline)) return;
   wait : {
     std::unique_lock<std::mutex> lock(mutex);
-    bool ok = changed.wait_until(lock, deadline.when(), [&] { return peers[p]->state == PeerState::kEstablished; });
+    bool ok = changed.wait_until(lock, deadline.when(),
+                                 [&] { return peers[p]->state == PeerState::kEstablished || interrupted.load(); });
+    if (interrupted.load()) fail(kumiAborted, "rank ", opt.rank, ": connecting to ", peerName(p), " was interrupted");
     if (!ok)
       fail(kumiTimeout, "rank ", opt.rank, ": connection with ", peerName(p),
            " was not completed before the deadline (the peer is not taking part?)");
@@ -449,7 +452,12 @@ void TcpTransport::waitForEvents(int timeoutMs) {
   }
 }
 
-void TcpTransport::wake() {
+void TcpTransport::interrupt() {
+  impl_->interrupted.store(true);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->changed.notify_all();
+  }
   std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(impl_->wakeFd.get(), &one, sizeof one);
 }

@@ -38,7 +38,7 @@ class TcpTransport final : public Transport {
   void postRecv(int peer, void* data, std::size_t bytes, Request* req) override;
   bool progress(std::vector<Request*>& completed) override;
   void waitForEvents(int timeoutMs) override;
-  void wake() override;
+  void interrupt() override;
   void shutdown() override;
   void cancelAll() override;
 

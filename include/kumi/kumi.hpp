@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace kumi {
 
@@ -106,6 +107,10 @@ class Comm {
     allReduce(inOut.data(), inOut.data(), inOut.size(), op);
   }
   template <class T>
+  void allReduce(std::vector<T>& inOut, kumiRedOp_t op = kumiSum) const {
+    allReduce(std::span<T>(inOut), op);
+  }
+  template <class T>
   void reduce(const T* send, T* recv, std::size_t count, int root, kumiRedOp_t op = kumiSum) const {
     check(kumiReduce(send, recv, count, dataTypeOf<T>, op, root, handle_, nullptr));
   }
@@ -116,6 +121,10 @@ class Comm {
   template <class T>
   void broadcast(std::span<T> inOut, int root) const {
     broadcast(inOut.data(), inOut.data(), inOut.size(), root);
+  }
+  template <class T>
+  void broadcast(std::vector<T>& inOut, int root) const {
+    broadcast(std::span<T>(inOut), root);
   }
   template <class T>
   void reduceScatter(const T* send, T* recv, std::size_t recvCount, kumiRedOp_t op = kumiSum) const {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "collectives/algorithms.hpp"
 #include "core/error.hpp"
@@ -60,11 +61,21 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
   o.listenAddress = listenAddress_;
   o.handshakeSeconds = std::min(30.0, cfg_.timeoutSeconds);
   try {
+    // Agree on the world size before publishing an address: a rank that disagrees must never
+    // see a complete set of peers.
+    agreeOnWorldSize(*store_, rank_, size_);
     transport_ = std::make_unique<TcpTransport>(o, store_);
-    joinBarrier(*store_, rank_, size_, "tcp", deadline);
+    waitForRanks(*store_, size_, "tcp", deadline);
   } catch (const Error& e) {
-    if (e.code() != kumiRemoteError) postAbort(*store_, cat("rank ", rank_, ": ", e.what()));
-    throw;
+    std::string msg = cat("rank ", rank_, ": ", e.what());
+    if (e.code() != kumiRemoteError) {
+      postAbort(*store_, msg);
+      // If this process hosts the store, it leaves with the store: give the other ranks (who
+      // poll for the notice twice a second) a moment to read why, instead of a lost store.
+      if (Registry::instance().hosts("store-server:" + cfg_.store))
+        std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    }
+    fail(e.code(), msg);
   }
   KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready");
 }

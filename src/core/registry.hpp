@@ -22,6 +22,11 @@ class Registry {
   std::atomic<long long> rootCommCount{0};
 
   // Returns the service stored under key, creating it with make() when absent.
+  bool hosts(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return services_.count(key) != 0;
+  }
+
   template <class T>
   std::shared_ptr<T> service(const std::string& key, const std::function<std::shared_ptr<T>()>& make) {
     std::lock_guard<std::mutex> lock(mutex_);

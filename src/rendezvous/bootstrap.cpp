@@ -58,40 +58,46 @@ void postAbort(Store& store, const std::string& message) {
   }
 }
 
-void joinBarrier(Store& store, int rank, int worldSize, const std::string& what, const Deadline& deadline) {
+void agreeOnWorldSize(Store& store, int rank, int worldSize) {
   const std::string mine = std::to_string(worldSize);
   std::string agreed = store.compareSet("world_size", "", mine);
   if (agreed != mine) {
-    std::string msg = cat("rank ", rank, " was started with world size ", worldSize, " but another rank with ",
-                          agreed, ": all ranks must agree (check KUMI_WORLD_SIZE / -np)");
-    postAbort(store, msg);
+    std::string msg = cat("started with world size ", worldSize, " but another rank with ", agreed,
+                          ": all ranks must agree (check KUMI_WORLD_SIZE / -np)");
+    postAbort(store, cat("rank ", rank, ": ", msg));
     fail(kumiInvalidArgument, msg);
   }
   store.set(cat("host/", rank), Registry::instance().hostname());
+}
+
+void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline) {
   std::vector<std::string> keys;
   for (int r = 0; r < worldSize; ++r) keys.push_back(cat(what, "/", r));
+  auto missingRanks = [&](const std::vector<std::string>& missing) {
+    std::string out;
+    std::size_t shown = 0;
+    for (const auto& k : missing)
+      if (++shown <= 32) out += cat(shown > 1 ? ", " : "", k.substr(what.size() + 1));
+    if (missing.size() > 32) out += cat(" and ", missing.size() - 32, " more");
+    return out;
+  };
+  std::vector<std::string> missing = keys;
   for (;;) {
-    auto slice = std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 500));
     try {
-      store.wait(keys, slice);
-      break;
+      missing = store.waitFor(keys, std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 500)));
+      if (store.check({"abort"}))
+        fail(kumiRemoteError, "another rank failed during start-up: ", store.get("abort", Store::Timeout(1000)));
     } catch (const Error& e) {
-      if (e.code() != kumiTimeout) throw;
+      if (e.code() == kumiRemoteError && std::string(e.what()).rfind("another rank", 0) == 0) throw;
+      // The store went away: its host (rank 0) gave up or died. Say who was still missing then.
+      fail(kumiRemoteError, missing.size(), " of ", worldSize, " ranks never arrived (ranks ", missingRanks(missing),
+           ") before the rendezvous store (", store.describe(), ") went away; its host probably gave up: ", e.what());
     }
-    if (store.check({"abort"})) fail(kumiRemoteError, "another rank failed during start-up: ", store.get("abort", Store::Timeout(1000)));
-    if (deadline.expired()) {
-      std::string missing;
-      int count = 0;
-      for (int r = 0; r < worldSize; ++r)
-        if (!store.check({keys[static_cast<std::size_t>(r)]}) && ++count <= 32) missing += cat(missing.empty() ? "" : ", ", r);
-      if (count > 32) missing += cat(" and ", count - 32, " more");
-      fail(kumiTimeout, "rank ", rank, ": ", count, " of ", worldSize, " ranks never arrived at the rendezvous (",
-           store.describe(), ") before the deadline: ranks ", missing);
-    }
+    if (missing.empty()) return;
+    if (deadline.expired())
+      fail(kumiTimeout, missing.size(), " of ", worldSize, " ranks never arrived at the rendezvous (", store.describe(),
+           ") before the deadline: ranks ", missingRanks(missing));
   }
-  // Also agree at the end: a late rank with another world size must not slip through.
-  if (store.get("world_size", Store::Timeout(1000)) != mine)
-    fail(kumiInvalidArgument, "rank ", rank, ": ranks disagree on the world size");
 }
 
 }  // namespace kumi

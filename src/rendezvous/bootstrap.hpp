@@ -23,10 +23,14 @@ struct StoreConnection {
 // ranks can still use it; or "file:///dir" for a file store on a shared filesystem.
 StoreConnection connectStore(const Config& cfg, const Deadline& deadline);
 
-// All ranks of a communicator: checks that everyone agrees on the world size, publishes
-// "host/<rank>", then waits until every rank has published key "<what>/<rank>". A failure is
-// posted under "abort" so that the others fail at once with the same story.
-void joinBarrier(Store& store, int rank, int worldSize, const std::string& what, const Deadline& deadline);
+// First step of joining: every rank checks that all agree on the world size (compare-and-set),
+// then publishes "host/<rank>". A rank that disagrees posts "abort" so that the others fail at
+// once with its story.
+void agreeOnWorldSize(Store& store, int rank, int worldSize);
+
+// Last step: waits until every rank has published "<what>/<rank>". The timeout names the ranks
+// that never arrived; a posted abort or a lost store fails at once, naming those still missing.
+void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline);
 
 // Posts a failure for the peers of a communicator (best effort).
 void postAbort(Store& store, const std::string& message);

@@ -104,15 +104,14 @@ std::string FileStore::get(const std::string& key, Timeout timeout) {
   return v;
 }
 
-void FileStore::wait(const std::vector<std::string>& keys, Timeout timeout) {
+std::vector<std::string> FileStore::waitFor(const std::vector<std::string>& keys, Timeout timeout) {
   auto deadline = Deadline::after(timeout.count() / 1000.0);
   int ms = 1;
   for (;;) {
-    std::string missing;
+    std::vector<std::string> missing;
     for (const auto& k : keys)
-      if (::access(pathOf(k).c_str(), F_OK) != 0) missing += cat(missing.empty() ? "" : ", ", k);
-    if (missing.empty()) return;
-    if (deadline.expired()) fail(kumiTimeout, describe(), ": keys still missing after ", timeout.count(), " ms: ", missing);
+      if (::access(pathOf(k).c_str(), F_OK) != 0) missing.push_back(k);
+    if (missing.empty() || deadline.expired()) return missing;
     sleepBackoff(ms);
   }
 }

@@ -14,7 +14,7 @@ class FileStore final : public Store {
   explicit FileStore(std::string directory);  // created if missing
   void set(const std::string& key, const std::string& value) override;
   std::string get(const std::string& key, Timeout timeout) override;
-  void wait(const std::vector<std::string>& keys, Timeout timeout) override;
+  std::vector<std::string> waitFor(const std::vector<std::string>& keys, Timeout timeout) override;
   std::int64_t add(const std::string& key, std::int64_t delta) override;
   std::string compareSet(const std::string& key, const std::string& expected, const std::string& desired) override;
   bool remove(const std::string& key) override;

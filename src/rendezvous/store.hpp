@@ -18,8 +18,11 @@ class Store {
   virtual void set(const std::string& key, const std::string& value) = 0;
   // Waits until key exists (at most timeout) and returns its value; kumiTimeout otherwise.
   virtual std::string get(const std::string& key, Timeout timeout) = 0;
-  // Waits until all keys exist; on timeout the error names the keys still missing.
-  virtual void wait(const std::vector<std::string>& keys, Timeout timeout) = 0;
+  // Waits until all keys exist or the timeout passes; returns the keys still missing (empty
+  // when all arrived), so that callers can say who never came.
+  virtual std::vector<std::string> waitFor(const std::vector<std::string>& keys, Timeout timeout) = 0;
+  // waitFor that fails with kumiTimeout naming the missing keys.
+  void wait(const std::vector<std::string>& keys, Timeout timeout);
   // Adds delta to the integer at key (missing = 0) and returns the new value.
   virtual std::int64_t add(const std::string& key, std::int64_t delta) = 0;
   // Sets key to desired if its value equals expected (a missing key equals ""); returns the
@@ -40,7 +43,11 @@ class PrefixStore final : public Store {
   PrefixStore(std::string prefix, std::shared_ptr<Store> base) : prefix_(std::move(prefix)), base_(std::move(base)) {}
   void set(const std::string& k, const std::string& v) override { base_->set(full(k), v); }
   std::string get(const std::string& k, Timeout t) override { return base_->get(full(k), t); }
-  void wait(const std::vector<std::string>& keys, Timeout t) override { base_->wait(full(keys), t); }
+  std::vector<std::string> waitFor(const std::vector<std::string>& keys, Timeout t) override {
+    auto missing = base_->waitFor(full(keys), t);
+    for (auto& k : missing) k.erase(0, prefix_.size() + 1);
+    return missing;
+  }
   std::int64_t add(const std::string& k, std::int64_t d) override { return base_->add(full(k), d); }
   std::string compareSet(const std::string& k, const std::string& e, const std::string& d) override {
     return base_->compareSet(full(k), e, d);

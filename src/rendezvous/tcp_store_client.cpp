@@ -109,7 +109,7 @@ std::string TcpStoreClient::get(const std::string& key, Timeout timeout) {
   return readString(fd_.get(), d, ctx);
 }
 
-void TcpStoreClient::wait(const std::vector<std::string>& keys, Timeout timeout) {
+std::vector<std::string> TcpStoreClient::waitFor(const std::vector<std::string>& keys, Timeout timeout) {
   for (const auto& k : keys) checkKey(k);
   sp::Writer w;
   w.u8(sp::kWait);
@@ -117,15 +117,15 @@ void TcpStoreClient::wait(const std::vector<std::string>& keys, Timeout timeout)
   w.u32(clampMs(timeout));
   std::lock_guard<std::mutex> lock(mutex_);
   std::string st = roundTrip(w.bytes(), timeout, "wait");
+  std::vector<std::string> missing;
   if (st[0] == sp::kTimeout) {
     auto d = Deadline::after(30);
     std::string ctx = cat("store ", address_, " wait");
     std::uint32_t n;
     readFull(fd_.get(), &n, 4, d, ctx);
-    std::string missing;
-    for (std::uint32_t i = 0; i < n; ++i) missing += cat(i ? ", " : "", readString(fd_.get(), d, ctx));
-    fail(kumiTimeout, "store ", address_, ": keys still missing after ", timeout.count(), " ms: ", missing);
+    for (std::uint32_t i = 0; i < n; ++i) missing.push_back(readString(fd_.get(), d, ctx));
   }
+  return missing;
 }
 
 std::int64_t TcpStoreClient::add(const std::string& key, std::int64_t delta) {

@@ -23,6 +23,8 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// How long the other ranks may take to report a failure before kumirun terminates them.
+constexpr auto kGrace = std::chrono::milliseconds(1500);
 int signalPipe[2] = {-1, -1};
 
 void onSignal(int sig) {
@@ -124,16 +126,19 @@ int main(int argc, char** argv) {
   sa.sa_flags = SA_RESTART;
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaction(sig, &sa, nullptr);
 
-  const int perNode = (np + nodes - 1) / nodes;
+  // Ranks fill hosts in blocks as even as possible: the first np % nodes hosts get one more.
+  auto nodeSize = [&](int node) { return np / nodes + (node < np % nodes ? 1 : 0); };
+  auto nodeStartOf = [&](int node) { return node * (np / nodes) + std::min(node, np % nodes); };
   std::vector<Rank> ranks(static_cast<std::size_t>(np));
   for (int r = 0; r < np; ++r) {
     Rank& rk = ranks[static_cast<std::size_t>(r)];
     rk.rank = r;
     int out[2], err[2];
     if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) { std::perror("kumirun: pipe"); return 1; }
-    const int node = r / perNode;
-    const int nodeStart = node * perNode;
-    const int localSize = std::min(np, nodeStart + perNode) - nodeStart;
+    int node = 0;
+    while (nodeStartOf(node + 1) <= r) ++node;
+    const int nodeStart = nodeStartOf(node);
+    const int localSize = nodeSize(node);
     pid_t pid = ::fork();
     if (pid < 0) { std::perror("kumirun: fork"); return 1; }
     if (pid == 0) {
@@ -173,11 +178,13 @@ int main(int argc, char** argv) {
     for (auto& rk : ranks)
       if (!rk.exited) ::kill(-rk.pid, sig);
   };
-  auto beginStop = [&]() {
+  // After a rank fails, the others get a moment to notice through kumi and report their own
+  // view of the failure before they are terminated; Ctrl-C and --timeout stop at once.
+  bool termSent = false;
+  auto beginStop = [&](bool grace) {
     if (stopping) return;
     stopping = true;
-    stopAt = Clock::now();
-    stopAll(SIGTERM);
+    stopAt = Clock::now() - (grace ? std::chrono::seconds(0) : kGrace);
   };
 
   std::size_t open = 2 * ranks.size();
@@ -215,7 +222,7 @@ int main(int argc, char** argv) {
       if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
         std::fprintf(stderr, "kumirun: signal %d, stopping all ranks\n", sig);
         if (result == 0) result = 128 + sig;
-        beginStop();
+        beginStop(false);
       }
     }
     int status;
@@ -232,17 +239,21 @@ int main(int argc, char** argv) {
                        WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
                        WIFSIGNALED(status) ? WTERMSIG(status) : code);
           if (result == 0) result = code;
-          beginStop();
+          beginStop(true);
         }
       }
     }
     if (timeout > 0 && !stopping && Clock::now() - start > std::chrono::duration<double>(timeout)) {
       std::fprintf(stderr, "kumirun: job exceeded --timeout %g s; stopping all ranks\n", timeout);
       result = 124;
-      beginStop();
+      beginStop(false);
     }
-    // Ranks that ignore SIGTERM are killed 3 s later; pipes held by their children are dropped.
-    if (stopping && !killed && Clock::now() - stopAt > std::chrono::seconds(3)) {
+    if (stopping && !termSent && Clock::now() - stopAt >= kGrace) {
+      stopAll(SIGTERM);
+      termSent = true;
+    }
+    // Ranks that ignore SIGTERM are killed 2 s later; pipes held by their children are dropped.
+    if (stopping && !killed && Clock::now() - stopAt > kGrace + std::chrono::seconds(2)) {
       stopAll(SIGKILL);
       killed = true;
     }

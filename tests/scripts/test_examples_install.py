@@ -133,11 +133,11 @@ class Install(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.describe())
         self.assertIn("[0] " + EXAMPLES["kumi-example-c"].format(n=2), res.stdout.splitlines(), res.describe())
 
-    @unittest.skipUnless(shutil.which("pkg-config"), "pkg-config is not installed")
     def test_pkg_config_c_example(self):
         pc = self.pkg_config("--cflags", "--libs")
         self.assertEqual(pc.returncode, 0, pc.describe())
-        flags = pc.stdout.split()
+        # Paths relative to kumi.pc's own location are fine; normalise them before comparing.
+        flags = [f[:2] + os.path.normpath(f[2:]) if f[:2] in ("-I", "-L") else f for f in pc.stdout.split()]
         # kumi.pc must describe the prefix it was installed to (cmake --install --prefix).
         self.assertIn(f"-I{self.prefix}/include", flags,
                       f"kumi.pc does not point into the install prefix {self.prefix}:{pc.describe()}\n"
@@ -145,13 +145,10 @@ class Install(unittest.TestCase):
         self.assertIn(f"-L{self.libdir}", flags, pc.describe())
         self.build_and_run_c_example(flags, os.path.join(self.tmp, "allreduce-c"))
 
-    @unittest.skipUnless(shutil.which("pkg-config"), "pkg-config is not installed")
     def test_pkg_config_c_example_define_prefix(self):
         # The same with --define-prefix (prefix derived from where kumi.pc lies), so that the
         # header, library and kumirun are checked even where kumi.pc names the wrong prefix.
         pc = self.pkg_config("--define-prefix", "--cflags", "--libs")
-        if pc.returncode != 0 and "define-prefix" in pc.stderr:
-            self.skipTest("this pkg-config has no --define-prefix")
         self.assertEqual(pc.returncode, 0, pc.describe())
         self.build_and_run_c_example(pc.stdout.split(), os.path.join(self.tmp, "allreduce-c-defprefix"))
 
@@ -164,7 +161,6 @@ class Install(unittest.TestCase):
                                             f"{res.describe()}")
         self.assertIn("[0] # Out of bounds values : 0 OK", res.stdout.splitlines(), res.describe())
 
-    @unittest.skipUnless(shutil.which("nm"), "nm is not installed")
     def test_exports_only_c_api(self):
         lib = os.path.join(self.libdir, "libkumi.so")
         res = kt.run(["nm", "-D", "--defined-only", lib], timeout=30)

@@ -134,11 +134,7 @@ std::int64_t TcpStoreClient::add(const std::string& key, std::int64_t delta) {
   w.u8(sp::kAdd);
   w.str(key);
   w.i64(delta);
-  std::lock_guard<std::mutex> lock(mutex_);
-  roundTrip(w.bytes(), Timeout(0), "add");
-  std::int64_t v;
-  readFull(fd_.get(), &v, 8, Deadline::after(30), "store add");
-  return v;
+  return integerReply(w.bytes(), "add");
 }
 
 std::string TcpStoreClient::compareSet(const std::string& key, const std::string& expected, const std::string& desired) {
@@ -159,22 +155,22 @@ bool TcpStoreClient::remove(const std::string& key) {
   sp::Writer w;
   w.u8(sp::kRemove);
   w.str(key);
-  std::lock_guard<std::mutex> lock(mutex_);
-  roundTrip(w.bytes(), Timeout(0), "remove");
-  std::int64_t v;
-  readFull(fd_.get(), &v, 8, Deadline::after(30), "store remove");
-  return v != 0;
+  return integerReply(w.bytes(), "remove") != 0;
 }
 
 bool TcpStoreClient::check(const std::vector<std::string>& keys) {
   sp::Writer w;
   w.u8(sp::kCheck);
   w.strs(keys);
+  return integerReply(w.bytes(), "check") != 0;
+}
+
+std::int64_t TcpStoreClient::integerReply(const std::string& request, const char* what) {
   std::lock_guard<std::mutex> lock(mutex_);
-  roundTrip(w.bytes(), Timeout(0), "check");
+  roundTrip(request, Timeout(0), what);
   std::int64_t v;
-  readFull(fd_.get(), &v, 8, Deadline::after(30), "store check");
-  return v != 0;
+  readFull(fd_.get(), &v, 8, Deadline::after(30), cat("store ", what));
+  return v;
 }
 
 }  // namespace kumi

@@ -26,6 +26,8 @@ class TcpStoreClient final : public Store {
 
  private:
   std::string roundTrip(const std::string& request, Timeout serverTimeout, const char* what);
+  // A request whose reply is one integer (add, remove, check).
+  std::int64_t integerReply(const std::string& request, const char* what);
   std::string address_;
   SockAddr server_;
   std::mutex mutex_;

@@ -15,30 +15,15 @@
 #include "collectives/interpreter.hpp"
 #include "collectives/planner.hpp"
 #include "core/element.hpp"
+#include "../common/reference_data.hpp"
 #include "core/error.hpp"
 #include "core/types.hpp"
 
 namespace kumi {
 namespace {
 
-// Small integers keep every reduction exact in every type and order; products use 1 and 2.
-double inputValue(int rank, std::uint64_t i, kumiRedOp_t op) {
-  if (op == kumiProd) return ((rank * 5 + static_cast<int>(i % 97)) % 4 == 0) ? 2.0 : 1.0;
-  return static_cast<double>((static_cast<std::uint64_t>(rank) * 7 + i * 3) % 9 + 1);
-}
-
-double expected(kumiDataType_t t, kumiRedOp_t op, int n, std::uint64_t i) {
-  double acc = inputValue(0, i, op);
-  for (int r = 1; r < n; ++r) {
-    double v = inputValue(r, i, op);
-    acc = op == kumiProd ? acc * v : op == kumiMin ? std::min(acc, v) : op == kumiMax ? std::max(acc, v) : acc + v;
-  }
-  if (op == kumiAvg) {
-    acc = t <= kumiUint64 ? std::trunc(acc / n) : acc / n;
-    if (t != kumiFloat64) acc = static_cast<float>(acc);
-  }
-  return roundToType(t, acc);
-}
+using test::expectedReduction;
+using test::inputValue;
 
 struct Case {
   Collective coll;
@@ -118,8 +103,8 @@ std::string runCase(const Case& c, bool hazards) {
       double want;
       switch (c.coll) {
         case Collective::AllReduce:
-        case Collective::Reduce: want = expected(c.type, c.op, n, i); break;
-        case Collective::ReduceScatter: want = expected(c.type, c.op, n, static_cast<std::uint64_t>(r) * cnt + i); break;
+        case Collective::Reduce: want = expectedReduction(c.type, c.op, n, i); break;
+        case Collective::ReduceScatter: want = expectedReduction(c.type, c.op, n, static_cast<std::uint64_t>(r) * cnt + i); break;
         case Collective::AllGather: want = roundToType(c.type, inputValue(static_cast<int>(i / cnt), i % cnt, c.op)); break;
         default: want = roundToType(c.type, inputValue(c.root, i, c.op)); break;
       }

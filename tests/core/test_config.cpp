@@ -1,6 +1,8 @@
 // KUMI_* environment parsing, kumiConfig_t precedence, and validation messages.
 #include <gtest/gtest.h>
 
+#include "../common/test_util.hpp"
+
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -12,6 +14,8 @@
 #include "core/env.hpp"
 
 namespace {
+
+using kumi::test::errorOf;
 
 const char* const kVars[] = {"KUMI_RANK",          "KUMI_WORLD_SIZE",    "KUMI_STORE",      "KUMI_STORE_SERVE",
                              "KUMI_JOB_ID",        "KUMI_GENERATION",    "KUMI_TIMEOUT",    "KUMI_SOCKET_IFNAME",
@@ -35,19 +39,6 @@ class ConfigEnv : public ::testing::Test {
     }
   }
   static void set(const char* name, const char* value) { ASSERT_EQ(::setenv(name, value, 1), 0); }
-
-  // Runs f, which must throw kumi::Error with `code`; returns the message ("" if it did not throw).
-  template <class F>
-  static std::string errorOf(F&& f, kumiResult_t code = kumiInvalidArgument) {
-    try {
-      f();
-    } catch (const kumi::Error& e) {
-      EXPECT_EQ(e.code(), code) << e.what();
-      return e.what();
-    }
-    ADD_FAILURE() << "expected a kumi::Error";
-    return "";
-  }
 
   std::map<std::string, std::string> saved_;
 };

@@ -2,6 +2,8 @@
 // busy port, and choosing the address to listen on.
 #include <gtest/gtest.h>
 
+#include "../common/test_util.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,18 +16,7 @@
 
 namespace {
 
-// Runs f, which must throw kumi::Error with `code`; returns the message.
-template <class F>
-std::string errorOf(F&& f, kumiResult_t code) {
-  try {
-    f();
-  } catch (const kumi::Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a kumi::Error";
-  return "";
-}
+using kumi::test::errorOf;
 
 kumi::SockAddr ipv4(const char* host, int port) {
   kumi::SockAddr a;

@@ -12,28 +12,14 @@
 #include <vector>
 
 #include "core/element.hpp"
+#include "../common/reference_data.hpp"
 
 namespace {
 
 kumi::Comm* world = nullptr;
 
-double inputValue(int rank, std::uint64_t i, kumiRedOp_t op) {
-  if (op == kumiProd) return ((rank * 5 + static_cast<int>(i % 97)) % 4 == 0) ? 2.0 : 1.0;
-  return static_cast<double>((static_cast<std::uint64_t>(rank) * 7 + i * 3) % 9 + 1);
-}
-
-double expected(kumiDataType_t t, kumiRedOp_t op, int n, std::uint64_t i) {
-  double acc = inputValue(0, i, op);
-  for (int r = 1; r < n; ++r) {
-    double v = inputValue(r, i, op);
-    acc = op == kumiProd ? acc * v : op == kumiMin ? std::min(acc, v) : op == kumiMax ? std::max(acc, v) : acc + v;
-  }
-  if (op == kumiAvg) {
-    acc = t <= kumiUint64 ? std::trunc(acc / n) : acc / n;
-    if (t != kumiFloat64) acc = static_cast<float>(acc);
-  }
-  return kumi::roundToType(t, acc);
-}
+using kumi::test::expectedReduction;
+using kumi::test::inputValue;
 
 const std::uint64_t kSizes[] = {0, 1, 7, 1023, 100003};
 const kumiRedOp_t kOps[] = {kumiSum, kumiProd, kumiMin, kumiMax, kumiAvg};
@@ -91,8 +77,8 @@ std::uint64_t runOne(const kumi::Comm& comm, Coll coll, kumiDataType_t t, kumiRe
     double want;
     switch (coll) {
       case Coll::AllReduce:
-      case Coll::Reduce: want = expected(t, op, n, i); break;
-      case Coll::ReduceScatter: want = expected(t, op, n, static_cast<std::uint64_t>(r) * count + i); break;
+      case Coll::Reduce: want = expectedReduction(t, op, n, i); break;
+      case Coll::ReduceScatter: want = expectedReduction(t, op, n, static_cast<std::uint64_t>(r) * count + i); break;
       case Coll::AllGather: want = kumi::roundToType(t, inputValue(static_cast<int>(i / count), i % count, op)); break;
       default: want = kumi::roundToType(t, inputValue(root, i, op)); break;
     }
@@ -130,7 +116,7 @@ TEST(MultiProcess, LargeAllReduceSpansManySlices) {
   for (std::size_t i = 0; i < count; ++i) in[i] = static_cast<float>(inputValue(world->rank(), i, kumiSum));
   world->allReduce(in.data(), out.data(), count);
   std::size_t wrong = 0;
-  for (std::size_t i = 0; i < count; ++i) wrong += out[i] != static_cast<float>(expected(kumiFloat32, kumiSum, world->size(), i));
+  for (std::size_t i = 0; i < count; ++i) wrong += out[i] != static_cast<float>(expectedReduction(kumiFloat32, kumiSum, world->size(), i));
   EXPECT_EQ(wrong, 0u);
 }
 

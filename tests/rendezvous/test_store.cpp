@@ -3,6 +3,8 @@
 // connect retries, unreachable servers, shutdown mid-wait, garbage on the wire, many clients.
 #include <gtest/gtest.h>
 
+#include "../common/test_util.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -43,18 +45,7 @@ using Clock = std::chrono::steady_clock;
 
 double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Runs f, which must throw kumi::Error with `code`; returns the message.
-template <class F>
-std::string errorOf(F&& f, kumiResult_t code) {
-  try {
-    f();
-  } catch (const kumi::Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a kumi::Error with code " << code;
-  return "";
-}
+using kumi::test::errorOf;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

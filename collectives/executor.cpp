@@ -160,8 +160,11 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
            waiting.empty() ? "" : "; still waiting for data from ", waiting,
            sending.empty() ? "" : "; still sending to ", sending);
     }
+    // Readiness comes only through events (edge-triggered): poll them without blocking for a
+    // few rounds, yielding the CPU in between, then block.
     if (++idle < p.spinBeforeBlock) {
       sched_yield();
+      tp->waitForEvents(0);
       continue;
     }
     tp->waitForEvents(std::min(p.deadline.msLeft(), 200));

@@ -160,9 +160,11 @@ std::uint64_t Communicator::sliceElements(const CallArgs& a) const {
   // Bytes of one pipeline unit before slicing: a ring chunk, or the whole message for chains.
   std::uint64_t unit = a.count * es;
   if (a.coll == Collective::AllReduce) unit /= static_cast<std::uint64_t>(size_);
-  // A few slices per unit let neighbours overlap; slices stay between 32 KiB and 512 KiB so
-  // that per-message overhead and staging memory both stay small.
-  std::uint64_t slice = std::clamp<std::uint64_t>(unit / 4, 32 << 10, 512 << 10);
+  // Rings pipeline across chunks already, and per-message costs dominate below a megabyte on
+  // TCP: whole chunks up to 1 MiB measured best (docs/PERFORMANCE.md). Chains need several
+  // slices in flight along the chain to overlap their hops.
+  const bool chain = a.coll == Collective::Broadcast || a.coll == Collective::Reduce;
+  std::uint64_t slice = std::clamp<std::uint64_t>(chain ? unit / 8 : unit, 32 << 10, 1 << 20);
   return std::max<std::uint64_t>(1, slice / es);
 }
 

@@ -381,6 +381,21 @@ def write_json(args, rows, failures, path):
 
 # --------------------------------------------------------------------- main
 
+def print_tcp_bound(args):
+    """With 2 ranks, what plain loopback TCP carries both ways at once at the largest size:
+    the ceiling on every library's busbw in the table (kumi-tcp-bound, no library involved)."""
+    tool = os.path.join(args.build_dir, "kumi-tcp-bound")
+    if args.np != 2 or not os.path.exists(tool):
+        return
+    try:
+        out = subprocess.run([tool, str(args.e), "5"], capture_output=True, text=True,
+                             timeout=args.timeout).stdout
+    except subprocess.TimeoutExpired:
+        return
+    for line in out.splitlines():
+        print(f"# {line}")
+
+
 def main(argv):
     try:
         args = parse_args(argv)
@@ -406,6 +421,7 @@ def main(argv):
 
     rows = summarize(args, runs)
     print_table(args, rows)
+    print_tcp_bound(args)
     failures = check_requirements(args, rows)
     if args.json:
         write_json(args, rows, failures, args.json)

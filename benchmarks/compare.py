@@ -385,10 +385,10 @@ def print_tcp_bound(args):
     """With 2 ranks, what plain loopback TCP carries both ways at once at the largest size:
     the ceiling on every library's busbw in the table (kumi-tcp-bound, no library involved)."""
     tool = os.path.join(args.build_dir, "kumi-tcp-bound")
-    if args.np != 2 or not os.path.exists(tool):
+    if args.np != 2 or parse_size(str(args.e)) < (1 << 20) or not os.path.exists(tool):
         return
     try:
-        out = subprocess.run([tool, str(args.e), "5"], capture_output=True, text=True,
+        out = subprocess.run([tool, str(parse_size(str(args.e))), "5"], capture_output=True, text=True,
                              timeout=args.timeout).stdout
     except subprocess.TimeoutExpired:
         return

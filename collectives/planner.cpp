@@ -4,6 +4,7 @@
 
 #include "collectives/algorithms.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace kumi {
 namespace {
@@ -49,16 +50,21 @@ const char* algorithmName(Algorithm a) {
   return "unknown";
 }
 
-std::vector<Algorithm> algorithmsFor(Collective c) {
+std::span<const Algorithm> algorithmsFor(Collective c) {
+  static constexpr Algorithm kAllReduce[] = {Algorithm::Ring, Algorithm::RecursiveDoubling};
+  static constexpr Algorithm kRing[] = {Algorithm::Ring};
+  static constexpr Algorithm kChain[] = {Algorithm::Chain};
+  static constexpr Algorithm kDissemination[] = {Algorithm::Dissemination};
+  static constexpr Algorithm kDirect[] = {Algorithm::Direct};
   switch (c) {
-    case Collective::AllReduce: return {Algorithm::Ring, Algorithm::RecursiveDoubling};
+    case Collective::AllReduce: return kAllReduce;
     case Collective::ReduceScatter:
-    case Collective::AllGather: return {Algorithm::Ring};
+    case Collective::AllGather: return kRing;
     case Collective::Broadcast:
-    case Collective::Reduce: return {Algorithm::Chain};
-    case Collective::Barrier: return {Algorithm::Dissemination};
+    case Collective::Reduce: return kChain;
+    case Collective::Barrier: return kDissemination;
     case Collective::Send:
-    case Collective::Recv: return {Algorithm::Direct};
+    case Collective::Recv: return kDirect;
   }
   return {};
 }
@@ -128,16 +134,16 @@ bool AlgorithmFilter::allows(Collective c, Algorithm a) const {
 }
 
 Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, int worldSize, const AlgorithmFilter& filter) {
-  std::vector<Algorithm> allowed;
-  for (Algorithm a : algorithmsFor(c))
-    if (filter.allows(c, a)) allowed.push_back(a);
-  if (allowed.empty()) allowed = algorithmsFor(c);  // the filter left nothing: ignore it here
-  if (c == Collective::AllReduce && allowed.size() > 1) {
-    const bool small = bytes <= kRecursiveDoublingMaxBytes || worldSize == 1;
-    for (Algorithm a : allowed)
-      if ((a == Algorithm::RecursiveDoubling) == small) return a;
-  }
-  return allowed.front();
+  // On every call: no allocation here.
+  const auto own = algorithmsFor(c);
+  const bool small = bytes <= kRecursiveDoublingMaxBytes || worldSize == 1;
+  const Algorithm preferred = c == Collective::AllReduce && small ? Algorithm::RecursiveDoubling : own.front();
+  if (filter.allows(c, preferred)) return preferred;
+  for (Algorithm a : own)
+    if (filter.allows(c, a)) return a;
+  // Only a rule for all collectives (e.g. "^ring") can leave one with nothing; it has to run.
+  KUMI_INFO("KUMI_ALGO leaves ", collectiveName(c), " no algorithm; using ", algorithmName(own.front()));
+  return own.front();
 }
 
 Schedule buildSchedule(const ScheduleKey& key) { return buildSchedule(key, algorithmsFor(key.coll).front()); }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,7 @@ class AlgorithmFilter {
 };
 
 // The algorithms that implement a collective, best-first for large messages.
-std::vector<Algorithm> algorithmsFor(Collective c);
+std::span<const Algorithm> algorithmsFor(Collective c);
 
 Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, int worldSize, const AlgorithmFilter& filter);
 

@@ -11,9 +11,9 @@
 
 namespace kumi {
 namespace {
-// Staging buffers bound the receives that reduce in flight: up to 8 of them, within 32 MiB,
-// whatever slice size is configured (at least 2, so that receiving overlaps reducing).
-constexpr std::size_t kMaxStagingBuffers = 8;
+// Staging buffers hold receives that reduce: each receiving channel has its own pool of 2..8
+// slices, within 32 MiB in all, whatever slice size is configured.
+constexpr std::size_t kMaxStagingPerChannel = 8;
 constexpr std::size_t kStagingBudgetBytes = 32u << 20;
 }  // namespace
 
@@ -33,28 +33,37 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   const std::size_t n = steps.size();
   if (n == 0) return;
   if (tp == nullptr && !ps.channelSteps.empty()) fail(kumiInternalError, "schedule needs peers but there is no transport");
+  const std::size_t channels = ps.channelSteps.size();
 
+  // Staging pools, one per channel that reduces: a receive into staging has no memory hazard,
+  // so it is posted as soon as its channel allows, and the reduce waits for the step's
+  // dependencies. Separate pools keep one channel from starving another.
   const std::size_t stagingBytes = static_cast<std::size_t>(ps.schedule.maxRecvReduceCount()) * bufs.elemSize;
-  if (stagingBytes > 0) {
-    const std::size_t count = std::clamp<std::size_t>(kStagingBudgetBytes / stagingBytes, 2, kMaxStagingBuffers);
-    if (staging_.size() != count) staging_.resize(count);
+  const std::size_t reducing = static_cast<std::size_t>(std::count(ps.channelReduces.begin(), ps.channelReduces.end(), true));
+  freeStaging_.assign(channels, {});
+  if (stagingBytes > 0 && reducing > 0) {
+    const std::size_t per =
+        std::clamp<std::size_t>(kStagingBudgetBytes / (stagingBytes * reducing), 2, kMaxStagingPerChannel);
+    if (staging_.size() != per * reducing) staging_.resize(per * reducing);
     for (auto& s : staging_)
       if (s.size() < stagingBytes) s.resize(stagingBytes);
+    int next = 0;
+    for (std::size_t c = 0; c < channels; ++c)
+      if (ps.channelReduces[c])
+        for (std::size_t k = 0; k < per; ++k) freeStaging_[c].push_back(next++);
   }
-  freeStaging_.clear();
-  for (int i = static_cast<int>(staging_.size()) - 1; i >= 0; --i) freeStaging_.push_back(i);
 
   remaining_.assign(ps.depCount.begin(), ps.depCount.end());
-  ready_.assign(n, 0);
-  head_.assign(ps.channelSteps.size(), 0);
+  ready_.assign(n, 0);  // 0 waiting for dependencies, 1 ready (or running), 2 done
+  received_.assign(n, 0);
+  head_.assign(channels, 0);
   requests_.assign(n, Request{});
   stagingOf_.assign(n, -1);
   std::size_t done = 0;
 
-  // Completing a step releases its dependents; local steps run as soon as they are ready.
   auto complete = [&](std::uint32_t i) {
     ++done;
-    ready_[i] = 2;  // 0 waiting, 1 ready or started, 2 done
+    ready_[i] = 2;
     for (std::uint32_t d = ps.dependentsBegin[i]; d < ps.dependentsBegin[i + 1]; ++d) {
       std::uint32_t j = ps.dependents[d];
       if (--remaining_[j] == 0) work_.push_back(j);
@@ -70,41 +79,56 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
       divideInPlace(p.type, bufs.at(st.dst), static_cast<std::size_t>(st.dst.count), static_cast<std::uint64_t>(p.worldSize));
     }
   };
-  // Starts the ready steps at the head of channel c, in order.
-  auto pumpChannel = [&](int c) {
-    const auto& list = ps.channelSteps[static_cast<std::size_t>(c)];
-    std::size_t& h = head_[static_cast<std::size_t>(c)];
-    while (h < list.size() && ready_[list[h]]) {
+  // Starts steps at the head of channel c, in order: sends and plain receives once their
+  // dependencies are done, receives that reduce as soon as a staging buffer is free.
+  auto pumpChannel = [&](std::size_t c) {
+    const auto& list = ps.channelSteps[c];
+    std::size_t& h = head_[c];
+    while (h < list.size()) {
       const std::uint32_t i = list[h];
       const Step& st = steps[i];
       Request* req = &requests_[i];
       req->step = i;
-      if (st.kind == StepKind::Send) {
-        tp->postSend(st.peer, bufs.at(st.src), bufs.bytes(st.src), req);
-      } else if (st.kind == StepKind::Recv) {
-        tp->postRecv(st.peer, bufs.at(st.dst), bufs.bytes(st.dst), req);
-      } else {  // RecvReduce needs a staging buffer
-        if (freeStaging_.empty()) break;
-        int sidx = freeStaging_.back();
-        freeStaging_.pop_back();
+      if (st.kind == StepKind::RecvReduce) {
+        if (freeStaging_[c].empty()) break;
+        int sidx = freeStaging_[c].back();
+        freeStaging_[c].pop_back();
         stagingOf_[i] = sidx;
         tp->postRecv(st.peer, staging_[static_cast<std::size_t>(sidx)].data(), bufs.bytes(st.dst), req);
+      } else if (!ready_[i]) {
+        break;
+      } else if (st.kind == StepKind::Send) {
+        tp->postSend(st.peer, bufs.at(st.src), bufs.bytes(st.src), req);
+      } else {
+        tp->postRecv(st.peer, bufs.at(st.dst), bufs.bytes(st.dst), req);
       }
       ++h;
     }
+  };
+  // A receive that reduces finishes when its data is in and its dependencies are done.
+  auto finishReduce = [&](std::uint32_t i) {
+    const Step& st = steps[i];
+    const int sidx = stagingOf_[i];
+    reduceBuffers(p.type, p.op, bufs.at(st.dst), bufs.at(st.src), staging_[static_cast<std::size_t>(sidx)].data(),
+                  static_cast<std::size_t>(st.dst.count));
+    const auto c = static_cast<std::size_t>(ps.channelOf[i]);
+    freeStaging_[c].push_back(sidx);
+    complete(i);
+    pumpChannel(c);
   };
   auto drainWork = [&]() {
     while (!work_.empty()) {
       std::uint32_t i = work_.back();
       work_.pop_back();
       ready_[i] = 1;
-      // Local steps complete here; channel steps when the transport reports them.
-      int c = ps.channelOf[i];
+      const int c = ps.channelOf[i];
       if (c < 0) {
         runLocal(i);
         complete(i);
+      } else if (steps[i].kind == StepKind::RecvReduce) {
+        if (received_[i]) finishReduce(i);
       } else {
-        pumpChannel(c);
+        pumpChannel(static_cast<std::size_t>(c));
       }
     }
   };
@@ -112,8 +136,8 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   work_.clear();
   for (std::uint32_t i = 0; i < n; ++i)
     if (remaining_[i] == 0) work_.push_back(i);
-  // Start in schedule order so that channel heads come first.
-  std::reverse(work_.begin(), work_.end());
+  std::reverse(work_.begin(), work_.end());  // schedule order, so channel heads come first
+  for (std::size_t c = 0; c < channels; ++c) pumpChannel(c);
   drainWork();
 
   int idle = 0;
@@ -122,24 +146,16 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
       fail(kumiAborted, "the communicator was aborted (kumiCommAbort)");
     completed_.clear();
     bool moved = tp->progress(completed_);
-    bool freedStaging = false;
     for (Request* req : completed_) {
       const std::uint32_t i = req->step;
-      const Step& st = steps[i];
-      if (st.kind == StepKind::RecvReduce) {
-        int sidx = stagingOf_[i];
-        reduceBuffers(p.type, p.op, bufs.at(st.dst), bufs.at(st.src), staging_[static_cast<std::size_t>(sidx)].data(),
-                      static_cast<std::size_t>(st.dst.count));
-        freeStaging_.push_back(sidx);
-        freedStaging = true;
+      if (steps[i].kind != StepKind::RecvReduce) {
+        complete(i);
+      } else {
+        received_[i] = 1;
+        if (ready_[i]) finishReduce(i);
       }
-      complete(i);
+      drainWork();
     }
-    drainWork();
-    if (freedStaging)
-      for (std::size_t c = 0; c < ps.channelSteps.size(); ++c)
-        if (ps.channelIsRecv[c]) pumpChannel(static_cast<int>(c));
-    drainWork();
     if (moved || !completed_.empty()) {
       idle = 0;
       continue;
@@ -147,7 +163,7 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
     if (p.deadline.expired()) {
       // Name the peers we still wait for: unfinished receives, then unfinished sends.
       std::set<int> from, to;
-      for (std::size_t c = 0; c < ps.channelSteps.size(); ++c) {
+      for (std::size_t c = 0; c < channels; ++c) {
         const auto& list = ps.channelSteps[c];
         bool pending = std::any_of(list.begin(), list.end(), [&](std::uint32_t i) { return ready_[i] != 2; });
         if (pending) (ps.channelIsRecv[c] ? from : to).insert(ps.channelPeer[c]);

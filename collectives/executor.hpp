@@ -1,7 +1,8 @@
-// Runs one rank's prepared schedule over a transport: steps start when their dependencies are
-// done and their channel's earlier steps have started; receives that reduce land in a small
-// pool of staging buffers; the loop blocks in the transport when nothing moves, so co-located
-// ranks are not starved.
+// Runs one rank's prepared schedule over a transport: steps start in channel order, sends and
+// plain receives once their dependencies are done; receives that reduce land at once in a small
+// per-channel pool of staging buffers and reduce when their dependencies are done (so no rank
+// waits for its own send to drain before reading, whatever the socket buffer sizes). The loop
+// blocks in the transport when nothing moves, so co-located ranks are not starved.
 #pragma once
 
 #include <atomic>
@@ -40,10 +41,11 @@ class Executor {
   // Per-run state, kept to reuse capacity.
   std::vector<std::uint32_t> remaining_;
   std::vector<char> ready_;
+  std::vector<char> received_;
   std::vector<std::size_t> head_;
   std::vector<Request> requests_;
   std::vector<int> stagingOf_;
-  std::vector<int> freeStaging_;
+  std::vector<std::vector<int>> freeStaging_;  // per channel
   std::vector<Request*> completed_;
   std::vector<std::uint32_t> work_;
 };

@@ -32,7 +32,9 @@ PreparedSchedule::PreparedSchedule(Schedule s) : schedule(std::move(s)), peers(s
       channelSteps.emplace_back();
       channelPeer.push_back(st.peer);
       channelIsRecv.push_back(isRecv);
+      channelReduces.push_back(false);
     }
+    if (st.kind == StepKind::RecvReduce) channelReduces[static_cast<std::size_t>(it->second)] = true;
     channelOf[i] = it->second;
     channelSteps[static_cast<std::size_t>(it->second)].push_back(static_cast<std::uint32_t>(i));
   }

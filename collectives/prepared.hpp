@@ -21,6 +21,7 @@ struct PreparedSchedule {
   std::vector<std::vector<std::uint32_t>> channelSteps;
   std::vector<int> channelPeer;
   std::vector<bool> channelIsRecv;
+  std::vector<bool> channelReduces;  // has RecvReduce steps (needs a staging pool)
   std::vector<int> peers;  // sorted, unique: the connections this schedule needs
 
   explicit PreparedSchedule(Schedule s);

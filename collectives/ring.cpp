@@ -57,9 +57,10 @@ Schedule ringReduceScatter(const ScheduleKey& k) {
   const auto slices = slicesOf(whole, k.sliceCount);
   // Partial sums travel through an accumulator. Out of place it is the output itself. In place
   // the output aliases this rank's own input block, still needed at the last step, so partials
-  // use scratch: slices go in groups of kGroup, each step's partials in one half of 2*kGroup
-  // slots, so scratch stays a few slices whatever the size.
-  const std::size_t group = k.inPlace ? 4 : slices.size();
+  // use scratch: slices go in groups of 4, each step's partials in one half of 8 slots, so
+  // scratch stays a few slices whatever the size. The grouping is the same either way: the order
+  // of messages on the wire must not depend on a choice each rank makes alone.
+  const std::size_t group = 4;
   const std::uint64_t stride = std::min<std::uint64_t>(k.sliceCount, rc);  // one slot
   if (k.inPlace) s.scratchCount = 2 * group * stride;
   std::vector<Span> previous(slices.size());
@@ -131,10 +132,8 @@ Schedule chainReduce(const ScheduleKey& k) {
   const int n = k.worldSize, r = k.rank;
   ScheduleBuilder b(s, k.inPlace);
   const auto slices = slicesOf({0, k.count}, k.sliceCount);
-  if (n == 1) {
+  if (n == 1) {  // (an average over one rank is the value itself)
     if (!k.inPlace && k.count > 0) b.copy({Buf::Send, 0, k.count}, {Buf::Recv, 0, k.count});
-    if (k.divide)
-      for (Block sl : slices) b.divide(at(Buf::Recv, sl));
     return s;
   }
   // The chain starts after the root and ends at it.

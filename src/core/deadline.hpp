@@ -10,7 +10,9 @@ namespace kumi {
 class Deadline {
  public:
   using Clock = std::chrono::steady_clock;
+  // Seconds are clamped to [0, 1e9] (about 30 years): "inf" means "never", without overflow.
   static Deadline after(double seconds) {
+    seconds = seconds > 1e9 ? 1e9 : seconds;
     Deadline d;
     d.at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                std::chrono::duration<double>(std::max(0.0, seconds)));

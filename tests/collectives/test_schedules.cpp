@@ -35,10 +35,12 @@ struct Case {
   kumiDataType_t type = kumiFloat32;
   kumiRedOp_t op = kumiSum;
   bool recursiveDoubling = false;  // allreduce only: the other family
+  bool mixed = false;              // even ranks in place, odd ranks not (each rank decides alone)
+  bool inPlaceAt(int rank) const { return mixed ? rank % 2 == 0 : inPlace; }
 };
 
 std::string describe(const Case& c) {
-  return cat(collectiveName(c.coll), c.recursiveDoubling ? " (recursive doubling)" : "", " n=", c.n, " count=", c.count, c.inPlace ? " in-place" : " out-of-place",
+  return cat(collectiveName(c.coll), c.recursiveDoubling ? " (recursive doubling)" : "", " n=", c.n, " count=", c.count, c.mixed ? " mixed in/out-of-place" : c.inPlace ? " in-place" : " out-of-place",
              " slice=", c.slice, " root=", c.root, " ", typeName(c.type), " ", opName(c.op));
 }
 
@@ -49,13 +51,13 @@ std::string runCase(const Case& c, bool hazards) {
   const std::uint64_t cnt = c.count;
   std::vector<PreparedSchedule> schedules;
   for (int r = 0; r < n; ++r) {
-    ScheduleKey key{c.coll, n, r, cnt, c.root, c.inPlace, c.op == kumiAvg, c.slice};
+    ScheduleKey key{c.coll, n, r, cnt, c.root, c.inPlaceAt(r), c.op == kumiAvg, c.slice};
     schedules.emplace_back(c.recursiveDoubling ? buildSchedule(key, Algorithm::RecursiveDoubling) : buildSchedule(key));
     if (hazards) {
       std::int64_t sendFromRecv = 0;
       if (c.coll == Collective::AllGather) sendFromRecv = static_cast<std::int64_t>(r * cnt);
       if (c.coll == Collective::ReduceScatter) sendFromRecv = -static_cast<std::int64_t>(r * cnt);
-      std::string h = checkHazards(schedules.back(), c.inPlace, sendFromRecv);
+      std::string h = checkHazards(schedules.back(), c.inPlaceAt(r), sendFromRecv);
       if (!h.empty()) return cat("rank ", r, ": ", h);
     }
   }
@@ -76,7 +78,7 @@ std::string runCase(const Case& c, bool hazards) {
     const void* send = sb.data();
     void* fill = sb.data();
     std::uint64_t fillOffset = 0;  // element index in the global input numbering
-    if (c.inPlace) {
+    if (c.inPlaceAt(r)) {
       if (c.coll == Collective::AllGather) {
         send = rb.data() + static_cast<std::uint64_t>(r) * cnt * es;
         fill = const_cast<void*>(send);
@@ -113,11 +115,12 @@ std::string runCase(const Case& c, bool hazards) {
     }
     // The byte after the output must be untouched (no write past the end).
     const auto& rb = recvBufs[static_cast<std::size_t>(r)];
-    if (!c.inPlace && rb.back() != std::byte{0x7B}) return cat("rank ", r, ": wrote past the end of the output");
+    if (!c.inPlaceAt(r) && rb.back() != std::byte{0x7B}) return cat("rank ", r, ": wrote past the end of the output");
   }
   // Inputs must be untouched where the API promises it (out of place: all of them).
-  if (!c.inPlace && c.coll != Collective::Broadcast)
+  if (c.coll != Collective::Broadcast)
     for (int r = 0; r < n; ++r)
+      if (!c.inPlaceAt(r))
       for (std::uint64_t i = 0; i < sendElems; ++i)
         if (loadElement(c.type, sendBufs[static_cast<std::size_t>(r)].data(), i) != roundToType(c.type, inputValue(r, i, c.op)))
           return cat("rank ", r, ": input element ", i, " was modified");
@@ -161,6 +164,22 @@ TEST(Schedules, EveryCollectiveWorldSizes1To32) {
             }
           }
   EXPECT_GT(cases, 200 * top);
+}
+
+TEST(Schedules, RanksMayChooseInPlaceIndependently) {
+  // In place is each rank's own choice: the messages on the wire must not depend on it.
+  for (int n : {2, 3, 4, 5, 8})
+    for (Collective coll : kCollectives)
+      for (std::uint64_t count : {std::uint64_t{1}, std::uint64_t{17}, std::uint64_t{300}, std::uint64_t{1237}}) {
+        Case c{coll, n, count, false, 8};
+        c.mixed = true;
+        c.root = n - 1;
+        ASSERT_EQ(runCase(c, n <= 4 && count <= 300), "") << describe(c);
+        if (coll == Collective::AllReduce) {
+          c.recursiveDoubling = true;
+          ASSERT_EQ(runCase(c, false), "") << describe(c);
+        }
+      }
 }
 
 TEST(Schedules, EveryOpAndType) {

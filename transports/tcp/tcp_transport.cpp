@@ -31,8 +31,9 @@ struct Part {
   char* data;
   std::size_t bytes;
   std::size_t done = 0;
-  MessageHeader header;
+  MessageHeader header;  // sent as is; for a receive, overwritten by what arrives
   std::size_t headerDone = 0;
+  std::uint32_t sequence = 0;  // the message's number on this peer and direction
 };
 
 struct Socket {
@@ -78,8 +79,12 @@ struct TcpTransport::Impl {
   bool isShutdown = false;
   std::atomic<bool> interrupted{false};  // interrupt(): abort whatever blocks, connects included
 
-  std::string peerName(int p) const {
-    const auto& w = peers[p]->where;
+  std::string peerName(int p) {
+    std::string w;
+    {
+      std::lock_guard<std::mutex> lock(mutex);  // the acceptor thread may be writing it
+      w = peers[p]->where;
+    }
     return w.empty() ? cat("rank ", p) : cat("rank ", p, " (", w, ")");
   }
 
@@ -122,7 +127,7 @@ struct TcpTransport::Impl {
     peer.state = PeerState::kEstablished;
     peer.established.store(true, std::memory_order_release);
     changed.notify_all();
-    KUMI_TRACE("tcp: connected to ", peerName(p), " with ", peer.sockets.size(), " socket(s)");
+    KUMI_TRACE("tcp: connected to rank ", p, " (", peer.where, ") with ", peer.sockets.size(), " socket(s)");  // mutex held
   }
 
   // ---- accepting side ----
@@ -142,6 +147,13 @@ struct TcpTransport::Impl {
   void handleIncoming(Fd fd) {
     std::string from = peerAddress(fd.get()).str();
     Hello h{};
+    // A stalled stranger must not hold up shutdown: wait for its bytes or for the stop signal.
+    pollfd wait[2] = {{fd.get(), POLLIN, 0}, {acceptStopFd.get(), POLLIN, 0}};
+    int ready = ::poll(wait, 2, static_cast<int>(opt.handshakeSeconds * 1000));
+    if (ready <= 0 || (wait[1].revents & POLLIN)) {
+      if (ready == 0) KUMI_WARN("tcp: refused connection from ", from, ": no handshake within ", opt.handshakeSeconds, " s");
+      return;
+    }
     try {
       readFull(fd.get(), &h, sizeof h, Deadline::after(opt.handshakeSeconds), cat("handshake from ", from));
     } catch (const Error& e) {
@@ -161,8 +173,6 @@ struct TcpTransport::Impl {
              static_cast<int>(h.rank) == opt.rank || h.socketCount == 0 || h.socketIndex >= h.socketCount)
       status = kBadRank;
     int p = static_cast<int>(h.rank);
-    bool complete = false;
-    std::vector<Fd> set;
     if (status == kAccepted) {
       std::lock_guard<std::mutex> lock(mutex);
       Peer& peer = *peers[p];
@@ -185,7 +195,12 @@ struct TcpTransport::Impl {
       writeFull(fd.get(), &reply, sizeof reply, Deadline::after(opt.handshakeSeconds), cat("handshake reply to ", from));
     } catch (const Error& e) {
       KUMI_WARN("tcp: handshake with ", from, " failed: ", e.what());
-      return;  // the initiator will time out or retry
+      if (status == kAccepted && h.socketIndex == 0) {  // undo: the pair may connect afresh
+        std::lock_guard<std::mutex> lock(mutex);
+        if (peers[p]->state == PeerState::kIncoming && peers[p]->incomingNonce == h.setNonce)
+          peers[p]->state = PeerState::kNone;
+      }
+      return;
     }
     if (status != kAccepted) {
       if (status != kDuplicate)
@@ -198,13 +213,10 @@ struct TcpTransport::Impl {
     std::lock_guard<std::mutex> lock(mutex);
     Peer& peer = *peers[p];
     peer.incomingFds.push_back(std::move(fd));
-    complete = peer.incomingFds.size() == h.socketCount;
-    if (complete) {
+    if (peer.incomingFds.size() == h.socketCount) {
       // Arrival order is socket index order: the initiator opens the next socket only after
       // this thread has answered the previous one.
-      set = std::move(peer.incomingFds);
-      peer.incomingFds.clear();
-      install(p, std::move(set));
+      install(p, std::exchange(peer.incomingFds, {}));
       std::uint64_t one = 1;
       [[maybe_unused]] auto n = ::write(wakeFd.get(), &one, sizeof one);
     }
@@ -252,11 +264,20 @@ struct TcpTransport::Impl {
       if (peer.state == PeerState::kNone) peer.state = PeerState::kConnecting;
       else if (peer.state == PeerState::kIncoming) goto wait;
     }
-    if (initiate(p, deadline)) return;
+    try {
+      if (initiate(p, deadline)) return;
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (peers[p]->state == PeerState::kConnecting) peers[p]->state = PeerState::kNone;
+      throw;
+    }
   wait : {
-    std::unique_lock<std::mutex> lock(mutex);
-    bool ok = changed.wait_until(lock, deadline.when(),
-                                 [&] { return peers[p]->state == PeerState::kEstablished || interrupted.load(); });
+    bool ok;
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      ok = changed.wait_until(lock, deadline.when(),
+                              [&] { return peers[p]->state == PeerState::kEstablished || interrupted.load(); });
+    }  // peerName() takes the mutex itself
     if (interrupted.load()) fail(kumiAborted, "rank ", opt.rank, ": connecting to ", peerName(p), " was interrupted");
     if (!ok)
       fail(kumiTimeout, "rank ", opt.rank, ": connection with ", peerName(p),
@@ -331,6 +352,9 @@ struct TcpTransport::Impl {
           const auto& h = part.header;
           if (h.magic != kHelloMagic)
             fail(kumiRemoteError, "rank ", opt.rank, ": corrupt stream from ", peerName(s.peer));
+          if (h.sequence != part.sequence)
+            fail(kumiRemoteError, "rank ", opt.rank, ": ", peerName(s.peer), " sent message #", h.sequence,
+                 " where #", part.sequence, " was expected: the ranks' schedules disagree");
           if (h.bytes != part.bytes)
             fail(kumiRemoteError, "rank ", opt.rank, ": ", peerName(s.peer), " sent a message part of ", h.bytes,
                  " bytes where ", part.bytes,
@@ -358,6 +382,7 @@ struct TcpTransport::Impl {
     auto add = [&](Socket& sock, char* ptr, std::size_t n) {
       Part part{req, ptr, n};
       part.header = MessageHeader{kHelloMagic, s, n};
+      part.sequence = s;
       (sock.*queueOf).push_back(part);
     };
     if (k == 1 || bytes < kStripeMinBytes) {

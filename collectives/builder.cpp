@@ -17,7 +17,6 @@ std::uint32_t ScheduleBuilder::emitAfter(const Step& step, std::vector<std::uint
   std::vector<std::uint32_t> deps = std::move(extra);
   const bool readsSrc = step.kind == StepKind::Send || step.kind == StepKind::RecvReduce || step.kind == StepKind::Copy;
   const bool writesDst = step.kind != StepKind::Send;
-  const bool readsDst = step.kind == StepKind::Divide;
   const auto index = static_cast<std::uint32_t>(s_.steps.size());
   if (readsSrc && step.src.count > 0) {
     Access& a = access_[keyOf(step.src)];
@@ -42,7 +41,7 @@ std::uint32_t ScheduleBuilder::emitAfter(const Step& step, std::vector<std::uint
     a.lastWriter = index;
     a.readers.clear();
   }
-  (void)readsDst;  // a read-modify-write is ordered by the write rules above
+  // (Divide reads what it writes: the write rules above order it.)
   return s_.add(step, deps);
 }
 

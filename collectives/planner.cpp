@@ -5,6 +5,7 @@
 #include "collectives/algorithms.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/strings.hpp"
 
 namespace kumi {
 namespace {
@@ -23,24 +24,6 @@ constexpr Named kAlgorithmNames[] = {{"ring", Algorithm::Ring},
 // Below this many bytes per rank-pair exchange, latency dominates and recursive doubling's
 // log2(n) rounds beat the ring's 2(n-1) hops (measured on loopback TCP; see docs/PERFORMANCE.md).
 constexpr std::uint64_t kRecursiveDoublingMaxBytes = 64 * 1024;
-
-std::string trim(const std::string& s) {
-  auto a = s.find_first_not_of(" \t");
-  auto b = s.find_last_not_of(" \t");
-  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
-}
-
-std::vector<std::string> splitOn(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  for (;;) {
-    auto pos = s.find(sep, start);
-    out.push_back(trim(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start)));
-    if (pos == std::string::npos) break;
-    start = pos + 1;
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -70,7 +53,7 @@ std::span<const Algorithm> algorithmsFor(Collective c) {
 }
 
 AlgorithmFilter::AlgorithmFilter(const std::string& spec) {
-  for (const std::string& part : splitOn(spec, ';')) {
+  for (const std::string& part : splitList(spec, ';')) {
     if (part.empty()) continue;
     Rule rule{true, Collective::AllReduce, false, {}};
     std::string list = part;
@@ -93,7 +76,7 @@ AlgorithmFilter::AlgorithmFilter(const std::string& spec) {
       rule.exclude = true;
       list = list.substr(1);
     }
-    for (const std::string& name : splitOn(list, ',')) {
+    for (const std::string& name : splitList(list, ',')) {
       bool found = false;
       for (const auto& n : kAlgorithmNames)
         if (name == n.name) {

@@ -6,6 +6,7 @@
 
 #include "collectives/algorithms.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/log.hpp"
 #include "core/registry.hpp"
 #include "core/types.hpp"
@@ -29,10 +30,11 @@ bool overlaps(const void* a, std::size_t an, const void* b, std::size_t bn) {
 std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
   cfg.validate();
   const auto deadline = Deadline::after(cfg.timeoutSeconds);
-  const long long index = Registry::instance().rootCommCount.fetch_add(1);
   if (Registry::instance().logRank.load() < 0) setLogRank(cfg.rank);
+  if (cfg.worldSize == 1) return std::make_unique<Communicator>(cfg, 0, 1, "kumi/local", nullptr, SockAddr{});
+  // Only communicators that use the store count: a local one must not shift the namespace.
+  const long long index = Registry::instance().rootCommCount.fetch_add(1);
   std::string id = cat("kumi/", cfg.jobId, "/g", cfg.generation, "/c", index);
-  if (cfg.worldSize == 1) return std::make_unique<Communicator>(cfg, 0, 1, id, nullptr, SockAddr{});
   StoreConnection sc = connectStore(cfg, deadline);
   SockAddr listen = chooseListenAddress(cfg.socketIfname, sc.serverAddress ? &*sc.serverAddress : nullptr);
   return std::make_unique<Communicator>(cfg, cfg.rank, cfg.worldSize, id, sc.store, listen);
@@ -170,10 +172,10 @@ std::uint64_t Communicator::sliceElements(const CallArgs& a) const {
 
 std::size_t Communicator::CacheHash::operator()(const CacheKey& c) const {
   const ScheduleKey& k = c.key;
-  std::uint64_t h = 1469598103934665603ull;
+  std::uint64_t h = kFnvOffset;
   for (std::uint64_t v : {std::uint64_t(k.coll), std::uint64_t(k.count), std::uint64_t(k.root), std::uint64_t(k.inPlace),
                           std::uint64_t(k.divide), std::uint64_t(k.sliceCount), std::uint64_t(c.algo)})
-    h = (h ^ v) * 1099511628211ull;
+    h = fnv1aMix(h, v);
   return static_cast<std::size_t>(h);
 }
 

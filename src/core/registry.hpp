@@ -21,12 +21,13 @@ class Registry {
   // same order derive the same store namespace, so repeated init/destroy cycles do not collide.
   std::atomic<long long> rootCommCount{0};
 
-  // Returns the service stored under key, creating it with make() when absent.
+  // Whether a service is held under key (e.g. this process serves a store).
   bool hosts(const std::string& key) {
     std::lock_guard<std::mutex> lock(mutex_);
     return services_.count(key) != 0;
   }
 
+  // Returns the service stored under key, creating it with make() when absent.
   template <class T>
   std::shared_ptr<T> service(const std::string& key, const std::function<std::shared_ptr<T>()>& make) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -16,6 +16,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/strings.hpp"
 
 namespace kumi {
 
@@ -255,16 +256,8 @@ bool matchesIfname(const std::string& specIn, const std::string& ifname) {
   if (!spec.empty() && spec[0] == '^') { exclude = true; spec.erase(0, 1); }
   if (!spec.empty() && spec[0] == '=') { exact = true; spec.erase(0, 1); }
   bool matched = false;
-  std::size_t start = 0;
-  while (start <= spec.size()) {
-    auto comma = spec.find(',', start);
-    std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!item.empty()) {
-      if (exact ? ifname == item : ifname.compare(0, item.size(), item) == 0) matched = true;
-    }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  for (const std::string& item : splitList(spec, ','))
+    if (!item.empty() && (exact ? ifname == item : ifname.compare(0, item.size(), item) == 0)) matched = true;
   return exclude ? !matched : matched;
 }
 

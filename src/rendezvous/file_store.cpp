@@ -12,6 +12,7 @@
 
 #include "core/deadline.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/socket.hpp"
 
 namespace kumi {
@@ -62,8 +63,7 @@ std::string FileStore::pathOf(const std::string& key) const {
   // File names are limited to 255 bytes, temporary suffix included: long keys keep a readable
   // prefix and add a hash of the whole key.
   if (name.size() > 160) {
-    std::uint64_t h = 1469598103934665603ull;
-    for (unsigned char ch : key) h = (h ^ ch) * 1099511628211ull;
+    const std::uint64_t h = fnv1a(key);
     char tail[20];
     std::snprintf(tail, sizeof tail, "~%016llx", static_cast<unsigned long long>(h));
     name = name.substr(0, 160) + tail;

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/hash.hpp"
+
 namespace kumi::tcp {
 
 constexpr std::uint32_t kHelloMagic = 0x4b554d49;  // "KUMI"
@@ -63,12 +65,6 @@ inline const char* helloStatusText(std::uint32_t s) {
     case kUnknownSet: return "unknown connection set";
     default: return "unknown reason";
   }
-}
-
-inline std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
 }
 
 }  // namespace kumi::tcp

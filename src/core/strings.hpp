@@ -1,0 +1,28 @@
+// Splitting configuration lists ("a,b;c:d") the same way everywhere.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kumi {
+
+inline std::string trim(const std::string& s) {
+  auto a = s.find_first_not_of(" \t");
+  auto b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+}
+
+// "a, b,,c" -> {"a", "b", "", "c"} (items trimmed; empty items kept for the caller to judge).
+inline std::vector<std::string> splitList(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    auto pos = s.find(sep, start);
+    out.push_back(trim(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start)));
+    if (pos == std::string::npos) break;
+    start = pos + 1;
+  }
+  return out;
+}
+
+}  // namespace kumi

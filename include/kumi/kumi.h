@@ -119,8 +119,9 @@ KUMI_API kumiResult_t kumiCommSplit(kumiComm_t comm, int color, int key, kumiCom
 /* Releases a communicator after its operations have finished. NULL is accepted. */
 KUMI_API kumiResult_t kumiCommDestroy(kumiComm_t comm);
 
-/* Aborts a communicator from any thread: operations in progress fail with kumiAborted, peers
- * see the connections close, resources are released. The handle is invalid afterwards. */
+/* Aborts a communicator from any thread: operations in progress (a split included) fail with
+ * kumiAborted, peers see the connections close, resources are released once those calls have
+ * returned. The handle is invalid afterwards: no call may start with it after this one. */
 KUMI_API kumiResult_t kumiCommAbort(kumiComm_t comm);
 
 KUMI_API kumiResult_t kumiCommRank(kumiComm_t comm, int* rank);

@@ -2,7 +2,10 @@
 // kept per thread for kumiGetLastError().
 #include <kumi/kumi.h>
 
+#include <atomic>
+#include <chrono>
 #include <new>
+#include <thread>
 #include <string>
 
 #include "comm/communicator.hpp"
@@ -11,6 +14,7 @@
 
 struct kumiComm {
   std::unique_ptr<kumi::Communicator> impl;
+  std::atomic<int> calls{0};  // API calls inside impl now; abort frees impl only at zero
 };
 
 namespace {
@@ -40,6 +44,22 @@ kumi::Communicator& need(kumiComm_t comm) {
   return *comm->impl;
 }
 
+// Counts a call that uses the communicator, for kumiCommAbort from another thread.
+class InCall {
+ public:
+  explicit InCall(kumiComm_t comm) : comm_(comm) {
+    if (comm_) comm_->calls.fetch_add(1);
+  }
+  ~InCall() {
+    if (comm_) comm_->calls.fetch_sub(1);
+  }
+  InCall(const InCall&) = delete;
+  InCall& operator=(const InCall&) = delete;
+
+ private:
+  kumiComm_t comm_;
+};
+
 void needOut(const void* p, const char* what) {
   if (p == nullptr) kumi::fail(kumiInvalidArgument, what, " is NULL");
 }
@@ -52,6 +72,7 @@ kumiResult_t wrap(std::unique_ptr<kumi::Communicator> impl, kumiComm_t* out) {
 }
 
 kumiResult_t run(kumiComm_t comm, const kumi::CallArgs& args) {
+  InCall in(comm);
   return guarded([&] { need(comm).execute(args); });
 }
 
@@ -112,6 +133,7 @@ kumiResult_t kumiCommInitRank(kumiComm_t* comm, int worldSize, int rank, const c
 }
 
 kumiResult_t kumiCommSplit(kumiComm_t comm, int color, int key, kumiComm_t* newcomm) {
+  InCall in(comm);
   std::unique_ptr<kumi::Communicator> impl;
   kumiResult_t r = guarded([&] {
     needOut(newcomm, "newcomm");
@@ -130,7 +152,11 @@ kumiResult_t kumiCommDestroy(kumiComm_t comm) {
 kumiResult_t kumiCommAbort(kumiComm_t comm) {
   std::unique_ptr<kumiComm> owned(comm);
   return guarded([&] {
-    if (owned && owned->impl) owned->impl->abort();
+    if (owned && owned->impl) {
+      owned->impl->abort();  // running operations give up at once
+      // Calls on other threads leave within moments of the abort; free only then.
+      while (owned->calls.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     owned.reset();
   });
 }

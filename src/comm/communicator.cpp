@@ -41,7 +41,7 @@ std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
 }
 
 Communicator::Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
-                           const SockAddr& listenAddress)
+                           const SockAddr& listenAddress, const std::atomic<bool>* cancel)
     : cfg_(cfg),
       rank_(rank),
       size_(size),
@@ -67,7 +67,7 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
     // see a complete set of peers.
     agreeOnWorldSize(*store_, rank_, size_);
     transport_ = std::make_unique<TcpTransport>(o, store_);
-    waitForRanks(*store_, size_, "tcp", deadline);
+    waitForRanks(*store_, size_, "tcp", deadline, cancel);
   } catch (const Error& e) {
     std::string msg = cat("rank ", rank_, ": ", e.what());
     if (e.code() != kumiRemoteError) {
@@ -192,6 +192,10 @@ const PreparedSchedule& Communicator::scheduleFor(const ScheduleKey& k, Algorith
 
 void Communicator::execute(const CallArgs& a) {
   std::lock_guard<std::mutex> lock(opMutex_);
+  executeLocked(a);
+}
+
+void Communicator::executeLocked(const CallArgs& a) {
   const std::uint64_t seq = ++opSeq_;
   if (aborted_.load()) fail(kumiAborted, "rank ", rank_, ": ", collectiveName(a.coll), " on an aborted communicator");
   if (failedCode_ != kumiSuccess)
@@ -229,10 +233,13 @@ void Communicator::execute(const CallArgs& a) {
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  // The whole split holds the operation lock, so abort waits for it (and interrupts the child's
+  // start through `cancel`) instead of freeing this communicator under it.
+  std::lock_guard<std::mutex> lock(opMutex_);
   // Everyone learns everyone's (color, key) through an allgather on this communicator.
   std::vector<std::int32_t> mine = {color, key};
   std::vector<std::int32_t> all(2 * static_cast<std::size_t>(size_));
-  execute({Collective::AllGather, mine.data(), all.data(), 2, kumiInt32, kumiSum, 0});
+  executeLocked({Collective::AllGather, mine.data(), all.data(), 2, kumiInt32, kumiSum, 0});
   const std::uint64_t seq = ++splitSeq_;
   if (color < 0) return nullptr;
   std::vector<std::pair<std::int32_t, int>> members;  // (key, old rank)
@@ -248,7 +255,12 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   c.rank = newRank;
   c.worldSize = newSize;
   if (newSize == 1) return std::make_unique<Communicator>(c, 0, 1, childId, nullptr, SockAddr{});
-  return std::make_unique<Communicator>(c, newRank, newSize, childId, base_, listenAddress_);
+  try {
+    return std::make_unique<Communicator>(c, newRank, newSize, childId, base_, listenAddress_, &aborted_);
+  } catch (const Error& e) {
+    if (aborted_.load()) fail(kumiAborted, "rank ", rank_, ": split aborted: ", e.what());
+    throw;
+  }
 }
 
 void Communicator::abort() {

@@ -52,11 +52,13 @@ class Communicator {
   std::size_t bytesHeld() const { return executor_.bytesHeld(); }
 
   // Use create() or split(); public for make_unique. listenAddress is where peers reach us.
+  // cancel: the parent's abort flag while a split builds this communicator.
   Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
-               const SockAddr& listenAddress);
+               const SockAddr& listenAddress, const std::atomic<bool>* cancel = nullptr);
 
  private:
   const PreparedSchedule& scheduleFor(const ScheduleKey& key, Algorithm algo);
+  void executeLocked(const CallArgs& args);  // opMutex_ held
   void validate(const CallArgs& a, bool* inPlace) const;
   std::string describe(const CallArgs& a, std::uint64_t seq) const;
   std::string peerName(int peer);
@@ -84,7 +86,7 @@ class Communicator {
   std::unordered_map<int, std::string> peerHosts_;
   std::uint64_t opSeq_ = 0;
   std::uint64_t splitSeq_ = 0;
-  std::mutex opMutex_;  // held while an operation runs; abort waits on it
+  std::mutex opMutex_;  // held while an operation or a split runs; abort waits on it
   std::atomic<bool> aborted_{false};
   kumiResult_t failedCode_ = kumiSuccess;
   std::string failure_;

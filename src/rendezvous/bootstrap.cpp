@@ -70,7 +70,8 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize) {
   store.set(cat("host/", rank), Registry::instance().hostname());
 }
 
-void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline) {
+void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
+                  const std::atomic<bool>* cancel) {
   std::vector<std::string> keys;
   for (int r = 0; r < worldSize; ++r) keys.push_back(cat(what, "/", r));
   auto missingRanks = [&](const std::vector<std::string>& missing) {
@@ -94,6 +95,7 @@ void waitForRanks(Store& store, int worldSize, const std::string& what, const De
            ") before the rendezvous store (", store.describe(), ") went away; its host probably gave up: ", e.what());
     }
     if (missing.empty()) return;
+    if (cancel && cancel->load()) fail(kumiAborted, "aborted while waiting for ranks to arrive");
     if (deadline.expired())
       fail(kumiTimeout, missing.size(), " of ", worldSize, " ranks never arrived at the rendezvous (", store.describe(),
            ") before the deadline: ranks ", missingRanks(missing));

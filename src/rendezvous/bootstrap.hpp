@@ -2,6 +2,7 @@
 // barrier whose timeout names the ranks that never arrived.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,7 +31,9 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize);
 
 // Last step: waits until every rank has published "<what>/<rank>". The timeout names the ranks
 // that never arrived; a posted abort or a lost store fails at once, naming those still missing.
-void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline);
+// A set `cancel` flag (abort) ends the wait with kumiAborted.
+void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
+                  const std::atomic<bool>* cancel = nullptr);
 
 // Posts a failure for the peers of a communicator (best effort).
 void postAbort(Store& store, const std::string& message);

@@ -52,22 +52,6 @@ void checkValue(const std::string& v) {
 }
 }  // namespace
 
-std::string TcpStoreClient::roundTrip(const std::string& request, Timeout serverTimeout, const char* what) {
-  if (!fd_.valid()) fail(kumiRemoteError, "store ", address_, ": connection was lost earlier");
-  auto deadline = Deadline::after(std::chrono::duration<double>(serverTimeout + kReplyGrace).count());
-  std::string ctx = cat("store ", address_, " ", what);
-  try {
-    writeFull(fd_.get(), request.data(), request.size(), deadline, ctx);
-    std::uint8_t status;
-    readFull(fd_.get(), &status, 1, deadline, ctx);
-    // Replies are small: read the fixed or length-prefixed fields that follow by command.
-    return std::string(1, static_cast<char>(status));
-  } catch (...) {
-    fd_.reset();
-    throw;
-  }
-}
-
 namespace {
 std::string readString(int fd, const Deadline& d, const std::string& ctx) {
   std::uint32_t n;
@@ -77,7 +61,33 @@ std::string readString(int fd, const Deadline& d, const std::string& ctx) {
   if (n) readFull(fd, s.data(), n, d, ctx);
   return s;
 }
+
+// The keys of a timeout reply (get, wait): what is still missing.
+std::vector<std::string> readMissing(int fd, const Deadline& d, const std::string& ctx) {
+  std::uint32_t n;
+  readFull(fd, &n, 4, d, ctx);
+  std::vector<std::string> missing;
+  for (std::uint32_t i = 0; i < n; ++i) missing.push_back(readString(fd, d, ctx));
+  return missing;
+}
 }  // namespace
+
+template <class ReadReply>
+auto TcpStoreClient::exchange(const std::string& request, Timeout serverTimeout, const char* what, ReadReply read) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!fd_.valid()) fail(kumiRemoteError, "store ", address_, ": connection was lost earlier");
+  const auto deadline = Deadline::after(std::chrono::duration<double>(serverTimeout + kReplyGrace).count());
+  const std::string ctx = cat("store ", address_, " ", what);
+  try {
+    writeFull(fd_.get(), request.data(), request.size(), deadline, ctx);
+    std::uint8_t status;
+    readFull(fd_.get(), &status, 1, deadline, ctx);
+    return read(status, deadline, ctx);
+  } catch (...) {
+    fd_.reset();  // a half-read reply would desynchronise every later request
+    throw;
+  }
+}
 
 void TcpStoreClient::set(const std::string& key, const std::string& value) {
   checkKey(key);
@@ -86,8 +96,7 @@ void TcpStoreClient::set(const std::string& key, const std::string& value) {
   w.u8(sp::kSet);
   w.str(key);
   w.str(value);
-  std::lock_guard<std::mutex> lock(mutex_);
-  roundTrip(w.bytes(), Timeout(0), "set");
+  exchange(w.bytes(), Timeout(0), "set", [](std::uint8_t, const Deadline&, const std::string&) { return 0; });
 }
 
 std::string TcpStoreClient::get(const std::string& key, Timeout timeout) {
@@ -96,17 +105,15 @@ std::string TcpStoreClient::get(const std::string& key, Timeout timeout) {
   w.u8(sp::kGet);
   w.str(key);
   w.u32(clampMs(timeout));
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::string st = roundTrip(w.bytes(), timeout, "get");
-  auto d = Deadline::after(30);
-  std::string ctx = cat("store ", address_, " get");
-  if (st[0] == sp::kTimeout) {
-    std::uint32_t n;
-    readFull(fd_.get(), &n, 4, d, ctx);
-    for (std::uint32_t i = 0; i < n; ++i) readString(fd_.get(), d, ctx);
-    fail(kumiTimeout, "store ", address_, ": key '", key, "' did not appear within ", timeout.count(), " ms");
-  }
-  return readString(fd_.get(), d, ctx);
+  auto [found, value] = exchange(w.bytes(), timeout, "get", [&](std::uint8_t st, const Deadline& d, const std::string& ctx) {
+    if (st == sp::kTimeout) {
+      readMissing(fd_.get(), d, ctx);
+      return std::pair<bool, std::string>(false, {});
+    }
+    return std::pair<bool, std::string>(true, readString(fd_.get(), d, ctx));
+  });
+  if (!found) fail(kumiTimeout, "store ", address_, ": key '", key, "' did not appear within ", timeout.count(), " ms");
+  return value;
 }
 
 std::vector<std::string> TcpStoreClient::waitFor(const std::vector<std::string>& keys, Timeout timeout) {
@@ -115,17 +122,9 @@ std::vector<std::string> TcpStoreClient::waitFor(const std::vector<std::string>&
   w.u8(sp::kWait);
   w.strs(keys);
   w.u32(clampMs(timeout));
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::string st = roundTrip(w.bytes(), timeout, "wait");
-  std::vector<std::string> missing;
-  if (st[0] == sp::kTimeout) {
-    auto d = Deadline::after(30);
-    std::string ctx = cat("store ", address_, " wait");
-    std::uint32_t n;
-    readFull(fd_.get(), &n, 4, d, ctx);
-    for (std::uint32_t i = 0; i < n; ++i) missing.push_back(readString(fd_.get(), d, ctx));
-  }
-  return missing;
+  return exchange(w.bytes(), timeout, "wait", [&](std::uint8_t st, const Deadline& d, const std::string& ctx) {
+    return st == sp::kTimeout ? readMissing(fd_.get(), d, ctx) : std::vector<std::string>{};
+  });
 }
 
 std::int64_t TcpStoreClient::add(const std::string& key, std::int64_t delta) {
@@ -146,9 +145,9 @@ std::string TcpStoreClient::compareSet(const std::string& key, const std::string
   w.str(key);
   w.str(expected);
   w.str(desired);
-  std::lock_guard<std::mutex> lock(mutex_);
-  roundTrip(w.bytes(), Timeout(0), "compare-set");
-  return readString(fd_.get(), Deadline::after(30), "store compare-set");
+  return exchange(w.bytes(), Timeout(0), "compare-set", [&](std::uint8_t, const Deadline& d, const std::string& ctx) {
+    return readString(fd_.get(), d, ctx);
+  });
 }
 
 bool TcpStoreClient::remove(const std::string& key) {
@@ -166,11 +165,11 @@ bool TcpStoreClient::check(const std::vector<std::string>& keys) {
 }
 
 std::int64_t TcpStoreClient::integerReply(const std::string& request, const char* what) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  roundTrip(request, Timeout(0), what);
-  std::int64_t v;
-  readFull(fd_.get(), &v, 8, Deadline::after(30), cat("store ", what));
-  return v;
+  return exchange(request, Timeout(0), what, [&](std::uint8_t, const Deadline& d, const std::string& ctx) {
+    std::int64_t v;
+    readFull(fd_.get(), &v, 8, d, ctx);
+    return v;
+  });
 }
 
 }  // namespace kumi

@@ -25,7 +25,9 @@ class TcpStoreClient final : public Store {
   SockAddr serverAddress() const { return server_; }
 
  private:
-  std::string roundTrip(const std::string& request, Timeout serverTimeout, const char* what);
+  // Sends a request and reads the whole reply under the lock; any failure drops the connection.
+  template <class ReadReply>
+  auto exchange(const std::string& request, Timeout serverTimeout, const char* what, ReadReply read);
   // A request whose reply is one integer (add, remove, check).
   std::int64_t integerReply(const std::string& request, const char* what);
   std::string address_;

@@ -5,10 +5,8 @@
 
 namespace kumi {
 
-// Builds the schedule for key with the default algorithm of each collective (ring and chain
-// pipelines, dissemination barrier, direct point-to-point); planner.hpp chooses among families.
-Schedule buildSchedule(const ScheduleKey& key);
-
+// One generator per (collective, algorithm); planner.hpp chooses and dispatches
+// (buildSchedule(key, algorithm)).
 Schedule ringAllReduce(const ScheduleKey& key);
 Schedule recursiveDoublingAllReduce(const ScheduleKey& key);
 Schedule ringReduceScatter(const ScheduleKey& key);

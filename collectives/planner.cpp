@@ -129,8 +129,6 @@ Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, int worldSize, cons
   return own.front();
 }
 
-Schedule buildSchedule(const ScheduleKey& key) { return buildSchedule(key, algorithmsFor(key.coll).front()); }
-
 Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
   switch (a) {
     case Algorithm::RecursiveDoubling:

@@ -187,7 +187,8 @@ Fd connectWithRetry(const std::vector<SockAddr>& addrs, const Deadline& deadline
   for (;;) {
     for (const auto& a : addrs) {
       ++attempts;
-      Fd fd = tryConnect(a, deadline, &lastError);
+      // One silent address (e.g. a filtered IPv6 record) must not eat the whole deadline.
+      Fd fd = tryConnect(a, deadline.earlier(Deadline::after(5)), &lastError);
       if (fd.valid()) return fd;
       lastError = cat(a.str(), ": ", lastError);
     }

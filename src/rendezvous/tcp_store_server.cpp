@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <list>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -284,7 +285,14 @@ void TcpStoreServer::serve() {
       if (fd == listener_.get()) {
         for (;;) {
           int cfd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (cfd < 0) break;
+          if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+              // Out of descriptors: the listener stays readable, so pause instead of spinning.
+              KUMI_WARN("store server: out of file descriptors with ", s.clients.size(), " clients (raise ulimit -n)");
+              std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+            break;
+          }
           setNoDelay(cfd);
           auto c = std::make_unique<Client>();
           c->fd = Fd(cfd);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -52,19 +53,28 @@ struct Rank {
   int status = 0;
 };
 
+// Writes all of s (a signal may cut a write short).
+void writeAll(int fd, const std::string& s) {
+  std::size_t done = 0;
+  while (done < s.size()) {
+    ssize_t n = ::write(fd, s.data() + done, s.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the reader went away (e.g. kumirun ... | head)
+    done += static_cast<std::size_t>(n);
+  }
+}
+
 void emit(int fd, const std::string& prefix, std::string& buf, bool flushAll) {
   std::size_t start = 0;
   for (;;) {
     auto nl = buf.find('\n', start);
     if (nl == std::string::npos) break;
-    std::string line = prefix + buf.substr(start, nl - start + 1);
-    [[maybe_unused]] auto n = ::write(fd, line.data(), line.size());
+    writeAll(fd, prefix + buf.substr(start, nl - start + 1));
     start = nl + 1;
   }
   buf.erase(0, start);
   if (flushAll && !buf.empty()) {
-    std::string line = prefix + buf + "\n";
-    [[maybe_unused]] auto n = ::write(fd, line.data(), line.size());
+    writeAll(fd, prefix + buf + "\n");
     buf.clear();
   }
 }
@@ -125,6 +135,7 @@ int main(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaction(sig, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a closed output pipe must not kill the launcher before its ranks
 
   // Ranks fill hosts in blocks as even as possible: the first np % nodes hosts get one more.
   auto nodeSize = [&](int node) { return np / nodes + (node < np % nodes ? 1 : 0); };
@@ -146,7 +157,7 @@ int main(int argc, char** argv) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive kumirun
       ::dup2(out[1], STDOUT_FILENO);
       ::dup2(err[1], STDERR_FILENO);
-      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) ::signal(sig, SIG_DFL);
+      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE}) ::signal(sig, SIG_DFL);
       ::setenv("KUMI_RANK", std::to_string(r).c_str(), 1);
       ::setenv("KUMI_WORLD_SIZE", std::to_string(np).c_str(), 1);
       ::setenv("KUMI_LOCAL_RANK", std::to_string(r - nodeStart).c_str(), 1);
@@ -176,7 +187,10 @@ int main(int argc, char** argv) {
   Clock::time_point allExitedAt{};
   auto stopAll = [&](int sig) {
     for (auto& rk : ranks)
-      if (!rk.exited) ::kill(-rk.pid, sig);
+      if (!rk.exited) {
+        ::kill(-rk.pid, sig);  // the rank and what it started
+        ::kill(rk.pid, sig);   // in case it left its process group
+      }
   };
   // After a rank fails, the others get a moment to notice through kumi and report their own
   // view of the failure before they are terminated; Ctrl-C and --timeout stop at once.

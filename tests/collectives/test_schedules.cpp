@@ -52,7 +52,7 @@ std::string runCase(const Case& c, bool hazards) {
   std::vector<PreparedSchedule> schedules;
   for (int r = 0; r < n; ++r) {
     ScheduleKey key{c.coll, n, r, cnt, c.root, c.inPlaceAt(r), c.op == kumiAvg, c.slice};
-    schedules.emplace_back(c.recursiveDoubling ? buildSchedule(key, Algorithm::RecursiveDoubling) : buildSchedule(key));
+    schedules.emplace_back(c.recursiveDoubling ? buildSchedule(key, Algorithm::RecursiveDoubling) : buildSchedule(key, algorithmsFor(key.coll).front()));
     if (hazards) {
       std::int64_t sendFromRecv = 0;
       if (c.coll == Collective::AllGather) sendFromRecv = static_cast<std::int64_t>(r * cnt);
@@ -216,7 +216,7 @@ TEST(Schedules, BarrierAndPointToPointMatch) {
   for (int n = 1; n <= 33; ++n) {
     std::vector<PreparedSchedule> s;
     std::vector<RankCall> calls(static_cast<std::size_t>(n), RankCall{nullptr, nullptr});
-    for (int r = 0; r < n; ++r) s.emplace_back(buildSchedule({Collective::Barrier, n, r, 0, 0, false, false, 1}));
+    for (int r = 0; r < n; ++r) s.emplace_back(disseminationBarrier({Collective::Barrier, n, r, 0, 0, false, false, 1}));
     ASSERT_EQ(interpret(s, calls, kumiUint8, kumiSum), "") << "barrier n=" << n;
     // Every rank must hear, directly or transitively, from every other: ceil(log2 n) rounds.
     int rounds = 0;
@@ -226,8 +226,8 @@ TEST(Schedules, BarrierAndPointToPointMatch) {
   std::vector<float> a(1000), b(1000, -1.f);
   for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i) * 0.5f;
   std::vector<PreparedSchedule> s;
-  s.emplace_back(buildSchedule({Collective::Send, 2, 0, 1000, 1, false, false, 64}));
-  s.emplace_back(buildSchedule({Collective::Recv, 2, 1, 1000, 0, false, false, 64}));
+  s.emplace_back(directSendRecv({Collective::Send, 2, 0, 1000, 1, false, false, 64}));
+  s.emplace_back(directSendRecv({Collective::Recv, 2, 1, 1000, 0, false, false, 64}));
   ASSERT_EQ(interpret(s, {{a.data(), nullptr}, {nullptr, b.data()}}, kumiFloat32, kumiSum), "");
   EXPECT_EQ(a, b);
 }
@@ -292,8 +292,8 @@ TEST(Planner, AlgoSpecFollowsNcclSyntax) {
 TEST(Schedules, ScratchStaysBoundedWhateverTheSize) {
   // In-place reduce-scatter and chain reduce use scratch slots: a few slices, not the message.
   const std::uint64_t slice = 1 << 16, huge = std::uint64_t{1} << 30;
-  auto rs = buildSchedule({Collective::ReduceScatter, 4, 1, huge, 0, true, false, slice});
-  auto red = buildSchedule({Collective::Reduce, 4, 2, huge, 0, false, false, slice});
+  auto rs = ringReduceScatter({Collective::ReduceScatter, 4, 1, huge, 0, true, false, slice});
+  auto red = chainReduce({Collective::Reduce, 4, 2, huge, 0, false, false, slice});
   EXPECT_LE(rs.scratchCount, 8 * slice);
   EXPECT_LE(red.scratchCount, 4 * slice);
   EXPECT_GT(red.scratchCount, 0u);

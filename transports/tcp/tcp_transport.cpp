@@ -239,7 +239,9 @@ struct TcpTransport::Impl {
     const int k = opt.socketsPerPeer;
     std::vector<Fd> fds;
     for (int i = 0; i < k; ++i) {
-      Fd fd = connectWithRetry(addrs, deadline, cat("connect to ", peerName(p)), &interrupted);
+      // The peer listened before it published its address: if it refuses for long, it is gone.
+      Fd fd = connectWithRetry(addrs, deadline.earlier(Deadline::after(15)),
+                               cat("connect to ", peerName(p), " (gone? it listened when the job formed)"), &interrupted);
       Hello h = makeHello(static_cast<std::uint16_t>(i), static_cast<std::uint16_t>(k), nonce);
       writeFull(fd.get(), &h, sizeof h, deadline, cat("handshake with ", peerName(p)));
       HelloReply r{};

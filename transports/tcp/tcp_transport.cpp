@@ -243,9 +243,11 @@ struct TcpTransport::Impl {
       Fd fd = connectWithRetry(addrs, deadline.earlier(Deadline::after(15)),
                                cat("connect to ", peerName(p), " (gone? it listened when the job formed)"), &interrupted);
       Hello h = makeHello(static_cast<std::uint16_t>(i), static_cast<std::uint16_t>(k), nonce);
-      writeFull(fd.get(), &h, sizeof h, deadline, cat("handshake with ", peerName(p)));
+      // The peer's acceptor answers at once; a stalled one must not hold us for the whole deadline.
+      const Deadline shake = deadline.earlier(Deadline::after(opt.handshakeSeconds));
+      writeFull(fd.get(), &h, sizeof h, shake, cat("handshake with ", peerName(p)));
       HelloReply r{};
-      readFull(fd.get(), &r, sizeof r, deadline, cat("handshake with ", peerName(p)));
+      readFull(fd.get(), &r, sizeof r, shake, cat("handshake with ", peerName(p)));
       if (r.magic != kHelloMagic) fail(kumiRemoteError, peerName(p), " answered the handshake with garbage");
       if (r.status == kDuplicate && i == 0) return false;
       if (r.status != kAccepted)

@@ -154,6 +154,27 @@ int abortFromThread() {
   return r == kumiAborted ? 0 : 1;
 }
 
+// Rank 1 stays alive but never calls the collective: the others must time out at KUMI_TIMEOUT
+// with an error that names rank 1, not hang.
+int stuckPeer() {
+  kumiComm_t comm = initOrDie();
+  int rank = 0;
+  kumiCommRank(comm, &rank);
+  if (rank == 1) {
+    std::this_thread::sleep_for(std::chrono::seconds(6));
+    kumiCommDestroy(comm);
+    return 0;
+  }
+  std::vector<float> a(1 << 16, 1.f), b(1 << 16, 0.f);
+  auto t0 = std::chrono::steady_clock::now();
+  kumiResult_t r = kumiAllReduce(a.data(), b.data(), a.size(), kumiFloat32, kumiSum, comm, nullptr);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report("stuck", r);
+  std::printf("ELAPSED %.3f\n", s);
+  kumiCommDestroy(comm);
+  return r == kumiSuccess ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -163,6 +184,7 @@ int main(int argc, char** argv) {
   if (s == "peer-dies") return peerDies(argc > 2 ? std::atoi(argv[2]) : 1);
   if (s == "init-only") return initOnly();
   if (s == "abort") return abortFromThread();
-  std::fprintf(stderr, "usage: error_scenarios local-args|count-mismatch|peer-dies [rank]|init-only|abort\n");
+  if (s == "stuck-peer") return stuckPeer();
+  std::fprintf(stderr, "usage: error_scenarios local-args|count-mismatch|peer-dies [rank]|init-only|abort|stuck-peer\n");
   return 2;
 }

@@ -70,6 +70,20 @@ class UnderKumirun(unittest.TestCase):
             self.assertNotEqual(result.code, 0, f"rank {r}: a failed communicator succeeded again:{res.describe()}")
         self.assertEqual(res.returncode, 0, res.describe())  # the program saw the failures it wanted
 
+    def test_stuck_peer_is_named_at_the_deadline(self):
+        # Rank 1 is alive but never joins the allreduce: ranks 0 and 2 fail at KUMI_TIMEOUT=2,
+        # not later and not never, with a message that names rank 1 as the one awaited.
+        res = under_kumirun(3, "stuck-peer", KUMI_TIMEOUT=2, timeout=60)
+        failures = results_by_rank(res, "stuck")
+        self.assertEqual(sorted(failures), [0, 2], res.describe())
+        for r, result in failures.items():
+            self.assertEqual(result.code, 4, f"rank {r} should time out (kumiTimeout):{res.describe()}")
+            self.assertIn("timed out", result.message, res.describe())
+            self.assertRegex(result.message, r"rank 1\b", f"rank {r} does not name rank 1:{res.describe()}")
+        for r, s in kt.parse_elapsed(res.stdout):
+            self.assertGreaterEqual(s, 1.9, res.describe())
+            self.assertLess(s, 5.0, f"rank {r} took {s} s with KUMI_TIMEOUT=2:{res.describe()}")
+
     def test_peer_dies(self):
         # kumirun stops the survivors as soon as rank 1 dies, so they may not get to report;
         # what they do report must be right. test_peer_dies_by_hand checks that they report.

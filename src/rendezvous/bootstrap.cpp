@@ -72,6 +72,10 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize) {
 
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
                   const std::atomic<bool>* cancel) {
+  // Arrival is counted, and the last rank to arrive raises one flag that everyone waits for:
+  // the store does O(1) work per rank instead of checking every rank's key for every rank.
+  const std::string allKey = what + "/all";
+  if (store.add(what + "/arrived", 1) == worldSize) store.set(allKey, "1");
   std::vector<std::string> keys;
   for (int r = 0; r < worldSize; ++r) keys.push_back(cat(what, "/", r));
   auto missingRanks = [&](const std::vector<std::string>& missing) {
@@ -82,23 +86,41 @@ void waitForRanks(Store& store, int worldSize, const std::string& what, const De
     if (missing.size() > 32) out += cat(" and ", missing.size() - 32, " more");
     return out;
   };
-  std::vector<std::string> missing = keys;
+  // Who is still missing is asked only while the wait drags on (after 1 s, then every 2 s) and at
+  // the deadline, so that a lost store or a timeout can still name the ranks.
+  std::vector<std::string> missing;
+  bool known = false;
+  auto started = Deadline::Clock::now();
+  auto lastAsked = started;
   for (;;) {
+    bool done = false;
     try {
-      missing = store.waitFor(keys, std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 500)));
+      done = store.waitFor({allKey}, std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 500))).empty();
       if (store.check({"abort"}))
         fail(kumiRemoteError, "another rank failed during start-up: ", store.get("abort", Store::Timeout(1000)));
+      const auto now = Deadline::Clock::now();
+      if (!done && (deadline.expired() || (now - started > std::chrono::seconds(1) &&
+                                           (!known || now - lastAsked > std::chrono::seconds(2))))) {
+        missing = store.waitFor(keys, Store::Timeout(0));
+        known = true;
+        lastAsked = now;
+      }
     } catch (const Error& e) {
       if (e.code() == kumiRemoteError && std::string(e.what()).rfind("another rank", 0) == 0) throw;
       // The store went away: its host (rank 0) gave up or died. Say who was still missing then.
+      if (!known) fail(kumiRemoteError, "the rendezvous store (", store.describe(), ") went away during start-up: ", e.what());
       fail(kumiRemoteError, missing.size(), " of ", worldSize, " ranks never arrived (ranks ", missingRanks(missing),
            ") before the rendezvous store (", store.describe(), ") went away; its host probably gave up: ", e.what());
     }
-    if (missing.empty()) return;
+    if (done) return;
     if (cancel && cancel->load()) fail(kumiAborted, "aborted while waiting for ranks to arrive");
-    if (deadline.expired())
+    if (deadline.expired()) {
+      if (missing.empty())
+        fail(kumiTimeout, "every rank published its address but the rendezvous (", store.describe(),
+             ") did not complete before the deadline: a rank died while joining?");
       fail(kumiTimeout, missing.size(), " of ", worldSize, " ranks never arrived at the rendezvous (", store.describe(),
            ") before the deadline: ranks ", missingRanks(missing));
+    }
   }
 }
 

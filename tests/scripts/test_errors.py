@@ -72,14 +72,18 @@ class UnderKumirun(unittest.TestCase):
 
     def test_stuck_peer_is_named_at_the_deadline(self):
         # Rank 1 is alive but never joins the allreduce: ranks 0 and 2 fail at KUMI_TIMEOUT=2,
-        # not later and not never, with a message that names rank 1 as the one awaited.
+        # not later and not never. The first to time out names rank 1 and closes its connections,
+        # so the other may instead report that connection closing, a moment before its own
+        # deadline; at least one must name rank 1 as the one awaited.
         res = under_kumirun(3, "stuck-peer", KUMI_TIMEOUT=2, timeout=60)
         failures = results_by_rank(res, "stuck")
         self.assertEqual(sorted(failures), [0, 2], res.describe())
-        for r, result in failures.items():
-            self.assertEqual(result.code, 4, f"rank {r} should time out (kumiTimeout):{res.describe()}")
-            self.assertIn("timed out", result.message, res.describe())
-            self.assertRegex(result.message, r"rank 1\b", f"rank {r} does not name rank 1:{res.describe()}")
+        named = [r for r, f in failures.items()
+                 if f.code == 4 and "timed out" in f.message and re.search(r"waiting for data from rank 1\b", f.message)]
+        self.assertTrue(named, f"no rank timed out naming rank 1:{res.describe()}")
+        for r, f in failures.items():
+            self.assertTrue(f.code == 4 or (f.code == 5 and "closed" in f.message),
+                            f"rank {r}: neither a timeout nor a lost connection:{res.describe()}")
         for r, s in kt.parse_elapsed(res.stdout):
             self.assertGreaterEqual(s, 1.9, res.describe())
             self.assertLess(s, 5.0, f"rank {r} took {s} s with KUMI_TIMEOUT=2:{res.describe()}")

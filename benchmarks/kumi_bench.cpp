@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/element.hpp"  // header-only: the same fp16/bf16 rounding the library uses
+#include "core/types.hpp"     // header-only: canonical type and op names
 
 namespace {
 
@@ -33,9 +34,10 @@ struct Options {
   std::string json;
 };
 
-const char* kTypeNames[] = {"int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "bfloat16", "float", "double"};
-const char* kTypeJson[] = {"int8", "uint8", "int32", "uint32", "int64", "uint64", "float16", "bfloat16", "float32", "float64"};
-const char* kOpNames[] = {"sum", "prod", "min", "max", "avg"};
+// nccl-tests' names for the table; kumi's canonical names (core/types.hpp) for -d and JSON.
+const char* kTableTypeNames[] = {"int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "bfloat16", "float", "double"};
+using kumi::kOpNames;
+using kumi::kTypeNames;
 
 [[noreturn]] void die(const std::string& msg, int code = 2) {
   std::fprintf(stderr, "kumi-bench: %s\n", msg.c_str());
@@ -108,7 +110,7 @@ Options parseArgs(int argc, char** argv) {
       std::string v = val();
       o.types.clear();
       for (int t = 0; t < kumiNumTypes; ++t)
-        if (v == "all" || v == kTypeNames[t] || v == kTypeJson[t]) o.types.push_back(static_cast<kumiDataType_t>(t));
+        if (v == "all" || v == kTableTypeNames[t] || v == kTypeNames[t]) o.types.push_back(static_cast<kumiDataType_t>(t));
       if (o.types.empty()) die("unknown data type '" + v + "'");
     } else if (a == "-o") {
       std::string v = val();
@@ -297,7 +299,7 @@ int main(int argc, char** argv) {
             bus[k] = alg[k] * coll.busFactor();
           }
           std::printf("  %10llu %12llu %8s %6s %6d %9.2f %7.2f %7.2f %6llu %9.2f %7.2f %7.2f %6llu\n",
-                      static_cast<unsigned long long>(shownBytes), static_cast<unsigned long long>(count), kTypeNames[type],
+                      static_cast<unsigned long long>(shownBytes), static_cast<unsigned long long>(count), kTableTypeNames[type],
                       coll.reduces() ? kOpNames[op] : "none", rooted ? opt.root : -1, res[0].timeUs, alg[0], bus[0],
                       static_cast<unsigned long long>(res[0].wrong), res[1].timeUs, alg[1], bus[1],
                       static_cast<unsigned long long>(res[1].wrong));
@@ -310,7 +312,7 @@ int main(int argc, char** argv) {
                           "%s    {\"bytes\": %llu, \"count\": %llu, \"type\": \"%s\", \"op\": \"%s\", \"inplace\": %s, "
                           "\"time_us\": %.3f, \"algbw_GBps\": %.4f, \"busbw_GBps\": %.4f, \"wrong\": %llu}",
                           jsonRows.empty() ? "" : ",\n", static_cast<unsigned long long>(shownBytes),
-                          static_cast<unsigned long long>(count), kTypeJson[type], kOpNames[op], k ? "true" : "false",
+                          static_cast<unsigned long long>(count), kTypeNames[type], kOpNames[op], k ? "true" : "false",
                           res[k].timeUs, alg[k], bus[k], static_cast<unsigned long long>(res[k].wrong));
             jsonRows += row;
           }
@@ -339,7 +341,7 @@ int main(int argc, char** argv) {
     if (!opt.json.empty()) {
       std::ofstream out(opt.json);
       out << "{\n  \"tool\": \"kumi-bench\", \"library\": \"kumi\", \"collective\": \"" << coll.name << "\", \"nranks\": "
-          << nranks << ",\n  \"dtype\": \"" << (opt.types.size() == 1 ? kTypeJson[opt.types[0]] : "mixed")
+          << nranks << ",\n  \"dtype\": \"" << (opt.types.size() == 1 ? kTypeNames[opt.types[0]] : "mixed")
           << "\", \"op\": \"" << (opt.ops.size() == 1 ? kOpNames[opt.ops[0]] : "mixed") << "\", \"peak_rss_mib\": " << peakMb
           << ",\n  \"results\": [\n" << jsonRows << "\n  ]\n}\n";
       if (!out) die("cannot write " + opt.json);

@@ -17,12 +17,6 @@ constexpr std::size_t kMaxStagingPerChannel = 8;
 constexpr std::size_t kStagingBudgetBytes = 32u << 20;
 }  // namespace
 
-std::size_t Executor::bytesHeld() const {
-  std::size_t b = scratch_.capacity();
-  for (const auto& s : staging_) b += s.capacity();
-  return b;
-}
-
 std::byte* Executor::scratch(std::size_t bytes) {
   if (scratch_.size() < bytes) scratch_.resize(bytes);
   return scratch_.data();

@@ -31,8 +31,6 @@ class Executor {
   // Throws kumi::Error (timeout, abort, peer failure); the caller decorates it with the op.
   // transport may be null when the schedule has only local steps (a world of one).
   void run(const PreparedSchedule& ps, const Buffers& bufs, Transport* transport, const ExecParams& params);
-  // Bytes of staging and scratch currently held (bounded; for the memory budget).
-  std::size_t bytesHeld() const;
   std::byte* scratch(std::size_t bytes);
 
  private:

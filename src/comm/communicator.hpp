@@ -48,9 +48,6 @@ class Communicator {
   // From any thread: fails the operation in progress, closes connections.
   void abort();
 
-  // Bytes of kumi's own buffers (staging, scratch), for the memory budget.
-  std::size_t bytesHeld() const { return executor_.bytesHeld(); }
-
   // Use create() or split(); public for make_unique. listenAddress is where peers reach us.
   // cancel: the parent's abort flag while a split builds this communicator.
   Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,

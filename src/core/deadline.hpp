@@ -25,7 +25,6 @@ class Deadline {
     if (left <= 0) return 0;
     return static_cast<int>(std::min<long long>((left + 999) / 1000, INT_MAX / 2));
   }
-  double secondsLeft() const { return std::chrono::duration<double>(at_ - Clock::now()).count(); }
   Clock::time_point when() const { return at_; }
   Deadline earlier(const Deadline& other) const { return at_ < other.at_ ? *this : other; }
 

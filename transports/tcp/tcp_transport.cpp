@@ -431,8 +431,6 @@ TcpTransport::TcpTransport(const TcpOptions& options, std::shared_ptr<Store> sto
 
 TcpTransport::~TcpTransport() { shutdown(); }
 
-std::string TcpTransport::listenAddress() const { return impl_->listenAddr.str(); }
-
 void TcpTransport::connect(const std::vector<int>& peers, const Deadline& deadline) {
   for (int p : peers) {
     if (p == impl_->opt.rank || impl_->peers[p]->established.load(std::memory_order_acquire)) continue;

@@ -42,7 +42,6 @@ class TcpTransport final : public Transport {
   void shutdown() override;
   void cancelAll() override;
 
-  std::string listenAddress() const;
 
  private:
   struct Impl;

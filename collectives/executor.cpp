@@ -32,7 +32,7 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   // Staging pools, one per channel that reduces: a receive into staging has no memory hazard,
   // so it is posted as soon as its channel allows, and the reduce waits for the step's
   // dependencies. Separate pools keep one channel from starving another.
-  const std::size_t stagingBytes = static_cast<std::size_t>(ps.schedule.maxRecvReduceCount()) * bufs.elemSize;
+  const std::size_t stagingBytes = static_cast<std::size_t>(ps.maxRecvReduceCount) * bufs.elemSize;
   const std::size_t reducing = static_cast<std::size_t>(std::count(ps.channelReduces.begin(), ps.channelReduces.end(), true));
   freeStaging_.assign(channels, {});
   if (stagingBytes > 0 && reducing > 0) {

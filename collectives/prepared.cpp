@@ -4,7 +4,8 @@
 
 namespace kumi {
 
-PreparedSchedule::PreparedSchedule(Schedule s) : schedule(std::move(s)), peers(schedule.peers()) {
+PreparedSchedule::PreparedSchedule(Schedule s)
+    : schedule(std::move(s)), peers(schedule.peers()), maxRecvReduceCount(schedule.maxRecvReduceCount()) {
   const auto& steps = schedule.steps;
   const std::size_t n = steps.size();
   depCount.resize(n);

@@ -23,6 +23,7 @@ struct PreparedSchedule {
   std::vector<bool> channelIsRecv;
   std::vector<bool> channelReduces;  // has RecvReduce steps (needs a staging pool)
   std::vector<int> peers;  // sorted, unique: the connections this schedule needs
+  std::uint64_t maxRecvReduceCount = 0;  // elements of the largest receive that reduces
 
   explicit PreparedSchedule(Schedule s);
 };

@@ -9,6 +9,7 @@ namespace kumi {
 // (buildSchedule(key, algorithm)).
 Schedule ringAllReduce(const ScheduleKey& key);
 Schedule recursiveDoublingAllReduce(const ScheduleKey& key);
+Schedule hierarchicalAllReduce(const ScheduleKey& key);  // needs key.hostOf
 Schedule ringReduceScatter(const ScheduleKey& key);
 Schedule ringAllGather(const ScheduleKey& key);
 Schedule chainBroadcast(const ScheduleKey& key);

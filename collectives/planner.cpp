@@ -19,7 +19,8 @@ constexpr Named kAlgorithmNames[] = {{"ring", Algorithm::Ring},
                                      {"rd", Algorithm::RecursiveDoubling},
                                      {"chain", Algorithm::Chain},
                                      {"dissemination", Algorithm::Dissemination},
-                                     {"direct", Algorithm::Direct}};
+                                     {"direct", Algorithm::Direct},
+                                     {"hierarchical", Algorithm::Hierarchical}};
 
 // Below this many bytes per rank-pair exchange, latency dominates and recursive doubling's
 // log2(n) rounds beat the ring's 2(n-1) hops (measured on loopback TCP; see docs/PERFORMANCE.md).
@@ -34,7 +35,7 @@ const char* algorithmName(Algorithm a) {
 }
 
 std::span<const Algorithm> algorithmsFor(Collective c) {
-  static constexpr Algorithm kAllReduce[] = {Algorithm::Ring, Algorithm::RecursiveDoubling};
+  static constexpr Algorithm kAllReduce[] = {Algorithm::Ring, Algorithm::RecursiveDoubling, Algorithm::Hierarchical};
   static constexpr Algorithm kRing[] = {Algorithm::Ring};
   static constexpr Algorithm kChain[] = {Algorithm::Chain};
   static constexpr Algorithm kDissemination[] = {Algorithm::Dissemination};
@@ -84,7 +85,7 @@ AlgorithmFilter::AlgorithmFilter(const std::string& spec) {
           found = true;
         }
       KUMI_REQUIRE_ARG(found, "KUMI_ALGO='", spec, "': unknown algorithm '", name,
-                       "' (ring, recursive_doubling, chain, dissemination, direct)");
+                       "' (ring, recursive_doubling, hierarchical, chain, dissemination, direct)");
     }
     rules_.push_back(rule);
     // A rule for one collective must leave it at least one algorithm.
@@ -116,14 +117,19 @@ bool AlgorithmFilter::allows(Collective c, Algorithm a) const {
   return true;
 }
 
-Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, int worldSize, const AlgorithmFilter& filter) {
+Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, const CommShape& shape, const AlgorithmFilter& filter) {
   // On every call: no allocation here.
   const auto own = algorithmsFor(c);
-  const bool small = bytes <= kRecursiveDoublingMaxBytes || worldSize == 1;
-  const Algorithm preferred = c == Collective::AllReduce && small ? Algorithm::RecursiveDoubling : own.front();
+  const bool small = bytes <= kRecursiveDoublingMaxBytes || shape.worldSize == 1;
+  // Several hosts, some with several ranks: crossing the network once per host beats a flat
+  // ring that crosses it once per rank (docs/PERFORMANCE.md, virtual cluster).
+  const bool nodeAware = shape.hosts > 1 && shape.hosts < shape.worldSize;
+  Algorithm preferred = own.front();
+  if (c == Collective::AllReduce) preferred = small ? Algorithm::RecursiveDoubling
+                                              : nodeAware ? Algorithm::Hierarchical : Algorithm::Ring;
   if (filter.allows(c, preferred)) return preferred;
   for (Algorithm a : own)
-    if (filter.allows(c, a)) return a;
+    if (filter.allows(c, a) && (a != Algorithm::Hierarchical || shape.hosts > 0)) return a;
   // Only a rule for all collectives (e.g. "^ring") can leave one with nothing; it has to run.
   KUMI_INFO("KUMI_ALGO leaves ", collectiveName(c), " no algorithm; using ", algorithmName(own.front()));
   return own.front();
@@ -133,6 +139,9 @@ Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
   switch (a) {
     case Algorithm::RecursiveDoubling:
       if (key.coll == Collective::AllReduce) return recursiveDoublingAllReduce(key);
+      break;
+    case Algorithm::Hierarchical:
+      if (key.coll == Collective::AllReduce) return hierarchicalAllReduce(key);
       break;
     case Algorithm::Ring:
       if (key.coll == Collective::AllReduce) return ringAllReduce(key);

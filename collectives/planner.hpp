@@ -13,7 +13,7 @@
 
 namespace kumi {
 
-enum class Algorithm : std::uint8_t { Ring, RecursiveDoubling, Chain, Dissemination, Direct };
+enum class Algorithm : std::uint8_t { Ring, RecursiveDoubling, Chain, Dissemination, Direct, Hierarchical };
 const char* algorithmName(Algorithm a);
 
 class AlgorithmFilter {
@@ -36,7 +36,13 @@ class AlgorithmFilter {
 // The algorithms that implement a collective, best-first for large messages.
 std::span<const Algorithm> algorithmsFor(Collective c);
 
-Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, int worldSize, const AlgorithmFilter& filter);
+// The shape of a communicator that the choice depends on.
+struct CommShape {
+  int worldSize = 1;
+  int hosts = 1;  // distinct host ids; 0 when unknown
+};
+
+Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, const CommShape& shape, const AlgorithmFilter& filter);
 
 Schedule buildSchedule(const ScheduleKey& key, Algorithm a);
 

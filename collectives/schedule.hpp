@@ -70,6 +70,9 @@ struct ScheduleKey {
   bool inPlace;
   bool divide;               // kumiAvg: finish with a division
   std::uint64_t sliceCount;  // pipeline slice, elements
+  // rank -> host index, for node-aware algorithms; owned by the communicator, fixed for its
+  // life (so the schedule cache of one communicator may ignore it).
+  const std::vector<int>* hostOf = nullptr;
   bool operator==(const ScheduleKey&) const = default;
 };
 

@@ -11,6 +11,9 @@
 #include "core/registry.hpp"
 #include "core/types.hpp"
 #include "rendezvous/bootstrap.hpp"
+#include "topology/host_id.hpp"
+#include "transports/routed_transport.hpp"
+#include "transports/shm/shm_transport.hpp"
 #include "transports/tcp/tcp_transport.hpp"
 
 namespace kumi {
@@ -49,25 +52,14 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
       base_(std::move(base)),
       listenAddress_(listenAddress),
       filter_(cfg.algo) {
-  if (size_ == 1) return;
+  if (size_ == 1) {
+    world_ = WorldMap({{localHostIdentity(cfg_.hostId, cfg_.shmDir).id, Registry::instance().hostname()}});
+    return;
+  }
   const auto deadline = Deadline::after(cfg_.timeoutSeconds);
   store_ = std::make_shared<PrefixStore>(id_, base_);
-  TcpOptions o;
-  o.rank = rank_;
-  o.worldSize = size_;
-  o.jobId = cfg_.jobId;
-  o.generation = cfg_.generation;
-  o.commId = id_;
-  o.socketsPerPeer = cfg_.socketsPerPeer > 0 ? cfg_.socketsPerPeer : 2;
-  o.bufferBytes = static_cast<std::size_t>(cfg_.socketBufferBytes);
-  o.listenAddress = listenAddress_;
-  o.handshakeSeconds = std::min(30.0, cfg_.timeoutSeconds);
   try {
-    // Agree on the world size before publishing an address: a rank that disagrees must never
-    // see a complete set of peers.
-    agreeOnWorldSize(*store_, rank_, size_);
-    transport_ = std::make_unique<TcpTransport>(o, store_);
-    waitForRanks(*store_, size_, "tcp", deadline, cancel);
+    connectTransports(deadline, cancel);
   } catch (const Error& e) {
     std::string msg = cat("rank ", rank_, ": ", e.what());
     if (e.code() != kumiRemoteError) {
@@ -79,7 +71,57 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
     }
     fail(e.code(), msg);
   }
-  KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready");
+  KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready on ", world_.describe());
+}
+
+void Communicator::connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel) {
+  const HostIdentity host = localHostIdentity(cfg_.hostId, cfg_.shmDir);
+  KUMI_INFO("rank ", rank_, ": host id ", host.id, " (", host.detail, ")");
+  TcpOptions o;
+  o.rank = rank_;
+  o.worldSize = size_;
+  o.jobId = cfg_.jobId;
+  o.generation = cfg_.generation;
+  o.commId = id_;
+  o.socketsPerPeer = cfg_.socketsPerPeer > 0 ? cfg_.socketsPerPeer : 2;
+  o.bufferBytes = static_cast<std::size_t>(cfg_.socketBufferBytes);
+  o.listenAddress = listenAddress_;
+  o.handshakeSeconds = std::min(30.0, cfg_.timeoutSeconds);
+  // Agree on the world size before publishing an address: a rank that disagrees must never
+  // see a complete set of peers.
+  agreeOnWorldSize(*store_, rank_, size_);
+  store_->set(cat("place/", rank_), cat(host.id, '\n', Registry::instance().hostname()));
+  auto tcp = std::make_unique<TcpTransport>(o, store_);
+  waitForRanks(*store_, size_, "tcp", deadline, cancel);
+  // Everyone has arrived, so every place is there to read.
+  std::vector<RankPlace> places;
+  for (int r = 0; r < size_; ++r) {
+    std::string v = store_->get(cat("place/", r), Store::Timeout(std::max(1, deadline.msLeft())));
+    auto nl = v.find('\n');
+    places.push_back({v.substr(0, nl), nl == std::string::npos ? "?" : v.substr(nl + 1)});
+  }
+  world_ = WorldMap(places);
+  const std::vector<int> local = world_.localPeers(rank_);
+  std::vector<std::unique_ptr<Transport>> transports;
+  std::vector<int> routes(static_cast<std::size_t>(size_), 0);
+  if (!local.empty() && cfg_.transport != "tcp") {
+    ShmOptions so;
+    so.rank = rank_;
+    so.localPeers = local;
+    so.dir = cfg_.shmDir;
+    so.segmentPrefix = shmSegmentPrefix(cfg_.jobId, cfg_.generation, id_);
+    so.channelBytes = static_cast<std::size_t>(cfg_.shmBufferBytes);
+    so.crossMemoryAttach = cfg_.shmCrossMemory != 0;
+    auto shm = std::make_unique<ShmTransport>(so, *store_, deadline, cancel);
+    for (int p : shm->connectedPeers()) routes[static_cast<std::size_t>(p)] = 1;
+    if (!shm->connectedPeers().empty()) {
+      transports.push_back(std::move(tcp));
+      transports.push_back(std::move(shm));
+      transport_ = std::make_unique<RoutedTransport>(std::move(transports), std::move(routes));
+      return;
+    }
+  }
+  transport_ = std::move(tcp);
 }
 
 Communicator::~Communicator() {
@@ -156,12 +198,14 @@ void Communicator::validate(const CallArgs& a, bool* inPlace) const {
   }
 }
 
-std::uint64_t Communicator::sliceElements(const CallArgs& a) const {
+std::uint64_t Communicator::sliceElements(const CallArgs& a, Algorithm algo) const {
   const std::uint64_t es = typeSize(a.type);
   if (cfg_.chunkBytes) return std::max<std::uint64_t>(1, cfg_.chunkBytes / es);
   // Bytes of one pipeline unit before slicing: a ring chunk, or the whole message for chains.
   std::uint64_t unit = a.count * es;
   if (a.coll == Collective::AllReduce) unit /= static_cast<std::uint64_t>(size_);
+  // Hierarchical: a shard per local rank, cut again across the hosts' ring.
+  if (algo == Algorithm::Hierarchical) unit = a.count * es / static_cast<std::uint64_t>(size_) / 2;
   // Rings pipeline across chunks already, and per-message costs dominate below a megabyte on
   // TCP: whole chunks up to 1 MiB measured best (docs/PERFORMANCE.md). Chains need several
   // slices in flight along the chain to overlap their hops.
@@ -206,8 +250,9 @@ void Communicator::executeLocked(const CallArgs& a) {
   } catch (const Error& e) {
     fail(e.code(), "rank ", rank_, ": ", e.what());
   }
-  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, sliceElements(a)};
-  const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), size_, filter_);
+  const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), {size_, world_.hosts()}, filter_);
+  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, sliceElements(a, algo)};
+  key.hostOf = &world_.hostIndex();
   const PreparedSchedule& ps = scheduleFor(key, algo);
   if (ps.schedule.steps.empty()) return;
   const std::size_t es = typeSize(a.type);

@@ -16,6 +16,7 @@
 #include "core/config.hpp"
 #include "core/socket.hpp"
 #include "rendezvous/store.hpp"
+#include "topology/world_map.hpp"
 #include "transports/transport.hpp"
 
 namespace kumi {
@@ -42,6 +43,7 @@ class Communicator {
   int rank() const { return rank_; }
   int size() const { return size_; }
   const std::string& id() const { return id_; }
+  const WorldMap& world() const { return world_; }
 
   void execute(const CallArgs& args);
 
@@ -59,7 +61,8 @@ class Communicator {
   void validate(const CallArgs& a, bool* inPlace) const;
   std::string describe(const CallArgs& a, std::uint64_t seq) const;
   std::string peerName(int peer);
-  std::uint64_t sliceElements(const CallArgs& a) const;
+  std::uint64_t sliceElements(const CallArgs& a, Algorithm algo) const;
+  void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel);
 
   Config cfg_;
   int rank_;
@@ -68,7 +71,8 @@ class Communicator {
   std::shared_ptr<Store> base_;   // the job's store, shared by all communicators of a process
   std::shared_ptr<Store> store_;  // scoped to this communicator
   SockAddr listenAddress_;
-  std::unique_ptr<Transport> transport_;
+  WorldMap world_;
+  std::unique_ptr<Transport> transport_;  // routes each peer to shm or tcp
   Executor executor_;
   AlgorithmFilter filter_;  // KUMI_ALGO
   struct CacheKey {

@@ -24,6 +24,9 @@ Config Config::resolve(const kumiConfig_t* user) {
   if (auto v = envString("KUMI_ALGO")) c.algo = *v;
   if (auto v = envString("KUMI_TRANSPORT")) c.transport = *v;
   if (auto v = envString("KUMI_HOSTID")) c.hostId = *v;
+  if (auto v = envString("KUMI_SHM_DIR")) c.shmDir = *v;
+  if (auto v = envBytes("KUMI_SHM_BUFFER")) c.shmBufferBytes = *v;
+  if (auto v = envIntIn("KUMI_SHM_CMA", 0, 1)) c.shmCrossMemory = *v;
   if (auto v = envIntIn("KUMI_SPIN", 0, 1000000)) c.spinBeforeBlock = *v;
 
   if (user != nullptr) {
@@ -58,8 +61,11 @@ void Config::validate() const {
   // At most 16 MiB: kumi keeps at least two staging slices, within its 32 MiB budget.
   KUMI_REQUIRE_ARG(chunkBytes == 0 || (chunkBytes >= 4096 && chunkBytes <= (16u << 20)),
                    "KUMI_CHUNK_SIZE must be between 4K and 16M, got ", chunkBytes);
-  KUMI_REQUIRE_ARG(transport.empty() || transport == "tcp", "KUMI_TRANSPORT='", transport,
-                   "' is not available in this build (available: tcp)");
+  KUMI_REQUIRE_ARG(transport.empty() || transport == "auto" || transport == "tcp", "KUMI_TRANSPORT='", transport,
+                   "' is not known: use auto (shared memory within a host, tcp between hosts) or tcp");
+  KUMI_REQUIRE_ARG(shmBufferBytes >= (64u << 10) && shmBufferBytes <= (64u << 20),
+                   "KUMI_SHM_BUFFER must be between 64K and 64M, got ", shmBufferBytes);
+  KUMI_REQUIRE_ARG(!shmDir.empty() && shmDir[0] == '/', "KUMI_SHM_DIR must be an absolute directory, got '", shmDir, "'");
 }
 
 }  // namespace kumi

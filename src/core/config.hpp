@@ -22,8 +22,11 @@ struct Config {
   std::uint64_t socketBufferBytes = 4u << 20;  // KUMI_SOCKET_BUFFER
   std::uint64_t chunkBytes = 0;  // KUMI_CHUNK_SIZE pipeline slice (0 = automatic)
   std::string algo;           // KUMI_ALGO
-  std::string transport;      // KUMI_TRANSPORT (only "tcp" so far)
+  std::string transport;      // KUMI_TRANSPORT: "" (shm on a host, tcp between) or "tcp"
   std::string hostId;         // KUMI_HOSTID
+  std::string shmDir = "/dev/shm";          // KUMI_SHM_DIR
+  std::uint64_t shmBufferBytes = 512 << 10;  // KUMI_SHM_BUFFER: ring per peer and direction
+  int shmCrossMemory = 1;                    // KUMI_SHM_CMA: process_vm_readv for large messages
   int spinBeforeBlock = 8;    // KUMI_SPIN: idle polls (each yielding the CPU) before blocking
 
   // Environment first, then non-default fields of user (may be null).

@@ -1,5 +1,6 @@
 #include "rendezvous/bootstrap.hpp"
 
+#include <algorithm>
 #include <string_view>
 #include <thread>
 
@@ -120,6 +121,22 @@ void waitForRanks(Store& store, int worldSize, const std::string& what, const De
              ") did not complete before the deadline: a rank died while joining?");
       fail(kumiTimeout, missing.size(), " of ", worldSize, " ranks never arrived at the rendezvous (", store.describe(),
            ") before the deadline: ranks ", missingRanks(missing));
+    }
+  }
+}
+
+void waitForKeys(Store& store, const std::vector<std::string>& keys, const std::string& what, const Deadline& deadline,
+                 const std::atomic<bool>* cancel) {
+  for (;;) {
+    auto missing = store.waitFor(keys, std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 250)));
+    if (missing.empty()) return;
+    if (store.check({"abort"}))
+      fail(kumiRemoteError, "another rank failed during ", what, ": ", store.get("abort", Store::Timeout(1000)));
+    if (cancel && cancel->load()) fail(kumiAborted, "aborted during ", what);
+    if (deadline.expired()) {
+      std::string names;
+      for (const auto& k : missing) names += cat(names.empty() ? "" : ", ", k);
+      fail(kumiTimeout, what, " did not complete before the deadline; still missing: ", names);
     }
   }
 }

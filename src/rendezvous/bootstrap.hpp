@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/config.hpp"
 #include "core/deadline.hpp"
@@ -34,6 +35,11 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize);
 // A set `cancel` flag (abort) ends the wait with kumiAborted.
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
                   const std::atomic<bool>* cancel = nullptr);
+
+// Waits until every key exists (keys of a subset of ranks, e.g. those of one host), failing
+// at once on a posted abort or `cancel`, and at the deadline naming the keys still missing.
+void waitForKeys(Store& store, const std::vector<std::string>& keys, const std::string& what, const Deadline& deadline,
+                 const std::atomic<bool>* cancel = nullptr);
 
 // Posts a failure for the peers of a communicator (best effort).
 void postAbort(Store& store, const std::string& message);

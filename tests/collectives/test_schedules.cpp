@@ -36,11 +36,14 @@ struct Case {
   kumiRedOp_t op = kumiSum;
   bool recursiveDoubling = false;  // allreduce only: the other family
   bool mixed = false;              // even ranks in place, odd ranks not (each rank decides alone)
+  std::vector<int> hostOf;         // non-empty: the hierarchical allreduce over this host map
   bool inPlaceAt(int rank) const { return mixed ? rank % 2 == 0 : inPlace; }
 };
 
 std::string describe(const Case& c) {
-  return cat(collectiveName(c.coll), c.recursiveDoubling ? " (recursive doubling)" : "", " n=", c.n, " count=", c.count, c.mixed ? " mixed in/out-of-place" : c.inPlace ? " in-place" : " out-of-place",
+  std::string hosts;
+  for (int h : c.hostOf) hosts += cat(hosts.empty() ? " hosts=" : ",", h);
+  return cat(collectiveName(c.coll), c.recursiveDoubling ? " (recursive doubling)" : "", hosts, " n=", c.n, " count=", c.count, c.mixed ? " mixed in/out-of-place" : c.inPlace ? " in-place" : " out-of-place",
              " slice=", c.slice, " root=", c.root, " ", typeName(c.type), " ", opName(c.op));
 }
 
@@ -52,7 +55,13 @@ std::string runCase(const Case& c, bool hazards) {
   std::vector<PreparedSchedule> schedules;
   for (int r = 0; r < n; ++r) {
     ScheduleKey key{c.coll, n, r, cnt, c.root, c.inPlaceAt(r), c.op == kumiAvg, c.slice};
-    schedules.emplace_back(c.recursiveDoubling ? buildSchedule(key, Algorithm::RecursiveDoubling) : buildSchedule(key, algorithmsFor(key.coll).front()));
+    Algorithm algo = algorithmsFor(key.coll).front();
+    if (c.recursiveDoubling) algo = Algorithm::RecursiveDoubling;
+    if (!c.hostOf.empty()) {
+      key.hostOf = &c.hostOf;
+      algo = Algorithm::Hierarchical;
+    }
+    schedules.emplace_back(buildSchedule(key, algo));
     if (hazards) {
       std::int64_t sendFromRecv = 0;
       if (c.coll == Collective::AllGather) sendFromRecv = static_cast<std::int64_t>(r * cnt);
@@ -166,6 +175,66 @@ TEST(Schedules, EveryCollectiveWorldSizes1To32) {
   EXPECT_GT(cases, 200 * top);
 }
 
+// Host maps of every shape the hierarchical allreduce must handle: one host, one rank per host,
+// even hosts, uneven hosts, and ranks of a host that are not contiguous.
+std::vector<std::vector<int>> hostMapsFor(int n) {
+  std::vector<std::vector<int>> maps;
+  for (int hosts : {1, 2, 3, n}) {
+    if (hosts > n) continue;
+    std::vector<int> contiguous, interleaved;
+    for (int r = 0; r < n; ++r) {
+      contiguous.push_back(static_cast<int>(static_cast<long long>(r) * hosts / n));
+      interleaved.push_back(r % hosts);
+    }
+    maps.push_back(contiguous);
+    maps.push_back(interleaved);
+  }
+  if (n >= 4) {  // very uneven: one host with a single rank, another with the rest
+    std::vector<int> lopsided(static_cast<std::size_t>(n), 1);
+    lopsided[static_cast<std::size_t>(n) - 2] = 0;
+    maps.push_back(lopsided);
+  }
+  return maps;
+}
+
+TEST(Schedules, HierarchicalAllReduceOnEveryHostMap) {
+  int cases = 0;
+  const int top = std::min(maxWorld(), 12);
+  for (int n = 1; n <= top; ++n)
+    for (const auto& map : hostMapsFor(n))
+      for (std::uint64_t count : countsFor(n))
+        for (bool inPlace : {false, true})
+          for (std::uint64_t slice : {std::uint64_t{1}, std::uint64_t{5}, std::uint64_t{1} << 20}) {
+            Case c{Collective::AllReduce, n, count, inPlace, slice};
+            c.hostOf = map;
+            ASSERT_EQ(runCase(c, n <= 6 && count <= 100), "") << describe(c);
+            ++cases;
+          }
+  // Every op and type, averaging included (the division happens once, after the last sum).
+  for (kumiRedOp_t op : {kumiSum, kumiProd, kumiMin, kumiMax, kumiAvg})
+    for (kumiDataType_t t : {kumiFloat32, kumiFloat16, kumiBfloat16, kumiInt32, kumiUint8, kumiFloat64})
+      for (const auto& map : hostMapsFor(5)) {
+        Case c{Collective::AllReduce, 5, 37, false, 4, 0, t, op};
+        c.hostOf = map;
+        ASSERT_EQ(runCase(c, true), "") << describe(c);
+        c.mixed = true;
+        ASSERT_EQ(runCase(c, false), "") << describe(c);
+        ++cases;
+      }
+  EXPECT_GT(cases, 1000);
+}
+
+TEST(Planner, HierarchicalWhenSeveralHostsHoldSeveralRanks) {
+  AlgorithmFilter any;
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, any), Algorithm::Hierarchical);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 4}, any), Algorithm::Ring) << "one rank per host";
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 1}, any), Algorithm::Ring) << "one host";
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1024, CommShape{4, 2}, any), Algorithm::RecursiveDoubling);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, AlgorithmFilter("allreduce:ring")), Algorithm::Ring);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, AlgorithmFilter("^hierarchical")), Algorithm::Ring);
+  EXPECT_EQ(chooseAlgorithm(Collective::ReduceScatter, 16 << 20, CommShape{4, 2}, any), Algorithm::Ring);
+}
+
 TEST(Schedules, RanksMayChooseInPlaceIndependently) {
   // In place is each rank's own choice: the messages on the wire must not depend on it.
   for (int n : {2, 3, 4, 5, 8})
@@ -270,10 +339,10 @@ TEST(Planner, AlgoSpecFollowsNcclSyntax) {
   EXPECT_TRUE(perColl.allows(Collective::AllReduce, Algorithm::RecursiveDoubling));
   AlgorithmFilter exclude("allreduce:^ring");
   EXPECT_FALSE(exclude.allows(Collective::AllReduce, Algorithm::Ring));
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, 8, exclude), Algorithm::RecursiveDoubling);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, 8, any), Algorithm::Ring);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, 8, any), Algorithm::RecursiveDoubling);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, 8, AlgorithmFilter("allreduce:ring")), Algorithm::Ring);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, CommShape{8, 1}, exclude), Algorithm::RecursiveDoubling);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, CommShape{8, 1}, any), Algorithm::Ring);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, CommShape{8, 1}, any), Algorithm::RecursiveDoubling);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, CommShape{8, 1}, AlgorithmFilter("allreduce:ring")), Algorithm::Ring);
   auto message = [](const char* spec) {
     try {
       AlgorithmFilter f(spec);
@@ -285,7 +354,7 @@ TEST(Planner, AlgoSpecFollowsNcclSyntax) {
   };
   EXPECT_NE(message("allreduce:tree").find("unknown algorithm 'tree'"), std::string::npos);
   EXPECT_NE(message("allscatter:ring").find("unknown collective 'allscatter'"), std::string::npos);
-  EXPECT_NE(message("allreduce:^ring,rd").find("leaves allreduce no algorithm"), std::string::npos);
+  EXPECT_NE(message("allreduce:^ring,rd,hierarchical").find("leaves allreduce no algorithm"), std::string::npos);
   EXPECT_NE(message("broadcast:ring").find("leaves broadcast no algorithm"), std::string::npos);
 }
 

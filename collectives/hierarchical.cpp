@@ -1,0 +1,128 @@
+// Hierarchical allreduce: the network is crossed once per host, not once per rank.
+//  1. Inside each host, a direct reduce-scatter: the data is cut into S shards (S = the most
+//     ranks any host has); local rank i of a host with L ranks owns shards i, i+L, ...; every
+//     rank sends each shard to its owner, which reduces them.
+//  2. Across hosts, the owners of a shard (one per host, the same local index when hosts are
+//     even: a "rail") run a ring allreduce of it; all shards' rings run in parallel.
+//  3. Inside each host, owners send the finished shards to the other local ranks.
+// Uneven hosts work: on a host with fewer ranks some own several shards. Every span is one of
+// the shard's pipeline slices, so the builder's exact-offset hazard tracking sees every
+// conflict, and phases pipeline slice by slice.
+#include <algorithm>
+
+#include "collectives/algorithms.hpp"
+#include "collectives/builder.hpp"
+#include "core/error.hpp"
+
+namespace kumi {
+namespace {
+
+Span at(Buf buf, Block b) { return {buf, b.offset, b.count}; }
+
+struct Layout {
+  std::vector<std::vector<int>> hosts;  // ranks of each host, in rank order
+  int shards = 1;
+  int owner(int host, int shard) const {
+    const auto& rs = hosts[static_cast<std::size_t>(host)];
+    return rs[static_cast<std::size_t>(shard) % rs.size()];
+  }
+};
+
+Layout layoutOf(const ScheduleKey& k) {
+  if (!k.hostOf || static_cast<int>(k.hostOf->size()) != k.worldSize)
+    fail(kumiInternalError, "hierarchical schedule without a host map");
+  Layout l;
+  for (int r = 0; r < k.worldSize; ++r) {
+    const auto h = static_cast<std::size_t>((*k.hostOf)[static_cast<std::size_t>(r)]);
+    if (l.hosts.size() <= h) l.hosts.resize(h + 1);
+    l.hosts[h].push_back(r);
+  }
+  for (const auto& rs : l.hosts) {
+    if (rs.empty()) fail(kumiInternalError, "host map with an empty host");
+    l.shards = std::max(l.shards, static_cast<int>(rs.size()));
+  }
+  return l;
+}
+
+// Ring allreduce, in place in Recv, among `ring` (this rank at `pos`) over the given slices: the
+// slices are split into ring.size() runs ("chunks"); reduce-scatter, then allgather.
+void ringOverSlices(ScheduleBuilder& b, const std::vector<int>& ring, int pos, const std::vector<Block>& slices,
+                    bool divide) {
+  const int n = static_cast<int>(ring.size());
+  const int next = ring[static_cast<std::size_t>((pos + 1) % n)], prev = ring[static_cast<std::size_t>((pos + n - 1) % n)];
+  auto chunk = [&](int c) {
+    Block run = blockOf(slices.size(), n, ((c % n) + n) % n);
+    return std::vector<Block>(slices.begin() + static_cast<long>(run.offset),
+                              slices.begin() + static_cast<long>(run.offset + run.count));
+  };
+  for (int step = 0; step < n - 1; ++step) {
+    for (Block sl : chunk(pos - step)) b.send(next, at(Buf::Recv, sl));
+    for (Block sl : chunk(pos - step - 1)) b.recvReduce(prev, at(Buf::Recv, sl), at(Buf::Recv, sl));
+  }
+  if (divide)
+    for (Block sl : chunk(pos + 1)) b.divide(at(Buf::Recv, sl));
+  for (int step = 0; step < n - 1; ++step) {
+    for (Block sl : chunk(pos + 1 - step)) b.send(next, at(Buf::Recv, sl));
+    for (Block sl : chunk(pos - step)) b.recv(prev, at(Buf::Recv, sl));
+  }
+}
+
+}  // namespace
+
+Schedule hierarchicalAllReduce(const ScheduleKey& k) {
+  Schedule s;
+  s.algorithm = "hierarchical";
+  ScheduleBuilder b(s, k.inPlace);
+  if (k.count == 0) return s;
+  const Layout l = layoutOf(k);
+  const int me = k.rank;
+  const int host = (*k.hostOf)[static_cast<std::size_t>(me)];
+  const auto& local = l.hosts[static_cast<std::size_t>(host)];
+  const int hosts = static_cast<int>(l.hosts.size());
+  std::vector<std::vector<Block>> slices(static_cast<std::size_t>(l.shards));
+  for (int j = 0; j < l.shards; ++j) slices[static_cast<std::size_t>(j)] = slicesOf(blockOf(k.count, l.shards, j), k.sliceCount);
+  const bool divideAfterLocal = k.divide && hosts == 1;
+
+  // 1. Local reduce-scatter to each shard's owner.
+  for (int j = 0; j < l.shards; ++j) {
+    const int owner = l.owner(host, j);
+    for (Block sl : slices[static_cast<std::size_t>(j)]) {
+      if (owner != me) {
+        b.send(owner, at(Buf::Send, sl));
+        continue;
+      }
+      bool first = true;
+      for (int q : local) {
+        if (q == me) continue;
+        b.recvReduce(q, at(first ? Buf::Send : Buf::Recv, sl), at(Buf::Recv, sl));
+        first = false;
+      }
+      if (first && !k.inPlace) b.copy(at(Buf::Send, sl), at(Buf::Recv, sl));
+      if (divideAfterLocal) b.divide(at(Buf::Recv, sl));
+    }
+  }
+  // 2. Across hosts: one ring per shard among its owners, for the shards this rank owns.
+  if (hosts > 1) {
+    for (int j = 0; j < l.shards; ++j) {
+      if (l.owner(host, j) != me) continue;
+      std::vector<int> ring;
+      for (int h = 0; h < hosts; ++h) ring.push_back(l.owner(h, j));
+      ringOverSlices(b, ring, host, slices[static_cast<std::size_t>(j)], k.divide);
+    }
+  }
+  // 3. Local allgather from the owners.
+  for (int j = 0; j < l.shards; ++j) {
+    const int owner = l.owner(host, j);
+    for (Block sl : slices[static_cast<std::size_t>(j)]) {
+      if (owner == me) {
+        for (int q : local)
+          if (q != me) b.send(q, at(Buf::Recv, sl));
+      } else {
+        b.recv(owner, at(Buf::Recv, sl));
+      }
+    }
+  }
+  return s;
+}
+
+}  // namespace kumi

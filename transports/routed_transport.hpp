@@ -1,0 +1,41 @@
+// One Transport over several: each peer is reached through the transport the communicator chose
+// for it (shared memory on the same host, TCP elsewhere). The executor sees one transport.
+// Blocking waits go to the one transport with work outstanding; when several have, waits
+// alternate in short slices (shared memory sleeps on a futex, TCP on epoll, and no one call
+// waits on both), which bounds the extra latency to a fraction of a millisecond.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "transports/transport.hpp"
+
+namespace kumi {
+
+class RoutedTransport final : public Transport {
+ public:
+  // routes[peer]: index into transports (unused for this rank itself).
+  RoutedTransport(std::vector<std::unique_ptr<Transport>> transports, std::vector<int> routes);
+
+  const char* name() const override { return "routed"; }
+  // Which transport carries messages to peer.
+  Transport& to(int peer) const { return *transports_[static_cast<std::size_t>(routes_[static_cast<std::size_t>(peer)])]; }
+
+  void connect(const std::vector<int>& peers, const Deadline& deadline) override;
+  void postSend(int peer, const void* data, std::size_t bytes, Request* req) override;
+  void postRecv(int peer, void* data, std::size_t bytes, Request* req) override;
+  bool progress(std::vector<Request*>& completed) override;
+  void waitForEvents(int timeoutMs) override;
+  void interrupt() override;
+  void shutdown() override;
+  void cancelAll() override;
+
+ private:
+  std::vector<std::unique_ptr<Transport>> transports_;
+  std::vector<int> routes_;
+  std::vector<long long> outstanding_;  // posted, not yet completed, per transport
+  std::vector<int> peersOf_;            // scratch for connect
+  std::size_t turn_ = 0;
+};
+
+}  // namespace kumi

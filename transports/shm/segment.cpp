@@ -1,0 +1,175 @@
+#include "transports/shm/segment.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "core/error.hpp"
+#include "core/hash.hpp"
+#include "core/log.hpp"
+#include "core/socket.hpp"
+
+namespace kumi::shm {
+namespace {
+
+std::uint64_t bootHash() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return fnv1a(id);
+}
+
+std::uint64_t pidNamespaceHash() {
+  struct stat st {};
+  if (::stat("/proc/self/ns/pid", &st) != 0) return 0;
+  return fnv1aMix(fnv1aMix(kFnvOffset, st.st_dev), st.st_ino);
+}
+
+std::string humanBytes(std::uint64_t b) {
+  const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", v, unit[u]);
+  return buf;
+}
+
+// Reads the owner record of an existing segment file; false if it is not (yet) a kumi segment.
+bool readOwner(const std::string& path, SegmentOwner* out) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return false;
+  return ::pread(fd.get(), out, sizeof *out, 0) == static_cast<ssize_t>(sizeof *out) && out->magic == kSegmentMagic;
+}
+
+}  // namespace
+
+SegmentOwner currentOwner() {
+  static const std::uint64_t boot = bootHash();
+  static const std::uint64_t pidNs = pidNamespaceHash();
+  return {kSegmentMagic, 0, boot, pidNs, static_cast<std::int64_t>(::getpid())};
+}
+
+bool ownerMayBeAlive(const SegmentOwner& o) {
+  const SegmentOwner me = currentOwner();
+  if (o.bootHash != me.bootHash) return false;  // tmpfs of an earlier boot cannot be; be safe anyway
+  if (o.pidNsHash != me.pidNsHash) return true;  // its pid means nothing here
+  return ::kill(static_cast<pid_t>(o.pid), 0) == 0 || errno == EPERM;
+}
+
+int reclaimLeftovers(const std::string& dir) {
+  int removed = 0;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  while (dirent* e = ::readdir(d)) {
+    if (std::strncmp(e->d_name, "kumi-", 5) != 0) continue;
+    std::string path = dir + "/" + e->d_name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    SegmentOwner o{};
+    if (!readOwner(path, &o) || ownerMayBeAlive(o)) continue;
+    if (::unlink(path.c_str()) == 0) {
+      ++removed;
+      KUMI_INFO("removed shared-memory leftover ", path, " of dead pid ", o.pid);
+    }
+  }
+  ::closedir(d);
+  return removed;
+}
+
+Segment& Segment::operator=(Segment&& o) noexcept {
+  if (this != &o) {
+    release();
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    path_ = std::move(o.path_);
+    linked_ = std::exchange(o.linked_, false);
+  }
+  return *this;
+}
+
+Segment::~Segment() { release(); }
+
+void Segment::release() {
+  if (linked_) unlink();
+  if (data_) ::munmap(data_, size_);
+  data_ = nullptr;
+  size_ = 0;
+}
+
+void Segment::unlink() {
+  if (linked_ && ::unlink(path_.c_str()) != 0 && errno != ENOENT)
+    KUMI_WARN("could not remove shared-memory segment ", path_, ": ", std::strerror(errno));
+  linked_ = false;
+}
+
+Segment Segment::create(const std::string& dir, const std::string& name, std::size_t bytes) {
+  Segment s;
+  s.path_ = dir + "/" + name;
+  reclaimLeftovers(dir);
+  Fd fd(::open(s.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid() && errno == EEXIST) {
+    SegmentOwner o{};
+    if (readOwner(s.path_, &o) && ownerMayBeAlive(o))
+      fail(kumiSystemError, "shared-memory segment ", s.path_, " is in use by live pid ", o.pid,
+           " (two jobs with the same KUMI_JOB_ID and KUMI_GENERATION on one host?)");
+    // A leftover of a crashed run of the same job (or a half-written one): replace it.
+    ::unlink(s.path_.c_str());
+    fd = Fd(::open(s.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  }
+  if (!fd.valid()) fail(kumiSystemError, "cannot create shared-memory segment ", s.path_, ": ", std::strerror(errno));
+  s.linked_ = true;
+  // Reserve the pages now: tmpfs is sparse, and a full one only shows when a page is touched,
+  // as SIGBUS. posix_fallocate makes that an error here, with the numbers.
+  if (int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); rc != 0) {
+    struct statvfs vfs {};
+    std::string space = ::statvfs(dir.c_str(), &vfs) == 0
+                            ? cat(humanBytes(static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize), " free of ",
+                                  humanBytes(static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize))
+                            : std::string("size unknown");
+    fail(kumiSystemError, "shared memory: cannot reserve ", humanBytes(bytes), " for ", s.path_, " (", std::strerror(rc),
+         "; ", dir, " has ", space, "). ", dir,
+         " is too small for this many local ranks: enlarge it (docker run --shm-size=1g; in Kubernetes mount an "
+         "emptyDir with medium: Memory at /dev/shm), or set KUMI_TRANSPORT=tcp");
+  }
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) fail(kumiSystemError, "cannot map shared-memory segment ", s.path_, ": ", std::strerror(errno));
+  s.data_ = static_cast<std::byte*>(p);
+  s.size_ = bytes;
+  SegmentOwner o = currentOwner();
+  o.token = std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
+  o.magic = 0;
+  std::memcpy(s.data_, &o, sizeof o);
+  // The magic goes last, so that a reader never trusts a half-written owner record.
+  std::atomic_ref<std::uint64_t>(s.owner().magic).store(kSegmentMagic, std::memory_order_release);
+  return s;
+}
+
+Segment Segment::attach(const std::string& dir, const std::string& name) {
+  Segment s;
+  s.path_ = dir + "/" + name;
+  Fd fd(::open(s.path_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) fail(kumiSystemError, "cannot open shared-memory segment ", s.path_, ": ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || st.st_size < static_cast<off_t>(sizeof(SegmentOwner)))
+    fail(kumiSystemError, "shared-memory segment ", s.path_, " is truncated");
+  void* p = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) fail(kumiSystemError, "cannot map shared-memory segment ", s.path_, ": ", std::strerror(errno));
+  s.data_ = static_cast<std::byte*>(p);
+  s.size_ = static_cast<std::size_t>(st.st_size);
+  if (std::atomic_ref<std::uint64_t>(s.owner().magic).load(std::memory_order_acquire) != kSegmentMagic)
+    fail(kumiSystemError, "shared-memory segment ", s.path_, " is not a kumi segment");
+  return s;
+}
+
+}  // namespace kumi::shm

@@ -1,0 +1,461 @@
+#include "transports/shm/shm_transport.hpp"
+
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <deque>
+#include <map>
+
+#include "core/error.hpp"
+#include "core/hash.hpp"
+#include "core/log.hpp"
+#include "core/socket.hpp"
+#include "core/strings.hpp"
+#include "rendezvous/bootstrap.hpp"
+#include "transports/shm/segment.hpp"
+
+namespace kumi {
+using namespace shm;
+
+namespace {
+
+constexpr std::uint32_t kSlots = 8;
+constexpr std::size_t kLine = 64;
+// How often a rank blocked on shared memory checks that the peers it waits for still live.
+constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
+
+enum SlotKind : std::uint32_t { kInline = 1, kDescriptor = 2 };
+
+struct Slot {
+  std::uint64_t messageBytes;  // whole message, checked against the posted receive
+  std::uint64_t offset;        // of this fragment in the message (inline)
+  std::uint64_t bytes;         // of this fragment (inline)
+  std::uint64_t address;       // in the sender's address space (descriptor)
+  std::uint32_t kind;
+  std::uint32_t pad;
+};
+
+// Each counter on its own cache line: the sender writes head, the receiver tail.
+struct alignas(kLine) Channel {
+  alignas(kLine) std::atomic<std::uint64_t> head;
+  alignas(kLine) std::atomic<std::uint64_t> tail;
+  alignas(kLine) std::int32_t fromRank;
+  std::atomic<std::uint32_t> crossMemory;  // the receiver reads descriptors of this sender
+  Slot slots[kSlots];
+};
+
+struct alignas(kLine) Control {
+  alignas(kLine) std::atomic<std::uint32_t> doorbell;  // futex word, bumped by every notifier
+  std::atomic<std::uint32_t> sleeping;
+  std::atomic<std::uint32_t> closed;
+  std::int32_t rank;
+  std::int32_t channels;
+  std::uint64_t slotBytes;
+  std::uint64_t probeAddress;  // where peers test cross-memory attach, and what they must read
+  std::uint64_t probeValue;
+};
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
+              "shared-memory counters must be lock-free to work across processes");
+
+constexpr std::size_t align(std::size_t n) { return (n + kLine - 1) / kLine * kLine; }
+constexpr std::size_t kControlOffset = align(sizeof(SegmentOwner));
+constexpr std::size_t kChannelsOffset = kControlOffset + align(sizeof(Control));
+
+std::size_t channelStride(std::size_t slotBytes) { return align(sizeof(Channel)) + kSlots * slotBytes; }
+
+long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value, const timespec* timeout) {
+  // Shared (not FUTEX_PRIVATE) operations: the word lives in memory mapped by several processes.
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, timeout, nullptr, 0);
+}
+
+void ring(Control* c) {
+  c->doorbell.fetch_add(1, std::memory_order_seq_cst);
+  if (c->sleeping.load(std::memory_order_seq_cst)) futex(&c->doorbell, FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+struct SendOp {
+  Request* req;
+  const std::byte* data;
+  std::size_t bytes;
+  std::size_t offset = 0;
+};
+struct RecvOp {
+  Request* req;
+  std::byte* data;
+  std::size_t bytes;
+  std::size_t offset = 0;
+};
+
+struct Link {
+  int rank = -1;
+  pid_t pid = 0;
+  Fd pidfd;         // readable once the peer exits; -1 where pidfd_open is not available
+  Segment segment;  // the peer's
+  Control* peer = nullptr;
+  Channel* out = nullptr;  // ours, in the peer's segment
+  std::byte* outData = nullptr;
+  Channel* in = nullptr;  // the peer's, in our segment
+  std::byte* inData = nullptr;
+  bool usable = false;
+  std::deque<SendOp> sends;
+  std::deque<RecvOp> recvs;
+  std::deque<std::pair<std::uint64_t, Request*>> awaitingRead;  // descriptor slot, request
+  bool pending() const { return !sends.empty() || !recvs.empty() || !awaitingRead.empty(); }
+};
+
+}  // namespace
+
+std::string shmSegmentPrefix(const std::string& jobId, int generation, const std::string& commId) {
+  std::string job;
+  for (char c : jobId.substr(0, 32)) job += (std::isalnum(static_cast<unsigned char>(c)) || c == '_') ? c : '_';
+  char hash[9];
+  std::snprintf(hash, sizeof hash, "%08x", static_cast<unsigned>(fnv1a(commId) & 0xffffffffu));
+  return cat("kumi-", job.empty() ? "job" : job, "-g", generation, "-", hash);
+}
+
+struct ShmTransport::Impl {
+  ShmOptions opt;
+  std::size_t slotBytes = 0;
+  Segment own;
+  Control* ctl = nullptr;
+  std::vector<Link> links;       // indexed like opt.localPeers
+  std::map<int, Link*> byRank;   // usable links only
+  std::vector<int> connected, crossMemory;
+  std::uint64_t probe = 0;       // read by peers to test cross-memory attach
+  std::atomic<bool> interrupted{false};
+  bool isShutdown = false;
+  std::chrono::steady_clock::time_point lastLivenessCheck{};
+  std::string deadPeer;          // set by a liveness check, thrown by the next progress()
+
+  Channel* channelAt(std::byte* base, int index) const {
+    return reinterpret_cast<Channel*>(base + kChannelsOffset + static_cast<std::size_t>(index) * channelStride(slotBytes));
+  }
+  std::byte* slotData(Channel* ch, std::uint64_t seq) const {
+    return reinterpret_cast<std::byte*>(ch) + align(sizeof(Channel)) + (seq % kSlots) * slotBytes;
+  }
+  Link& link(int peer, const char* what) {
+    auto it = byRank.find(peer);
+    if (it == byRank.end()) fail(kumiInternalError, "shm ", what, " to rank ", peer, ", which is not a shared-memory peer");
+    return *it->second;
+  }
+
+  void setUp(Store& store, const Deadline& deadline, const std::atomic<bool>* cancel);
+  void attach(Link& l, const std::string& value);
+  bool pump(Link& l, std::vector<Request*>& completed);
+  bool canMove(const Link& l) const;
+  void checkLiveness();
+};
+
+ShmTransport::ShmTransport(const ShmOptions& opt, Store& store, const Deadline& deadline, const std::atomic<bool>* cancel)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->opt = opt;
+  std::sort(impl_->opt.localPeers.begin(), impl_->opt.localPeers.end());
+  impl_->slotBytes = std::max<std::size_t>(4096, opt.channelBytes / kSlots / 64 * 64);
+  impl_->setUp(store, deadline, cancel);
+}
+
+ShmTransport::~ShmTransport() { shutdown(); }
+
+const std::vector<int>& ShmTransport::connectedPeers() const { return impl_->connected; }
+const std::vector<int>& ShmTransport::crossMemoryPeers() const { return impl_->crossMemory; }
+
+void ShmTransport::Impl::setUp(Store& store, const Deadline& deadline, const std::atomic<bool>* cancel) {
+  const int me = opt.rank;
+  const int n = static_cast<int>(opt.localPeers.size());
+  links.resize(opt.localPeers.size());
+  const std::string name = cat(opt.segmentPrefix, "-r", me);
+  try {
+    own = Segment::create(opt.dir, name, kChannelsOffset + static_cast<std::size_t>(n) * channelStride(slotBytes));
+  } catch (const Error& e) {
+    // The peers wait for this key: give them the cause instead of a timeout.
+    store.set(cat("shm/", me), cat("error rank ", me, ": ", e.what()));
+    throw;
+  }
+  ctl = reinterpret_cast<Control*>(own.data() + kControlOffset);
+  ctl->rank = me;
+  ctl->channels = n;
+  ctl->slotBytes = slotBytes;
+  probe = own.owner().token;
+  ctl->probeAddress = reinterpret_cast<std::uint64_t>(&probe);
+  ctl->probeValue = probe;
+  for (int i = 0; i < n; ++i) channelAt(own.data(), i)->fromRank = opt.localPeers[static_cast<std::size_t>(i)];
+  // Yama (ptrace_scope 1) lets only ancestors read our memory; peers are siblings. Open MPI's
+  // shared-memory path does the same.
+  if (opt.crossMemoryAttach) ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+  store.set(cat("shm/", me), cat("ok ", name, ' ', own.owner().token));
+
+  std::vector<std::string> keys;
+  for (int p : opt.localPeers) keys.push_back(cat("shm/", p));
+  waitForKeys(store, keys, "shared-memory set-up", deadline, cancel);
+  std::string attached;
+  for (int i = 0; i < n; ++i) {
+    Link& l = links[static_cast<std::size_t>(i)];
+    l.rank = opt.localPeers[static_cast<std::size_t>(i)];
+    l.in = channelAt(own.data(), i);
+    l.inData = slotData(l.in, 0);
+    std::string value = store.get(cat("shm/", l.rank), Store::Timeout(deadline.msLeft()));
+    if (value.rfind("error ", 0) == 0) fail(kumiRemoteError, value.substr(6));
+    try {
+      attach(l, value);
+      attached += cat(attached.empty() ? "" : ",", l.rank);
+    } catch (const Error& e) {
+      KUMI_WARN("rank ", me, ": no shared memory with rank ", l.rank, " (", e.what(),
+                "); it is reached over the network instead. Is KUMI_HOSTID right?");
+    }
+  }
+  store.set(cat("shmok/", me), attached.empty() ? "-" : attached);
+  keys.clear();
+  for (int p : opt.localPeers) keys.push_back(cat("shmok/", p));
+  waitForKeys(store, keys, "shared-memory set-up", deadline, cancel);
+  for (Link& l : links) {
+    if (!l.segment.data()) continue;
+    std::string theirs = store.get(cat("shmok/", l.rank), Store::Timeout(deadline.msLeft()));
+    bool mutual = false;
+    for (const std::string& r : splitList(theirs, ','))
+      mutual = mutual || r == std::to_string(me);
+    if (!mutual) {
+      KUMI_WARN("rank ", me, ": rank ", l.rank, " could not map this rank's shared memory; using the network with it");
+      continue;
+    }
+    l.usable = true;
+    byRank[l.rank] = &l;
+    connected.push_back(l.rank);
+    if (l.in->crossMemory.load()) crossMemory.push_back(l.rank);
+  }
+  // Every peer that will ever map our segment has done so: the name can go, and a crash from
+  // now on leaves nothing in the directory.
+  own.unlink();
+  KUMI_INFO("rank ", me, ": shared memory with ", connected.size(), " of ", n, " local peers (", crossMemory.size(),
+            " by cross-memory attach), ", kSlots, " slots of ", slotBytes, " bytes per direction");
+}
+
+void ShmTransport::Impl::attach(Link& l, const std::string& value) {
+  auto parts = splitList(value, ' ');
+  if (parts.size() != 3 || parts[0] != "ok") fail(kumiInternalError, "malformed shared-memory notice '", value, "'");
+  l.segment = Segment::attach(opt.dir, parts[1]);
+  const SegmentOwner& o = l.segment.owner();
+  // Same name, different segment: a peer on another host (KUMI_HOSTID forced equal) that
+  // happens to use the same job name, or a stale file.
+  if (std::to_string(o.token) != parts[2])
+    fail(kumiSystemError, l.segment.path(), " is not the segment rank ", l.rank, " created (another host?)");
+  if (o.pidNsHash != currentOwner().pidNsHash) fail(kumiSystemError, "rank ", l.rank, " runs in another PID namespace");
+  l.pid = static_cast<pid_t>(o.pid);
+  l.peer = reinterpret_cast<Control*>(l.segment.data() + kControlOffset);
+  if (l.peer->slotBytes != slotBytes)
+    fail(kumiInvalidArgument, "rank ", l.rank, " uses ", l.peer->slotBytes, "-byte shared-memory slots, this rank ",
+         slotBytes, " (KUMI_SHM_BUFFER must be the same on every rank)");
+  for (int i = 0; i < l.peer->channels; ++i) {
+    Channel* ch = channelAt(l.segment.data(), i);
+    if (ch->fromRank == opt.rank) l.out = ch;
+  }
+  if (!l.out) fail(kumiInternalError, "rank ", l.rank, "'s segment has no channel for rank ", opt.rank);
+  l.outData = slotData(l.out, 0);
+  l.pidfd = Fd(static_cast<int>(::syscall(SYS_pidfd_open, l.pid, 0)));
+  if (opt.crossMemoryAttach) {
+    std::uint64_t seen = 0;
+    iovec local{&seen, sizeof seen};
+    iovec remote{reinterpret_cast<void*>(l.peer->probeAddress), sizeof seen};
+    if (::process_vm_readv(l.pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(sizeof seen) &&
+        seen == l.peer->probeValue)
+      l.in->crossMemory.store(1);
+    else
+      KUMI_INFO("rank ", opt.rank, ": cross-memory attach to rank ", l.rank, " not allowed (", std::strerror(errno),
+                "); large messages are copied through shared memory");
+  }
+}
+
+void ShmTransport::connect(const std::vector<int>& peers, const Deadline&) {
+  for (int p : peers) impl_->link(p, "connect");
+}
+
+void ShmTransport::postSend(int peer, const void* data, std::size_t bytes, Request* req) {
+  req->partsLeft = 1;
+  impl_->link(peer, "send").sends.push_back({req, static_cast<const std::byte*>(data), bytes});
+}
+
+void ShmTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {
+  req->partsLeft = 1;
+  impl_->link(peer, "receive").recvs.push_back({req, static_cast<std::byte*>(data), bytes});
+}
+
+// Moves what can move on one link; true if anything did.
+bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
+  bool moved = false, wrote = false, read = false;
+  // Sends: descriptors for large messages the peer can read directly, slot copies otherwise.
+  while (!l.sends.empty()) {
+    SendOp& op = l.sends.front();
+    const std::uint64_t head = l.out->head.load(std::memory_order_relaxed);
+    if (head - l.out->tail.load(std::memory_order_acquire) >= kSlots) break;
+    Slot& s = l.out->slots[head % kSlots];
+    s.messageBytes = op.bytes;
+    if (op.bytes >= slotBytes && l.out->crossMemory.load(std::memory_order_relaxed)) {
+      s.kind = kDescriptor;
+      s.address = reinterpret_cast<std::uint64_t>(op.data);
+      s.offset = 0;
+      s.bytes = op.bytes;
+      l.out->head.store(head + 1, std::memory_order_release);
+      l.awaitingRead.emplace_back(head, op.req);
+      l.sends.pop_front();
+    } else {
+      const std::size_t n = std::min(slotBytes, op.bytes - op.offset);
+      s.kind = kInline;
+      s.offset = op.offset;
+      s.bytes = n;
+      if (n) std::memcpy(slotData(l.out, head), op.data + op.offset, n);
+      op.offset += n;
+      l.out->head.store(head + 1, std::memory_order_release);
+      if (op.offset == op.bytes) {
+        completed.push_back(op.req);
+        l.sends.pop_front();
+      }
+    }
+    moved = wrote = true;
+  }
+  // A descriptor's send is done once the peer has read it (moved the tail past its slot).
+  while (!l.awaitingRead.empty() && l.out->tail.load(std::memory_order_acquire) > l.awaitingRead.front().first) {
+    completed.push_back(l.awaitingRead.front().second);
+    l.awaitingRead.pop_front();
+    moved = true;
+  }
+  // Receives, in order.
+  while (!l.recvs.empty()) {
+    const std::uint64_t tail = l.in->tail.load(std::memory_order_relaxed);
+    if (tail == l.in->head.load(std::memory_order_acquire)) break;
+    RecvOp& op = l.recvs.front();
+    const Slot& s = l.in->slots[tail % kSlots];
+    if (s.messageBytes != op.bytes)
+      fail(kumiRemoteError, "rank ", l.rank, " sent a message of ", s.messageBytes, " bytes where this rank expected ",
+           op.bytes, " (the ranks called different collectives or counts?)");
+    if (s.kind == kDescriptor) {
+      std::size_t done = 0;
+      while (done < op.bytes) {
+        iovec local{op.data + done, op.bytes - done};
+        iovec remote{reinterpret_cast<void*>(s.address + done), op.bytes - done};
+        ssize_t got = ::process_vm_readv(l.pid, &local, 1, &remote, 1, 0);
+        if (got <= 0)
+          fail(kumiRemoteError, "reading rank ", l.rank, "'s buffer (pid ", l.pid, ") failed: ",
+               got == 0 ? "nothing read" : std::strerror(errno), errno == ESRCH ? " (it exited)" : "");
+        done += static_cast<std::size_t>(got);
+      }
+      // A peer that failed sets `closed` before it frees its buffers: what was just read may be
+      // garbage then, so it must not count as delivered.
+      if (l.peer->closed.load(std::memory_order_seq_cst))
+        fail(kumiRemoteError, "rank ", l.rank, " failed while this rank read its data");
+      op.offset = op.bytes;
+    } else {
+      if (s.offset != op.offset) fail(kumiInternalError, "shared-memory fragment out of order from rank ", l.rank);
+      if (s.bytes) std::memcpy(op.data + op.offset, slotData(l.in, tail), s.bytes);
+      op.offset += s.bytes;
+    }
+    l.in->tail.store(tail + 1, std::memory_order_release);
+    if (op.offset == op.bytes) {
+      completed.push_back(op.req);
+      l.recvs.pop_front();
+    }
+    moved = read = true;
+  }
+  // One wake-up per batch: the peer waits for data (we wrote) or for room and reads (we read).
+  if (wrote || read) ring(l.peer);
+  if (!moved && l.pending() && l.peer->closed.load(std::memory_order_acquire)) {
+    const bool dataLeft = !l.recvs.empty() && l.in->tail.load() != l.in->head.load();
+    if (!dataLeft)
+      fail(kumiRemoteError, "rank ", l.rank, " closed its shared-memory connection (it failed, aborted or left)");
+  }
+  return moved;
+}
+
+bool ShmTransport::progress(std::vector<Request*>& completed) {
+  Impl& m = *impl_;
+  if (!m.deadPeer.empty()) fail(kumiRemoteError, m.deadPeer);
+  bool moved = false;
+  for (Link& l : m.links)
+    if (l.usable && l.pending()) moved = m.pump(l, completed) || moved;
+  return moved;
+}
+
+bool ShmTransport::Impl::canMove(const Link& l) const {
+  if (!l.usable || !l.pending()) return false;
+  if (l.peer->closed.load()) return true;
+  if (!l.recvs.empty() && l.in->head.load() != l.in->tail.load()) return true;
+  if (!l.sends.empty() && l.out->head.load() - l.out->tail.load() < kSlots) return true;
+  return !l.awaitingRead.empty() && l.out->tail.load() > l.awaitingRead.front().first;
+}
+
+void ShmTransport::Impl::checkLiveness() {
+  for (const Link& l : links) {
+    if (!l.usable || !l.pending()) continue;
+    bool gone;
+    if (l.pidfd.valid()) {
+      pollfd p{l.pidfd.get(), POLLIN, 0};
+      gone = ::poll(&p, 1, 0) > 0;
+    } else {
+      gone = ::kill(l.pid, 0) != 0 && errno == ESRCH;
+    }
+    if (gone) {
+      deadPeer = cat("rank ", l.rank, " (pid ", l.pid, ", this host) exited or was killed while this rank waited for it");
+      return;
+    }
+  }
+}
+
+void ShmTransport::waitForEvents(int timeoutMs) {
+  Impl& m = *impl_;
+  if (m.isShutdown || m.interrupted.load()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (timeoutMs > 0 && now - m.lastLivenessCheck >= kLivenessPeriod) {
+    m.lastLivenessCheck = now;
+    m.checkLiveness();
+    if (!m.deadPeer.empty()) return;
+  }
+  if (timeoutMs <= 0) return;
+  // Event count: announce sleep, read the doorbell, re-check; a notifier bumps the doorbell
+  // before it looks at `sleeping`, so no wake-up is lost between the check and the wait.
+  m.ctl->sleeping.store(1, std::memory_order_seq_cst);
+  const std::uint32_t seen = m.ctl->doorbell.load(std::memory_order_seq_cst);
+  bool ready = m.interrupted.load();
+  for (const Link& l : m.links) ready = ready || m.canMove(l);
+  if (!ready) {
+    const long ms = std::min<long>(timeoutMs, kLivenessPeriod.count());
+    timespec ts{ms / 1000, (ms % 1000) * 1000000};
+    futex(&m.ctl->doorbell, FUTEX_WAIT, seen, &ts);
+  }
+  m.ctl->sleeping.store(0, std::memory_order_relaxed);
+}
+
+void ShmTransport::interrupt() {
+  impl_->interrupted.store(true);
+  if (impl_->ctl) ring(impl_->ctl);
+}
+
+void ShmTransport::shutdown() {
+  Impl& m = *impl_;
+  if (m.isShutdown) return;
+  m.isShutdown = true;
+  if (!m.ctl) return;
+  m.ctl->closed.store(1, std::memory_order_seq_cst);
+  for (Link& l : m.links)
+    if (l.peer) ring(l.peer);
+}
+
+void ShmTransport::cancelAll() {
+  for (Link& l : impl_->links) {
+    l.sends.clear();
+    l.recvs.clear();
+    l.awaitingRead.clear();
+  }
+}
+
+}  // namespace kumi

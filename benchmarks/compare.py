@@ -7,7 +7,11 @@ and library, and prints kumi's ratio to each peer.
 
     benchmarks/compare.py --build-dir build -np 4 -b 64K -e 64M \\
         [--peers gloo,mpi] [--rounds 3] [--json out.json] \\
-        [--require-ratio gloo=2.5,mpi=1.0]
+        [--link tcp|shm] [--require-ratio gloo=2.5,mpi=1.0]
+
+--link tcp (default) pins kumi and Open MPI to TCP over loopback; --link shm
+lets kumi use its shared-memory transport and Open MPI its own (the vader
+BTL), and measures this machine's memcpy bandwidth in the same run.
 
 Exit status: 0 ok; 1 a run failed, reported wrong elements, or a
 --require-ratio bound was not met; 2 usage error or a missing binary.
@@ -36,6 +40,16 @@ MPIRUN_FLAGS = [
     "--mca", "btl_tcp_if_include", "lo",
     "--mca", "oob_tcp_if_include", "lo",
 ]
+# Open MPI's shared-memory path with its default settings (vader, with
+# cross-memory attach where the kernel allows it).
+MPIRUN_FLAGS_SHM = [
+    "--allow-run-as-root", "--oversubscribe",
+    "--mca", "pml", "ob1",
+    "--mca", "btl", "self,vader",
+    "--mca", "oob_tcp_if_include", "lo",
+]
+# Sizes whose time (not bandwidth) is the figure of merit.
+LATENCY_MAX_BYTES = 4096
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 LATENCY_BYTES = 8
@@ -111,6 +125,9 @@ def parse_args(argv):
                     metavar="PEER=MIN,...",
                     help="exit 1 if kumi/PEER busbw is below MIN at any size")
     ap.add_argument("--mpirun", default="mpirun", help="mpirun to use")
+    ap.add_argument("--link", choices=("tcp", "shm"), default="tcp",
+                    help="tcp: everyone over loopback TCP; shm: kumi and MPI "
+                         "over shared memory (default tcp)")
     ap.add_argument("--timeout", type=float, default=900,
                     help="seconds allowed per benchmark run (default 900)")
     ap.add_argument("-v", "--verbose", action="store_true",
@@ -175,15 +192,17 @@ def command(args, lib, workdir, json_path):
     kumirun = [os.path.join(build, "kumirun"), "-np", str(args.np), "--"]
     flags = sweep_flags(args)
     if lib == KUMI:
+        env = {"KUMI_TRANSPORT": "tcp"} if args.link == "tcp" else {}
         return (kumirun + [os.path.join(build, "kumi-bench"), "allreduce"] + flags
-                + ["-d", "float32", "-o", "sum", "--json", json_path]), {}
+                + ["-d", "float32", "-o", "sum", "--json", json_path]), env
     if lib == "gloo":
         # Gloo's FileStore refuses keys left by an earlier run: fresh per run.
         store = os.path.join(workdir, "gloo-store")
         os.makedirs(store)
         return (kumirun + [os.path.join(build, "kumi-bench-gloo")] + flags
                 + ["--store-dir", store, "--json", json_path]), {}
-    return ([args.mpirun] + MPIRUN_FLAGS + ["-np", str(args.np),
+    mpi_flags = MPIRUN_FLAGS if args.link == "tcp" else MPIRUN_FLAGS_SHM
+    return ([args.mpirun] + mpi_flags + ["-np", str(args.np),
              os.path.join(build, "kumi-bench-mpi")] + flags
             + ["--json", json_path]), MPI_ENV
 
@@ -327,7 +346,7 @@ def fmt(value, spec):
 def print_table(args, rows):
     libs = libraries(args)
     print()
-    print(f"# allreduce float32 sum, {args.np} ranks, out-of-place, "
+    print(f"# allreduce float32 sum, {args.np} ranks over {args.link}, out-of-place, "
           f"-n {args.n} -w {args.w}, best of {args.rounds} round(s) per library")
     print("# NOTE: shared, noisy machine; rounds are interleaved and the best "
           "is kept, but expect run-to-run variation of tens of percent.")
@@ -351,13 +370,23 @@ def print_table(args, rows):
             for p in args.peers)
         print(f"# {LATENCY_BYTES}-byte latency (us, best): {times}"
               + (f"   ({speed}; >1 means kumi is faster)" if speed else ""))
+    small = [r for r in rows if r["bytes"] <= LATENCY_MAX_BYTES]
+    if small and args.peers:
+        print(f"# time per call up to {fmt_size(LATENCY_MAX_BYTES)} (us, best; "
+              "peer/kumi > 1 means kumi is faster)")
+        for r in small:
+            cells = "  ".join(f"{lib} {fmt(r['time_us'][lib], '.3g')}" for lib in libs)
+            quot = "  ".join(
+                f"{p}/kumi {fmt(ratio(r['time_us'][p], r['time_us'][KUMI]), '.2f')}"
+                for p in args.peers)
+            print(f"#   {fmt_size(r['bytes']):>6}: {cells}   {quot}")
 
 
 def latency_row(rows):
     return next((r for r in rows if r["bytes"] == LATENCY_BYTES), None)
 
 
-def write_json(args, rows, failures, path):
+def write_json(args, rows, failures, path, memcpy_gbps=None):
     latency = latency_row(rows)
     doc = {
         "collective": "allreduce", "dtype": "float32", "op": "sum",
@@ -367,6 +396,8 @@ def write_json(args, rows, failures, path):
         "rounds": args.rounds, "libraries": libraries(args),
         "note": "best busbw (min time) over interleaved rounds on a shared, "
                 "noisy machine; ratio = kumi busbw / peer busbw",
+        "link": args.link,
+        "memcpy_GBps": memcpy_gbps,
         "rows": rows,
         "latency_us": ({"bytes": LATENCY_BYTES, **latency["time_us"]}
                        if latency else None),
@@ -396,6 +427,33 @@ def print_tcp_bound(args):
         print(f"# {line}")
 
 
+def memcpy_bandwidth(args):
+    """This machine's memcpy bandwidth in GB/s (64 MiB buffers), or None."""
+    tool = os.path.join(args.build_dir, "kumi-micro-bench")
+    if not os.path.exists(tool):
+        return None
+    try:
+        out = subprocess.run([tool, "--benchmark_filter=^memcpy/67108864$",
+                              "--benchmark_format=json", "--benchmark_repetitions=3"],
+                             capture_output=True, text=True, timeout=args.timeout).stdout
+        runs = [b["bytes_per_second"] for b in json.loads(out)["benchmarks"]
+                if b.get("run_type") == "iteration"]
+    except (subprocess.TimeoutExpired, ValueError, KeyError):
+        return None
+    return max(runs) / 1e9 if runs else None
+
+
+def print_memcpy_fraction(args, rows, memcpy_gbps):
+    if memcpy_gbps is None:
+        print("# memcpy bandwidth: not measured (kumi-micro-bench missing)")
+        return
+    print(f"# memcpy bandwidth (64 MiB, best of 3, same run): {memcpy_gbps:.2f} GB/s")
+    for r in rows:
+        bw = r["busbw_GBps"].get(KUMI)
+        if r["bytes"] >= (1 << 20) and bw:
+            print(f"#   {fmt_size(r['bytes']):>6}: kumi busbw is {100 * bw / memcpy_gbps:.0f}% of memcpy")
+
+
 def main(argv):
     try:
         args = parse_args(argv)
@@ -419,12 +477,16 @@ def main(argv):
         print(f"compare.py: FAILED: {exc}", file=sys.stderr)
         return 1
 
+    memcpy_gbps = memcpy_bandwidth(args) if args.link == "shm" else None
     rows = summarize(args, runs)
     print_table(args, rows)
-    print_tcp_bound(args)
+    if args.link == "tcp":
+        print_tcp_bound(args)
+    else:
+        print_memcpy_fraction(args, rows, memcpy_gbps)
     failures = check_requirements(args, rows)
     if args.json:
-        write_json(args, rows, failures, args.json)
+        write_json(args, rows, failures, args.json, memcpy_gbps)
         print(f"# wrote {args.json}")
     if failures:
         print("compare.py: --require-ratio not met:\n  " + "\n  ".join(failures),

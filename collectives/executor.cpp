@@ -34,7 +34,9 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   // dependencies. Separate pools keep one channel from starving another.
   const std::size_t stagingBytes = static_cast<std::size_t>(ps.maxRecvReduceCount) * bufs.elemSize;
   const std::size_t reducing = static_cast<std::size_t>(std::count(ps.channelReduces.begin(), ps.channelReduces.end(), true));
-  freeStaging_.assign(channels, {});
+  // Cleared, not reassigned: the pools keep their capacity, so a call allocates nothing.
+  if (freeStaging_.size() < channels) freeStaging_.resize(channels);
+  for (auto& pool : freeStaging_) pool.clear();
   if (stagingBytes > 0 && reducing > 0) {
     const std::size_t per =
         std::clamp<std::size_t>(kStagingBudgetBytes / (stagingBytes * reducing), 2, kMaxStagingPerChannel);

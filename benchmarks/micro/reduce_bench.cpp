@@ -1,9 +1,10 @@
 // Google Benchmark micro-benchmarks of the CPU reduction kernels: bytes reduced per second for
-// each type, on the target the dispatcher picks and on every other compiled target.
+// each type, on the target the dispatcher picks and on every other compiled target; and memcpy.
 //   build/kumi-micro-bench --benchmark_filter=float32
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,20 @@ void BM_Reduce(benchmark::State& state, kumiDataType_t type, kumiRedOp_t op, std
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(3 * bytes));
   state.SetLabel(target ? kumi::reduceTargetName(target) : "dispatched: " + kumi::reduceTargetName());
 }
+
+// The machine's copy bandwidth, the yardstick for shared-memory collectives (compare.py
+// --link shm reports kumi's busbw as a fraction of it). Bytes copied per second.
+void BM_Memcpy(benchmark::State& state) {
+  const std::size_t bytes = static_cast<std::size_t>(state.range(0));
+  std::vector<std::byte> src(bytes, std::byte{1}), dst(bytes, std::byte{0});
+  for (auto _ : state) {
+    std::memcpy(dst.data(), src.data(), bytes);
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+}
+BENCHMARK(BM_Memcpy)->Name("memcpy")->Arg(1 << 20)->Arg(64 << 20);
 
 int registerAll() {
   const kumiDataType_t types[] = {kumiFloat32, kumiBfloat16, kumiFloat16, kumiFloat64, kumiInt32, kumiInt8};

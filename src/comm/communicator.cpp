@@ -259,7 +259,10 @@ void Communicator::executeLocked(const CallArgs& a) {
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
   if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
   ExecParams p{a.type, a.op, size_, Deadline::after(cfg_.timeoutSeconds), &aborted_, [this](int r) { return peerName(r); }};
-  p.spinBeforeBlock = cfg_.spinBeforeBlock;
+  // Waking a rank asleep on a futex or epoll costs tens of microseconds, more than a whole
+  // shared-memory message: spin longer where peers share the host (each poll yields the CPU,
+  // so ranks that outnumber the cores still run). Over TCP a short spin is enough.
+  p.spinBeforeBlock = cfg_.spinBeforeBlock >= 0 ? cfg_.spinBeforeBlock : world_.hosts() < size_ ? 2000 : 8;
   try {
     if (size_ > 1) {
       transport_->connect(ps.peers, p.deadline);

@@ -27,7 +27,7 @@ struct Config {
   std::string shmDir = "/dev/shm";          // KUMI_SHM_DIR
   std::uint64_t shmBufferBytes = 512 << 10;  // KUMI_SHM_BUFFER: ring per peer and direction
   int shmCrossMemory = 1;                    // KUMI_SHM_CMA: process_vm_readv for large messages
-  int spinBeforeBlock = 8;    // KUMI_SPIN: idle polls (each yielding the CPU) before blocking
+  int spinBeforeBlock = -1;   // KUMI_SPIN: idle polls (each yielding the CPU) before blocking; -1 auto
 
   // Environment first, then non-default fields of user (may be null).
   static Config resolve(const kumiConfig_t* user);

@@ -127,8 +127,16 @@ class ByHand(unittest.TestCase):
         return results[0]
 
     def test_peer_dies_by_hand(self):
+        # On one host the ranks talk through shared memory, where a dead peer shows only by its
+        # pid: survivors must still name it, as they do over TCP (closed connections).
+        for transport in ("auto", "tcp"):
+            with self.subTest(transport=transport):
+                self.peer_dies_by_hand(transport)
+
+    def peer_dies_by_hand(self, transport):
         store = self.store()
-        procs = ranks_by_hand([dict(KUMI_STORE=store, KUMI_RANK=r, KUMI_WORLD_SIZE=3, KUMI_TIMEOUT=30)
+        procs = ranks_by_hand([dict(KUMI_STORE=store, KUMI_RANK=r, KUMI_WORLD_SIZE=3, KUMI_TIMEOUT=30,
+                                    KUMI_TRANSPORT=transport)
                                for r in range(3)], "peer-dies", 1, timeout=40)
         info = describe_all(procs)
         self.assertEqual(procs[1].returncode, 9, info)

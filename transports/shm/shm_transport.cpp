@@ -81,6 +81,11 @@ long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value, const 
   return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, timeout, nullptr, 0);
 }
 
+void done(Request* r, std::vector<Request*>& completed) {
+  r->partsLeft = 0;
+  completed.push_back(r);
+}
+
 void ring(Control* c) {
   c->doorbell.fetch_add(1, std::memory_order_seq_cst);
   if (c->sleeping.load(std::memory_order_seq_cst)) futex(&c->doorbell, FUTEX_WAKE, INT_MAX, nullptr);
@@ -318,7 +323,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       op.offset += n;
       l.out->head.store(head + 1, std::memory_order_release);
       if (op.offset == op.bytes) {
-        completed.push_back(op.req);
+        done(op.req, completed);
         l.sends.pop_front();
       }
     }
@@ -326,7 +331,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
   }
   // A descriptor's send is done once the peer has read it (moved the tail past its slot).
   while (!l.awaitingRead.empty() && l.out->tail.load(std::memory_order_acquire) > l.awaitingRead.front().first) {
-    completed.push_back(l.awaitingRead.front().second);
+    done(l.awaitingRead.front().second, completed);
     l.awaitingRead.pop_front();
     moved = true;
   }
@@ -362,7 +367,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     }
     l.in->tail.store(tail + 1, std::memory_order_release);
     if (op.offset == op.bytes) {
-      completed.push_back(op.req);
+      done(op.req, completed);
       l.recvs.pop_front();
     }
     moved = read = true;

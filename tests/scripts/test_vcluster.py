@@ -370,5 +370,27 @@ class VirtualClusterTest(unittest.TestCase):
         self.run_mp_collectives([2, 1])
 
 
+    # e) node awareness: the planner picks the hierarchical allreduce across nodes ---------------
+    def test_planner_picks_hierarchical_across_nodes_and_results_are_right(self):
+        # Which algorithm runs (and that every element is right), not how fast: speed is
+        # benchmarks/vcluster_compare.py's to measure.
+        bench = os.path.join(BUILD, "kumi-bench")
+        if not os.access(bench, os.X_OK):
+            self.skipTest(f"{bench} is not built (KUMI_BUILD_BENCHMARKS=OFF)")
+        with vcluster.VirtualCluster(nodes=2, rate="1gbit", name=fresh_name("hier")) as vc:
+            for counts in (2, [2, 1], [1, 3]):
+                res = vc.launch([bench, "allreduce", "-b", "4M", "-e", "4M", "-n", "2", "-w", "1", "-c", "1"],
+                                counts, env={"KUMI_TIMEOUT": "60", "KUMI_DEBUG": "INFO"}, timeout=150)
+                self.assertTrue(res.ok, res.describe())
+                log = res[0].stdout + res[0].stderr
+                self.assertRegex(log, r"allreduce count 1048576 on \d+ ranks: hierarchical", log[-3000:])
+                self.assertIn("Out of bounds values : 0 OK", log, log[-3000:])
+                # Two hosts in the world map; ranks of one node reach each other through shared
+                # memory (every local peer), the others by TCP.
+                self.assertIn("ready on 2 hosts", log, log[-3000:])
+                everyone = "".join(r.stdout + r.stderr for r in res)
+                self.assertRegex(everyone, r"shared memory with (\d+) of \1 local peers", everyone[-3000:])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Hierarchical versus flat-ring allreduce on a virtual cluster.
+
+Builds M "nodes" as network namespaces with rate-limited links
+(tests/cluster/vcluster.py), runs kumi-bench across them with the planner's
+own choice and with each forced algorithm, interleaved round by round, and
+prints each one's best bus bandwidth, the ratio to the flat ring, and which
+algorithm the planner chose by itself.
+
+    benchmarks/vcluster_compare.py --build-dir build --nodes 2 \\
+        --ranks-per-node 2 --rate 1gbit -b 16M -e 16M [--rounds 3] [--json out.json]
+
+Needs root (namespaces, tc). Exit status: 0 ok; 1 a run failed or computed
+wrong results; 2 usage error or namespaces cannot be made here.
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
+import vcluster  # noqa: E402
+
+# (label, KUMI_ALGO); "auto" leaves the choice to the planner.
+VARIANTS = [("auto", None), ("ring", "allreduce:ring"), ("hierarchical", "allreduce:hierarchical")]
+CHOICE = re.compile(r"allreduce count (\d+) on \d+ ranks: (\w+)")
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--ranks-per-node", default="2", help="N, or a comma list per node (uneven)")
+    ap.add_argument("--rate", default="1gbit", help="tbf rate of each node link (both ways)")
+    ap.add_argument("-b", default="16M")
+    ap.add_argument("-e", default="16M")
+    ap.add_argument("-n", type=int, default=5, help="timed iterations")
+    ap.add_argument("-w", type=int, default=2, help="warmup iterations")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    counts = [int(x) for x in args.ranks_per_node.split(",")]
+    args.ranks = counts[0] if len(counts) == 1 else counts
+    return args
+
+
+def run_variant(vc, args, label, algo, workdir):
+    out = os.path.join(workdir, f"{label}.json")
+    env = {"KUMI_DEBUG": "INFO", "KUMI_TIMEOUT": "120"}
+    if algo:
+        env["KUMI_ALGO"] = algo
+    argv = [os.path.join(os.path.abspath(args.build_dir), "kumi-bench"), "allreduce",
+            "-b", args.b, "-e", args.e, "-n", str(args.n), "-w", str(args.w),
+            "-d", "float32", "-o", "sum", "--json", out]
+    job = vc.launch(argv, ranks_per_node=args.ranks, env=env, timeout=args.timeout)
+    if not job.ok:
+        raise RuntimeError(f"{label}: job failed\n{job.describe()}")
+    with open(out) as f:
+        doc = json.load(f)
+    rows = {int(r["bytes"]): r for r in doc["results"] if not r.get("inplace")}
+    wrong = {b: r["wrong"] for b, r in rows.items() if r.get("wrong")}
+    if wrong:
+        raise RuntimeError(f"{label}: WRONG results {wrong}")
+    chosen = {}
+    for m in CHOICE.finditer(job[0].stderr + job[0].stdout):
+        chosen[int(m.group(1)) * 4] = m.group(2)
+    return rows, chosen
+
+
+def main(argv):
+    args = parse_args(argv)
+    ok, why = vcluster.can_create_namespaces()
+    if not ok:
+        print(f"vcluster_compare.py: cannot build a virtual cluster here: {why}", file=sys.stderr)
+        return 2
+    best = {label: {} for label, _ in VARIANTS}
+    auto_choice = {}
+    with vcluster.VirtualCluster(nodes=args.nodes, rate=args.rate) as vc, \
+            tempfile.TemporaryDirectory(prefix="kumi-vc-bench-") as workdir:
+        for r in range(args.rounds):
+            order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+            for label, algo in order:
+                try:
+                    rows, chosen = run_variant(vc, args, label, algo, workdir)
+                except RuntimeError as exc:
+                    print(f"vcluster_compare.py: FAILED: {exc}", file=sys.stderr)
+                    return 1
+                if label == "auto":
+                    auto_choice.update(chosen)
+                for size, row in rows.items():
+                    best[label][size] = max(best[label].get(size, 0.0), row["busbw_GBps"])
+                print(f"  round {r + 1}: {label} ok", flush=True)
+    sizes = sorted(best["ring"])
+    print(f"\n# allreduce float32 sum, {args.nodes} nodes x {args.ranks_per_node} ranks, "
+          f"links {args.rate} each way (tbf), best of {args.rounds} interleaved rounds")
+    print(f"{'size':>10}{'auto':>10}{'ring':>10}{'hier':>10}{'hier/ring':>11}{'auto/ring':>11}  planner chose")
+    rows = []
+    for s in sizes:
+        a, g, h = best["auto"].get(s), best["ring"].get(s), best["hierarchical"].get(s)
+        rows.append({"bytes": s, "busbw_GBps": {"auto": a, "ring": g, "hierarchical": h},
+                     "hierarchical_over_ring": h / g if g else None,
+                     "auto_over_ring": a / g if g else None, "auto_choice": auto_choice.get(s)})
+        print(f"{s:>10}{a:>10.4f}{g:>10.4f}{h:>10.4f}{h / g:>11.2f}{a / g:>11.2f}  {auto_choice.get(s, '?')}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"nodes": args.nodes, "ranks_per_node": args.ranks_per_node, "rate": args.rate,
+                       "rounds": args.rounds, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

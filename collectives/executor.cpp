@@ -11,6 +11,14 @@
 
 namespace kumi {
 namespace {
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Staging buffers hold receives that reduce: each receiving channel has its own pool of 2..8
 // slices, within 32 MiB in all, whatever slice size is configured.
 constexpr std::size_t kMaxStagingPerChannel = 8;
@@ -156,6 +164,12 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
       idle = 0;
       continue;
     }
+    // Shared memory: a peer's write shows up in our cache within a fraction of a microsecond,
+    // sooner than a sched_yield returns, so look again at once for a few rounds first.
+    if (++idle <= p.busyPolls) {
+      cpuRelax();
+      continue;
+    }
     if (p.deadline.expired()) {
       // Name the peers we still wait for: unfinished receives, then unfinished sends.
       std::set<int> from, to;
@@ -174,7 +188,7 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
     }
     // Readiness comes only through events (edge-triggered): poll them without blocking for a
     // few rounds, yielding the CPU in between, then block.
-    if (++idle < p.spinBeforeBlock) {
+    if (idle - p.busyPolls < p.spinBeforeBlock) {
       sched_yield();
       tp->waitForEvents(0);
       continue;

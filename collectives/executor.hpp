@@ -24,6 +24,7 @@ struct ExecParams {
   const std::atomic<bool>* abortFlag = nullptr;
   std::function<std::string(int)> peerName;  // for messages
   int spinBeforeBlock = 8;                   // idle polls (yielding) before blocking
+  int busyPolls = 0;                         // idle polls before those, without yielding
 };
 
 class Executor {

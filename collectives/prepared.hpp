@@ -24,6 +24,7 @@ struct PreparedSchedule {
   std::vector<bool> channelReduces;  // has RecvReduce steps (needs a staging pool)
   std::vector<int> peers;  // sorted, unique: the connections this schedule needs
   std::uint64_t maxRecvReduceCount = 0;  // elements of the largest receive that reduces
+  bool connected = false;  // the communicator has connected every peer of it (no need to ask again)
 
   explicit PreparedSchedule(Schedule s);
 };

@@ -33,6 +33,7 @@ void RoutedTransport::postRecv(int peer, void* data, std::size_t bytes, Request*
 bool RoutedTransport::progress(std::vector<Request*>& completed) {
   bool moved = false;
   for (std::size_t t = 0; t < transports_.size(); ++t) {
+    if (outstanding_[t] == 0) continue;  // nothing of ours there; failures show when we use it
     const std::size_t before = completed.size();
     moved = transports_[t]->progress(completed) || moved;
     outstanding_[t] -= static_cast<long long>(completed.size() - before);

@@ -223,15 +223,23 @@ std::size_t Communicator::CacheHash::operator()(const CacheKey& c) const {
   return static_cast<std::size_t>(h);
 }
 
-const PreparedSchedule& Communicator::scheduleFor(const ScheduleKey& k, Algorithm algo) {
+PreparedSchedule& Communicator::scheduleFor(const ScheduleKey& k, Algorithm algo) {
   CacheKey key{k, algo};
+  if (last_ && key == lastKey_) return *last_;
   auto it = cache_.find(key);
-  if (it != cache_.end()) return *it->second;
-  if (cache_.size() >= kScheduleCacheLimit) cache_.clear();
+  if (it != cache_.end()) {
+    lastKey_ = key;
+    return *(last_ = it->second.get());
+  }
+  if (cache_.size() >= kScheduleCacheLimit) {
+    cache_.clear();
+    last_ = nullptr;
+  }
   auto ps = std::make_unique<PreparedSchedule>(buildSchedule(k, algo));
   KUMI_INFO(collectiveName(k.coll), " count ", k.count, " on ", size_, " ranks: ", algorithmName(algo), " (",
             ps->schedule.steps.size(), " steps, slice ", k.sliceCount, " elements)");
-  return *cache_.emplace(key, std::move(ps)).first->second;
+  lastKey_ = key;
+  return *(last_ = cache_.emplace(key, std::move(ps)).first->second.get());
 }
 
 void Communicator::execute(const CallArgs& a) {
@@ -253,7 +261,7 @@ void Communicator::executeLocked(const CallArgs& a) {
   const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), {size_, world_.hosts()}, filter_);
   ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, sliceElements(a, algo)};
   key.hostOf = &world_.hostIndex();
-  const PreparedSchedule& ps = scheduleFor(key, algo);
+  PreparedSchedule& ps = scheduleFor(key, algo);
   if (ps.schedule.steps.empty()) return;
   const std::size_t es = typeSize(a.type);
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
@@ -262,10 +270,13 @@ void Communicator::executeLocked(const CallArgs& a) {
   // Waking a rank asleep on a futex or epoll costs tens of microseconds, more than a whole
   // shared-memory message: spin longer where peers share the host (each poll yields the CPU,
   // so ranks that outnumber the cores still run). Over TCP a short spin is enough.
-  p.spinBeforeBlock = cfg_.spinBeforeBlock >= 0 ? cfg_.spinBeforeBlock : world_.hosts() < size_ ? 2000 : 8;
+  const bool localPeers = world_.hosts() < size_;
+  p.spinBeforeBlock = cfg_.spinBeforeBlock >= 0 ? cfg_.spinBeforeBlock : localPeers ? 2000 : 8;
+  p.busyPolls = localPeers ? 256 : 0;
   try {
-    if (size_ > 1) {
+    if (size_ > 1 && !ps.connected) {
       transport_->connect(ps.peers, p.deadline);
+      ps.connected = true;
     }
     executor_.run(ps, bufs, transport_.get(), p);
   } catch (const Error& e) {

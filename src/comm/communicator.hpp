@@ -56,7 +56,7 @@ class Communicator {
                const SockAddr& listenAddress, const std::atomic<bool>* cancel = nullptr);
 
  private:
-  const PreparedSchedule& scheduleFor(const ScheduleKey& key, Algorithm algo);
+  PreparedSchedule& scheduleFor(const ScheduleKey& key, Algorithm algo);
   void executeLocked(const CallArgs& args);  // opMutex_ held
   void validate(const CallArgs& a, bool* inPlace) const;
   std::string describe(const CallArgs& a, std::uint64_t seq) const;
@@ -84,6 +84,9 @@ class Communicator {
     std::size_t operator()(const CacheKey& k) const;
   };
   std::unordered_map<CacheKey, std::unique_ptr<PreparedSchedule>, CacheHash> cache_;
+  // Training loops repeat one call: the last schedule is checked before the map.
+  CacheKey lastKey_{};
+  PreparedSchedule* last_ = nullptr;
   std::unordered_map<int, std::string> peerHosts_;
   std::uint64_t opSeq_ = 0;
   std::uint64_t splitSeq_ = 0;

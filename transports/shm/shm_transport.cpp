@@ -38,7 +38,11 @@ constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
 
 enum SlotKind : std::uint32_t { kInline = 1, kDescriptor = 2 };
 
-struct Slot {
+// A slot is full when its seq is the number of the message part it holds plus one: receivers
+// poll the slot itself, so a small message costs the receiver one or two cache lines, and
+// stale slots of an earlier lap never match.
+struct alignas(kLine) Slot {
+  std::atomic<std::uint64_t> seq;
   std::uint64_t messageBytes;  // whole message, checked against the posted receive
   std::uint64_t offset;        // of this fragment in the message (inline)
   std::uint64_t bytes;         // of this fragment (inline)
@@ -47,9 +51,9 @@ struct Slot {
   std::uint32_t pad;
 };
 
-// Each counter on its own cache line: the sender writes head, the receiver tail.
+// The receiver's tail on its own cache line: senders read it only when the ring looks full or a
+// descriptor waits to be read.
 struct alignas(kLine) Channel {
-  alignas(kLine) std::atomic<std::uint64_t> head;
   alignas(kLine) std::atomic<std::uint64_t> tail;
   alignas(kLine) std::int32_t fromRank;
   std::atomic<std::uint32_t> crossMemory;  // the receiver reads descriptors of this sender
@@ -86,9 +90,16 @@ void done(Request* r, std::vector<Request*>& completed) {
   completed.push_back(r);
 }
 
-void ring(Control* c) {
+void wake(Control* c) {
   c->doorbell.fetch_add(1, std::memory_order_seq_cst);
-  if (c->sleeping.load(std::memory_order_seq_cst)) futex(&c->doorbell, FUTEX_WAKE, INT_MAX, nullptr);
+  futex(&c->doorbell, FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+// After publishing: wakes the peer only if it sleeps (or is about to). The fence pairs with the
+// one in waitForEvents: either the peer sees what we published, or we see it going to sleep.
+void notify(Control* c) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (c->sleeping.load(std::memory_order_relaxed)) wake(c);
 }
 
 struct SendOp {
@@ -115,6 +126,9 @@ struct Link {
   Channel* in = nullptr;  // the peer's, in our segment
   std::byte* inData = nullptr;
   bool usable = false;
+  std::uint64_t head = 0;        // next slot we fill in out
+  std::uint64_t cachedTail = 0;  // out->tail as last read
+  std::uint64_t recvTail = 0;    // next slot we read in in
   std::deque<SendOp> sends;
   std::deque<RecvOp> recvs;
   std::deque<std::pair<std::uint64_t, Request*>> awaitingRead;  // descriptor slot, request
@@ -302,8 +316,11 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
   // Sends: descriptors for large messages the peer can read directly, slot copies otherwise.
   while (!l.sends.empty()) {
     SendOp& op = l.sends.front();
-    const std::uint64_t head = l.out->head.load(std::memory_order_relaxed);
-    if (head - l.out->tail.load(std::memory_order_acquire) >= kSlots) break;
+    const std::uint64_t head = l.head;
+    if (head - l.cachedTail >= kSlots) {
+      l.cachedTail = l.out->tail.load(std::memory_order_acquire);
+      if (head - l.cachedTail >= kSlots) break;
+    }
     Slot& s = l.out->slots[head % kSlots];
     s.messageBytes = op.bytes;
     if (op.bytes >= slotBytes && l.out->crossMemory.load(std::memory_order_relaxed)) {
@@ -311,7 +328,8 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       s.address = reinterpret_cast<std::uint64_t>(op.data);
       s.offset = 0;
       s.bytes = op.bytes;
-      l.out->head.store(head + 1, std::memory_order_release);
+      s.seq.store(head + 1, std::memory_order_release);
+      l.head = head + 1;
       l.awaitingRead.emplace_back(head, op.req);
       l.sends.pop_front();
     } else {
@@ -321,7 +339,8 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       s.bytes = n;
       if (n) std::memcpy(slotData(l.out, head), op.data + op.offset, n);
       op.offset += n;
-      l.out->head.store(head + 1, std::memory_order_release);
+      s.seq.store(head + 1, std::memory_order_release);
+      l.head = head + 1;
       if (op.offset == op.bytes) {
         done(op.req, completed);
         l.sends.pop_front();
@@ -330,17 +349,18 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     moved = wrote = true;
   }
   // A descriptor's send is done once the peer has read it (moved the tail past its slot).
-  while (!l.awaitingRead.empty() && l.out->tail.load(std::memory_order_acquire) > l.awaitingRead.front().first) {
+  if (!l.awaitingRead.empty()) l.cachedTail = l.out->tail.load(std::memory_order_acquire);
+  while (!l.awaitingRead.empty() && l.cachedTail > l.awaitingRead.front().first) {
     done(l.awaitingRead.front().second, completed);
     l.awaitingRead.pop_front();
     moved = true;
   }
   // Receives, in order.
   while (!l.recvs.empty()) {
-    const std::uint64_t tail = l.in->tail.load(std::memory_order_relaxed);
-    if (tail == l.in->head.load(std::memory_order_acquire)) break;
-    RecvOp& op = l.recvs.front();
+    const std::uint64_t tail = l.recvTail;
     const Slot& s = l.in->slots[tail % kSlots];
+    if (s.seq.load(std::memory_order_acquire) != tail + 1) break;
+    RecvOp& op = l.recvs.front();
     if (s.messageBytes != op.bytes)
       fail(kumiRemoteError, "rank ", l.rank, " sent a message of ", s.messageBytes, " bytes where this rank expected ",
            op.bytes, " (the ranks called different collectives or counts?)");
@@ -365,6 +385,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       if (s.bytes) std::memcpy(op.data + op.offset, slotData(l.in, tail), s.bytes);
       op.offset += s.bytes;
     }
+    l.recvTail = tail + 1;
     l.in->tail.store(tail + 1, std::memory_order_release);
     if (op.offset == op.bytes) {
       done(op.req, completed);
@@ -373,9 +394,9 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     moved = read = true;
   }
   // One wake-up per batch: the peer waits for data (we wrote) or for room and reads (we read).
-  if (wrote || read) ring(l.peer);
+  if (wrote || read) notify(l.peer);
   if (!moved && l.pending() && l.peer->closed.load(std::memory_order_acquire)) {
-    const bool dataLeft = !l.recvs.empty() && l.in->tail.load() != l.in->head.load();
+    const bool dataLeft = !l.recvs.empty() && l.in->slots[l.recvTail % kSlots].seq.load() == l.recvTail + 1;
     if (!dataLeft)
       fail(kumiRemoteError, "rank ", l.rank, " closed its shared-memory connection (it failed, aborted or left)");
   }
@@ -394,8 +415,8 @@ bool ShmTransport::progress(std::vector<Request*>& completed) {
 bool ShmTransport::Impl::canMove(const Link& l) const {
   if (!l.usable || !l.pending()) return false;
   if (l.peer->closed.load()) return true;
-  if (!l.recvs.empty() && l.in->head.load() != l.in->tail.load()) return true;
-  if (!l.sends.empty() && l.out->head.load() - l.out->tail.load() < kSlots) return true;
+  if (!l.recvs.empty() && l.in->slots[l.recvTail % kSlots].seq.load() == l.recvTail + 1) return true;
+  if (!l.sends.empty() && l.head - l.out->tail.load() < kSlots) return true;
   return !l.awaitingRead.empty() && l.out->tail.load() > l.awaitingRead.front().first;
 }
 
@@ -426,10 +447,12 @@ void ShmTransport::waitForEvents(int timeoutMs) {
     if (!m.deadPeer.empty()) return;
   }
   if (timeoutMs <= 0) return;
-  // Event count: announce sleep, read the doorbell, re-check; a notifier bumps the doorbell
-  // before it looks at `sleeping`, so no wake-up is lost between the check and the wait.
-  m.ctl->sleeping.store(1, std::memory_order_seq_cst);
+  // Event count: read the doorbell, announce sleep, fence, re-check. A notifier publishes,
+  // fences, then looks at `sleeping`: either we see its data in the re-check, or it sees us
+  // asleep and bumps the doorbell, which makes the futex wait return at once.
   const std::uint32_t seen = m.ctl->doorbell.load(std::memory_order_seq_cst);
+  m.ctl->sleeping.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   bool ready = m.interrupted.load();
   for (const Link& l : m.links) ready = ready || m.canMove(l);
   if (!ready) {
@@ -442,7 +465,7 @@ void ShmTransport::waitForEvents(int timeoutMs) {
 
 void ShmTransport::interrupt() {
   impl_->interrupted.store(true);
-  if (impl_->ctl) ring(impl_->ctl);
+  if (impl_->ctl) wake(impl_->ctl);
 }
 
 void ShmTransport::shutdown() {
@@ -452,7 +475,7 @@ void ShmTransport::shutdown() {
   if (!m.ctl) return;
   m.ctl->closed.store(1, std::memory_order_seq_cst);
   for (Link& l : m.links)
-    if (l.peer) ring(l.peer);
+    if (l.peer) wake(l.peer);
 }
 
 void ShmTransport::cancelAll() {

@@ -77,7 +77,7 @@ void usage() {
       "  -d, --datatype T      int8 uint8 int32 uint32 int64 uint64 half bfloat16 float double, or all\n"
       "  -r, --root R          root of broadcast and reduce\n"
       "      --algo SPEC       force the algorithm (sets KUMI_ALGO, NCCL syntax)\n"
-      "      --transport NAME  force the transport (sets KUMI_TRANSPORT)\n"
+      "      --transport NAME  auto (shared memory within a host, tcp between) or tcp (sets KUMI_TRANSPORT)\n"
       "      --json FILE       also write the results as JSON\n"
       "Sizes are total bytes as in nccl-tests (allgather: the gathered output; reduce_scatter: the input).\n");
 }

@@ -145,6 +145,8 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   drainWork();
 
   int idle = 0;
+  Deadline deadline;
+  bool deadlineSet = false;
   while (done < n) {
     if (p.abortFlag && p.abortFlag->load(std::memory_order_relaxed))
       fail(kumiAborted, "the communicator was aborted (kumiCommAbort)");
@@ -170,7 +172,11 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
       cpuRelax();
       continue;
     }
-    if (p.deadline.expired()) {
+    if (!deadlineSet) {
+      deadline = Deadline::after(p.timeoutSeconds);
+      deadlineSet = true;
+    }
+    if (deadline.expired()) {
       // Name the peers we still wait for: unfinished receives, then unfinished sends.
       std::set<int> from, to;
       for (std::size_t c = 0; c < channels; ++c) {
@@ -193,7 +199,7 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
       tp->waitForEvents(0);
       continue;
     }
-    tp->waitForEvents(std::min(p.deadline.msLeft(), 200));
+    tp->waitForEvents(std::min(deadline.msLeft(), 200));
   }
 }
 

@@ -20,7 +20,9 @@ struct ExecParams {
   kumiDataType_t type;
   kumiRedOp_t op;
   int worldSize;
-  Deadline deadline;
+  // Seconds the call may wait; the clock starts when it first has to (a call that never waits
+  // never reads the clock).
+  double timeoutSeconds = 600;
   const std::atomic<bool>* abortFlag = nullptr;
   std::function<std::string(int)> peerName;  // for messages
   int spinBeforeBlock = 8;                   // idle polls (yielding) before blocking

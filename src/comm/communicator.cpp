@@ -11,7 +11,11 @@
 #include "core/registry.hpp"
 #include "core/types.hpp"
 #include "rendezvous/bootstrap.hpp"
+#include "core/env.hpp"
 #include "topology/host_id.hpp"
+#if KUMI_HAVE_HWLOC
+#include "topology/binding.hpp"
+#endif
 #include "transports/routed_transport.hpp"
 #include "transports/shm/shm_transport.hpp"
 #include "transports/tcp/tcp_transport.hpp"
@@ -24,6 +28,21 @@ namespace {
 constexpr std::uint64_t kMaxBytes = 1ull << 56;
 constexpr std::size_t kScheduleCacheLimit = 256;
 
+// KUMI_BIND, once per process (the first communicator's place on its host decides).
+void bindOnce(int rank, int localRank, int localSize) {
+#if KUMI_HAVE_HWLOC
+  Registry::instance().service<topo::BindOutcome>("cpu-binding", [&] {
+    auto outcome = std::make_shared<topo::BindOutcome>(topo::applyBinding(localRank, localSize));
+    if (outcome->applied) KUMI_INFO("rank ", rank, ": ", outcome->message);
+    return outcome;
+  });
+#else
+  (void)rank, (void)localRank, (void)localSize;
+  if (auto v = envString("KUMI_BIND"); v && !v->empty() && *v != "off")
+    fail(kumiInvalidArgument, "KUMI_BIND='", *v, "': this kumi was built without hwloc and cannot bind ranks (use off)");
+#endif
+}
+
 bool overlaps(const void* a, std::size_t an, const void* b, std::size_t bn) {
   auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
   return an && bn && pa < pb + bn && pb < pa + an;
@@ -34,13 +53,19 @@ std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
   cfg.validate();
   const auto deadline = Deadline::after(cfg.timeoutSeconds);
   if (Registry::instance().logRank.load() < 0) setLogRank(cfg.rank);
-  if (cfg.worldSize == 1) return std::make_unique<Communicator>(cfg, 0, 1, "kumi/local", nullptr, SockAddr{});
+  if (cfg.worldSize == 1) {
+    auto c = std::make_unique<Communicator>(cfg, 0, 1, "kumi/local", nullptr, SockAddr{});
+    bindOnce(0, 0, 1);
+    return c;
+  }
   // Only communicators that use the store count: a local one must not shift the namespace.
   const long long index = Registry::instance().rootCommCount.fetch_add(1);
   std::string id = cat("kumi/", cfg.jobId, "/g", cfg.generation, "/c", index);
   StoreConnection sc = connectStore(cfg, deadline);
   SockAddr listen = chooseListenAddress(cfg.socketIfname, sc.serverAddress ? &*sc.serverAddress : nullptr);
-  return std::make_unique<Communicator>(cfg, cfg.rank, cfg.worldSize, id, sc.store, listen);
+  auto c = std::make_unique<Communicator>(cfg, cfg.rank, cfg.worldSize, id, sc.store, listen);
+  bindOnce(c->rank(), c->world().localRank(c->rank()), c->world().localSize(c->rank()));
+  return c;
 }
 
 Communicator::Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
@@ -266,7 +291,7 @@ void Communicator::executeLocked(const CallArgs& a) {
   const std::size_t es = typeSize(a.type);
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
   if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
-  ExecParams p{a.type, a.op, size_, Deadline::after(cfg_.timeoutSeconds), &aborted_, [this](int r) { return peerName(r); }};
+  ExecParams p{a.type, a.op, size_, cfg_.timeoutSeconds, &aborted_, [this](int r) { return peerName(r); }};
   // Waking a rank asleep on a futex or epoll costs tens of microseconds, more than a whole
   // shared-memory message: spin longer where peers share the host (each poll yields the CPU,
   // so ranks that outnumber the cores still run). Over TCP a short spin is enough.
@@ -275,7 +300,7 @@ void Communicator::executeLocked(const CallArgs& a) {
   p.busyPolls = localPeers ? 256 : 0;
   try {
     if (size_ > 1 && !ps.connected) {
-      transport_->connect(ps.peers, p.deadline);
+      transport_->connect(ps.peers, Deadline::after(cfg_.timeoutSeconds));
       ps.connected = true;
     }
     executor_.run(ps, bufs, transport_.get(), p);

@@ -1,5 +1,7 @@
 #include "comm/communicator.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -126,6 +128,9 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     places.push_back({v.substr(0, nl), nl == std::string::npos ? "?" : v.substr(nl + 1)});
   }
   world_ = WorldMap(places);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) cpusAvailable_ = CPU_COUNT(&set);
   const std::vector<int> local = world_.localPeers(rank_);
   std::vector<std::unique_ptr<Transport>> transports;
   std::vector<int> routes(static_cast<std::size_t>(size_), 0);
@@ -295,9 +300,11 @@ void Communicator::executeLocked(const CallArgs& a) {
   // Waking a rank asleep on a futex or epoll costs tens of microseconds, more than a whole
   // shared-memory message: spin longer where peers share the host (each poll yields the CPU,
   // so ranks that outnumber the cores still run). Over TCP a short spin is enough.
+  // Polling without yielding only pays when every local rank has a core: with more ranks than
+  // cores it would keep the awaited peer off the CPU.
   const bool localPeers = world_.hosts() < size_;
   p.spinBeforeBlock = cfg_.spinBeforeBlock >= 0 ? cfg_.spinBeforeBlock : localPeers ? 2000 : 8;
-  p.busyPolls = localPeers ? 256 : 0;
+  p.busyPolls = localPeers && world_.localSize(rank_) <= cpusAvailable_ ? 256 : 0;
   try {
     if (size_ > 1 && !ps.connected) {
       transport_->connect(ps.peers, Deadline::after(cfg_.timeoutSeconds));

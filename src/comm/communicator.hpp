@@ -72,6 +72,7 @@ class Communicator {
   std::shared_ptr<Store> store_;  // scoped to this communicator
   SockAddr listenAddress_;
   WorldMap world_;
+  int cpusAvailable_ = 1;  // CPUs this process may run on (for the spin policy)
   std::unique_ptr<Transport> transport_;  // routes each peer to shm or tcp
   Executor executor_;
   AlgorithmFilter filter_;  // KUMI_ALGO

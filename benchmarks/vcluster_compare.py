@@ -39,6 +39,7 @@ def parse_args(argv):
     ap.add_argument("--rate", default="1gbit", help="tbf rate of each node link (both ways)")
     ap.add_argument("-b", default="16M")
     ap.add_argument("-e", default="16M")
+    ap.add_argument("-f", default="2", help="size factor")
     ap.add_argument("-n", type=int, default=5, help="timed iterations")
     ap.add_argument("-w", type=int, default=2, help="warmup iterations")
     ap.add_argument("--rounds", type=int, default=3)
@@ -56,7 +57,7 @@ def run_variant(vc, args, label, algo, workdir):
     if algo:
         env["KUMI_ALGO"] = algo
     argv = [os.path.join(os.path.abspath(args.build_dir), "kumi-bench"), "allreduce",
-            "-b", args.b, "-e", args.e, "-n", str(args.n), "-w", str(args.w),
+            "-b", args.b, "-e", args.e, "-f", args.f, "-n", str(args.n), "-w", str(args.w),
             "-d", "float32", "-o", "sum", "--json", out]
     job = vc.launch(argv, ranks_per_node=args.ranks, env=env, timeout=args.timeout)
     if not job.ok:

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 #include "topology/json_writer.hpp"
 
@@ -67,21 +68,6 @@ std::uint64_t totalMemory(const Machine& m) {
 
 }  // namespace
 
-std::string formatBytes(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  int u = 0;
-  std::uint64_t whole = bytes;
-  while (whole >= 1024 && u < 5) {
-    whole /= 1024;
-    ++u;
-  }
-  double exact = static_cast<double>(bytes);
-  for (int i = 0; i < u; ++i) exact /= 1024;
-  if (exact == static_cast<double>(whole)) return cat(whole, ' ', units[u]);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", exact, units[u]);
-  return buf;
-}
 
 std::string formatText(const Machine& m) {
   std::string out = cat("Machine: ", m.hostName.empty() ? "(no host name)" : m.hostName, " (", m.source, ")\n");

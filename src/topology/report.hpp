@@ -13,7 +13,4 @@ std::string formatText(const Machine& machine);
 // One JSON object with stable snake_case field names; docs/TOPOLOGY.md lists them.
 std::string formatJson(const Machine& machine);
 
-// "1.5 GiB", "48 KiB", "512 B": binary units, as lstopo prints them.
-std::string formatBytes(std::uint64_t bytes);
-
 }  // namespace kumi::topo

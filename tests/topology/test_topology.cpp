@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "topology/cpu_list.hpp"
 #include "topology/json_writer.hpp"
 #include "topology/machine.hpp"
@@ -255,9 +256,9 @@ TEST(Report, TextShowsTheGpuToNicTable) {
 }
 
 TEST(Report, FormatsBytesInBinaryUnits) {
-  EXPECT_EQ(formatBytes(0), "0 B");
-  EXPECT_EQ(formatBytes(48 << 10), "48 KiB");
-  EXPECT_EQ(formatBytes(1536ull << 20), "1.5 GiB");
+  EXPECT_EQ(kumi::formatBytes(0), "0 B");
+  EXPECT_EQ(kumi::formatBytes(48 << 10), "48 KiB");
+  EXPECT_EQ(kumi::formatBytes(1536ull << 20), "1.5 GiB");
 }
 
 TEST(JsonWriter, EscapesAndSeparates) {

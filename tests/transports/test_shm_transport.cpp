@@ -15,6 +15,7 @@
 #include <fstream>
 #include <thread>
 
+#include "../common/drive.hpp"
 #include "core/error.hpp"
 #include "rendezvous/tcp_store_client.hpp"
 #include "rendezvous/tcp_store_server.hpp"
@@ -23,6 +24,8 @@
 
 namespace kumi {
 namespace {
+
+using test::drive;
 
 namespace fs = std::filesystem;
 
@@ -73,24 +76,6 @@ class ShmTransportTest : public ::testing::Test {
     if (errors) *errors = errs;
     for (std::size_t i = 0; i < opts.size() && !errors; ++i) EXPECT_EQ(errs[i], "") << "rank " << i;
     return ts;
-  }
-  // Drives transports until every request is complete, blocking in waitForEvents between
-  // rounds as the executor does; throws what they throw.
-  static void drive(const std::vector<ShmTransport*>& ts, const std::vector<Request*>& reqs, double seconds = 20) {
-    auto d = Deadline::after(seconds);
-    std::vector<Request*> done;
-    auto pending = [&] {
-      for (auto* r : reqs)
-        if (r->partsLeft > 0) return true;
-      return false;
-    };
-    while (pending()) {
-      bool moved = false;
-      for (auto* t : ts) moved = t->progress(done) || moved;
-      if (!moved)
-        for (auto* t : ts) t->waitForEvents(1);
-      if (d.expired()) fail(kumiTimeout, "test drive timed out");
-    }
   }
   std::unique_ptr<TcpStoreServer> server_;
   std::string dir_;
@@ -148,7 +133,7 @@ TEST_F(ShmTransportTest, FourRanksAllPairs) {
     opts.push_back(options(r, peers));
   }
   auto ts = makeAll(opts);
-  std::vector<ShmTransport*> raw;
+  std::vector<Transport*> raw;
   for (auto& t : ts) raw.push_back(t.get());
   const std::size_t bytes = 200000;
   std::vector<std::vector<std::uint8_t>> send(16), recv(16);

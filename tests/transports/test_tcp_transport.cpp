@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "../common/drive.hpp"
 #include "core/error.hpp"
 #include "rendezvous/store.hpp"
 #include "rendezvous/tcp_store_client.hpp"
@@ -15,6 +16,8 @@
 
 namespace kumi {
 namespace {
+
+using test::drive;
 
 class TcpTransportTest : public ::testing::Test {
  protected:
@@ -36,24 +39,6 @@ class TcpTransportTest : public ::testing::Test {
     o.handshakeSeconds = 5;
     // Stores are scoped like a communicator's; strangers share the scope to find each other.
     return std::make_unique<TcpTransport>(o, std::make_shared<PrefixStore>("scope", client));
-  }
-  // Drives the transports until every request is complete; throws what they throw.
-  static void drive(std::vector<TcpTransport*> ts, std::vector<Request*> reqs, double seconds = 10) {
-    auto d = Deadline::after(seconds);
-    std::vector<Request*> done;
-    auto pending = [&] {
-      for (auto* r : reqs)
-        if (r->partsLeft > 0) return true;
-      return false;
-    };
-    while (pending()) {
-      // As the executor does: move bytes, then collect readiness (edge-triggered) events.
-      for (auto* t : ts) {
-        t->progress(done);
-        t->waitForEvents(0);
-      }
-      if (d.expired()) fail(kumiTimeout, "test drive timed out");
-    }
   }
   std::unique_ptr<TcpStoreServer> server_;
 };

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
@@ -35,15 +36,6 @@ std::uint64_t pidNamespaceHash() {
   return fnv1aMix(fnv1aMix(kFnvOffset, st.st_dev), st.st_ino);
 }
 
-std::string humanBytes(std::uint64_t b) {
-  const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", v, unit[u]);
-  return buf;
-}
 
 // Reads the owner record of an existing segment file; false if it is not (yet) a kumi segment.
 bool readOwner(const std::string& path, SegmentOwner* out) {
@@ -134,10 +126,10 @@ Segment Segment::create(const std::string& dir, const std::string& name, std::si
   if (int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); rc != 0) {
     struct statvfs vfs {};
     std::string space = ::statvfs(dir.c_str(), &vfs) == 0
-                            ? cat(humanBytes(static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize), " free of ",
-                                  humanBytes(static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize))
+                            ? cat(formatBytes(static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize), " free of ",
+                                  formatBytes(static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize))
                             : std::string("size unknown");
-    fail(kumiSystemError, "shared memory: cannot reserve ", humanBytes(bytes), " for ", s.path_, " (", std::strerror(rc),
+    fail(kumiSystemError, "shared memory: cannot reserve ", formatBytes(bytes), " for ", s.path_, " (", std::strerror(rc),
          "; ", dir, " has ", space, "). ", dir,
          " is too small for this many local ranks: enlarge it (docker run --shm-size=1g; in Kubernetes mount an "
          "emptyDir with medium: Memory at /dev/shm), or set KUMI_TRANSPORT=tcp");

@@ -1,6 +1,8 @@
 // Schedule generators. Each returns the steps of one rank for one call; see schedule.hpp.
 #pragma once
 
+#include <vector>
+
 #include "collectives/schedule.hpp"
 
 namespace kumi {
@@ -10,6 +12,9 @@ namespace kumi {
 Schedule ringAllReduce(const ScheduleKey& key);
 Schedule recursiveDoublingAllReduce(const ScheduleKey& key);
 Schedule hierarchicalAllReduce(const ScheduleKey& key);  // needs key.hostOf
+Schedule hierarchicalAllGather(const ScheduleKey& key);  // needs key.hostOf, even hosts
+// Whether every host of the map holds the same number of ranks.
+bool evenHosts(const std::vector<int>& hostOf);
 Schedule ringReduceScatter(const ScheduleKey& key);
 Schedule ringAllGather(const ScheduleKey& key);
 Schedule chainBroadcast(const ScheduleKey& key);

@@ -125,4 +125,57 @@ Schedule hierarchicalAllReduce(const ScheduleKey& k) {
   return s;
 }
 
+// Hierarchical allgather, for hosts with equal rank counts: first the ranks of each rail (the
+// same local index on every host) ring-allgather their blocks across hosts, then every rank
+// hands its rail's blocks to the other ranks of its host. Each host's link carries each block
+// from elsewhere once, instead of (n-1)/n of everything for the flat ring.
+Schedule hierarchicalAllGather(const ScheduleKey& k) {
+  Schedule s;
+  s.algorithm = "hierarchical";
+  const Layout l = layoutOf(k);
+  const int me = k.rank;
+  const int hosts = static_cast<int>(l.hosts.size());
+  for (const auto& rs : l.hosts)
+    if (static_cast<int>(rs.size()) != l.shards) fail(kumiInternalError, "hierarchical allgather needs even hosts");
+  const std::uint64_t sc = k.count;
+  ScheduleBuilder b(s, k.inPlace, static_cast<std::uint64_t>(me) * sc, 0);
+  const auto slices = slicesOf({0, sc}, k.sliceCount);
+  auto block = [&](int rank, Block sl) { return Span{Buf::Recv, static_cast<std::uint64_t>(rank) * sc + sl.offset, sl.count}; };
+  if (!k.inPlace && sc > 0)
+    for (Block sl : slices) b.copy({Buf::Send, sl.offset, sl.count}, block(me, sl));
+  if (sc == 0) return s;
+  const int host = (*k.hostOf)[static_cast<std::size_t>(me)];
+  const auto& local = l.hosts[static_cast<std::size_t>(host)];
+  const int index = static_cast<int>(std::find(local.begin(), local.end(), me) - local.begin());
+  auto railRank = [&](int h, int i) { return l.hosts[static_cast<std::size_t>(((h % hosts) + hosts) % hosts)][static_cast<std::size_t>(i)]; };
+  // 1. Across hosts, along the rail: after step t this rank holds the block of host (host - t - 1).
+  const int next = railRank(host + 1, index), prev = railRank(host - 1, index);
+  for (int step = 0; step < hosts - 1; ++step) {
+    for (Block sl : slices)
+      b.send(next, step == 0 ? Span{Buf::Send, sl.offset, sl.count} : block(railRank(host - step, index), sl));
+    for (Block sl : slices) b.recv(prev, block(railRank(host - step - 1, index), sl));
+  }
+  // 2. Inside the host: each rank passes its rail's blocks on, in the order they arrived.
+  for (int t = 0; t < hosts; ++t) {
+    for (int q : local) {
+      if (q == me) continue;
+      for (Block sl : slices) b.send(q, t == 0 ? Span{Buf::Send, sl.offset, sl.count} : block(railRank(host - t, index), sl));
+    }
+    for (int qi = 0; qi < static_cast<int>(local.size()); ++qi) {
+      if (qi == index) continue;
+      for (Block sl : slices) b.recv(local[static_cast<std::size_t>(qi)], block(railRank(host - t, qi), sl));
+    }
+  }
+  return s;
+}
+
+bool evenHosts(const std::vector<int>& hostOf) {
+  std::vector<int> perHost;
+  for (int h : hostOf) {
+    if (static_cast<std::size_t>(h) >= perHost.size()) perHost.resize(static_cast<std::size_t>(h) + 1);
+    ++perHost[static_cast<std::size_t>(h)];
+  }
+  return std::all_of(perHost.begin(), perHost.end(), [&](int c) { return c == perHost.front(); });
+}
+
 }  // namespace kumi

@@ -37,13 +37,14 @@ const char* algorithmName(Algorithm a) {
 std::span<const Algorithm> algorithmsFor(Collective c) {
   static constexpr Algorithm kAllReduce[] = {Algorithm::Ring, Algorithm::RecursiveDoubling, Algorithm::Hierarchical};
   static constexpr Algorithm kRing[] = {Algorithm::Ring};
+  static constexpr Algorithm kAllGather[] = {Algorithm::Ring, Algorithm::Hierarchical};
   static constexpr Algorithm kChain[] = {Algorithm::Chain};
   static constexpr Algorithm kDissemination[] = {Algorithm::Dissemination};
   static constexpr Algorithm kDirect[] = {Algorithm::Direct};
   switch (c) {
     case Collective::AllReduce: return kAllReduce;
-    case Collective::ReduceScatter:
-    case Collective::AllGather: return kRing;
+    case Collective::ReduceScatter: return kRing;
+    case Collective::AllGather: return kAllGather;
     case Collective::Broadcast:
     case Collective::Reduce: return kChain;
     case Collective::Barrier: return kDissemination;
@@ -127,9 +128,14 @@ Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, const CommShape& sh
   Algorithm preferred = own.front();
   if (c == Collective::AllReduce) preferred = small ? Algorithm::RecursiveDoubling
                                               : nodeAware ? Algorithm::Hierarchical : Algorithm::Ring;
-  if (filter.allows(c, preferred)) return preferred;
+  if (c == Collective::AllGather && nodeAware && shape.evenHosts) preferred = Algorithm::Hierarchical;
+  // The hierarchical allgather needs hosts of equal size (and every hierarchical a host map).
+  auto feasible = [&](Algorithm a) {
+    return a != Algorithm::Hierarchical || (shape.hosts > 0 && (c != Collective::AllGather || shape.evenHosts));
+  };
+  if (filter.allows(c, preferred) && feasible(preferred)) return preferred;
   for (Algorithm a : own)
-    if (filter.allows(c, a) && (a != Algorithm::Hierarchical || shape.hosts > 0)) return a;
+    if (filter.allows(c, a) && feasible(a)) return a;
   // Only a rule for all collectives (e.g. "^ring") can leave one with nothing; it has to run.
   KUMI_INFO("KUMI_ALGO leaves ", collectiveName(c), " no algorithm; using ", algorithmName(own.front()));
   return own.front();
@@ -142,6 +148,7 @@ Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
       break;
     case Algorithm::Hierarchical:
       if (key.coll == Collective::AllReduce) return hierarchicalAllReduce(key);
+      if (key.coll == Collective::AllGather) return hierarchicalAllGather(key);
       break;
     case Algorithm::Ring:
       if (key.coll == Collective::AllReduce) return ringAllReduce(key);

@@ -40,6 +40,7 @@ std::span<const Algorithm> algorithmsFor(Collective c);
 struct CommShape {
   int worldSize = 1;
   int hosts = 1;  // distinct host ids; 0 when unknown
+  bool evenHosts = true;  // every host holds as many ranks as the others
 };
 
 Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, const CommShape& shape, const AlgorithmFilter& filter);

@@ -128,6 +128,7 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     places.push_back({v.substr(0, nl), nl == std::string::npos ? "?" : v.substr(nl + 1)});
   }
   world_ = WorldMap(places);
+  shape_ = {size_, world_.hosts(), evenHosts(world_.hostIndex())};
   cpu_set_t set;
   CPU_ZERO(&set);
   if (::sched_getaffinity(0, sizeof set, &set) == 0) cpusAvailable_ = CPU_COUNT(&set);
@@ -288,7 +289,7 @@ void Communicator::executeLocked(const CallArgs& a) {
   } catch (const Error& e) {
     fail(e.code(), "rank ", rank_, ": ", e.what());
   }
-  const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), {size_, world_.hosts()}, filter_);
+  const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), shape_, filter_);
   ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, sliceElements(a, algo)};
   key.hostOf = &world_.hostIndex();
   PreparedSchedule& ps = scheduleFor(key, algo);

@@ -72,6 +72,7 @@ class Communicator {
   std::shared_ptr<Store> store_;  // scoped to this communicator
   SockAddr listenAddress_;
   WorldMap world_;
+  CommShape shape_;  // what the planner needs to know of the world map
   int cpusAvailable_ = 1;  // CPUs this process may run on (for the spin policy)
   std::unique_ptr<Transport> transport_;  // routes each peer to shm or tcp
   Executor executor_;

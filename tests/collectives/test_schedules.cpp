@@ -224,6 +224,29 @@ TEST(Schedules, HierarchicalAllReduceOnEveryHostMap) {
   EXPECT_GT(cases, 1000);
 }
 
+TEST(Schedules, HierarchicalAllGatherOnEvenHostMaps) {
+  int cases = 0;
+  const int top = std::min(maxWorld(), 12);
+  for (int n = 1; n <= top; ++n)
+    for (const auto& map : hostMapsFor(n)) {
+      if (!evenHosts(map)) continue;
+      for (std::uint64_t count : countsFor(n))
+        for (bool inPlace : {false, true})
+          for (std::uint64_t slice : {std::uint64_t{1}, std::uint64_t{5}, std::uint64_t{1} << 20}) {
+            Case c{Collective::AllGather, n, count, inPlace, slice};
+            c.hostOf = map;
+            ASSERT_EQ(runCase(c, n <= 6 && count <= 100), "") << describe(c);
+            c.mixed = true;
+            ASSERT_EQ(runCase(c, false), "") << describe(c);
+            ++cases;
+          }
+    }
+  EXPECT_GT(cases, 300);
+  EXPECT_TRUE(evenHosts({0, 0, 1, 1}));
+  EXPECT_TRUE(evenHosts({0, 1, 0, 1}));
+  EXPECT_FALSE(evenHosts({0, 0, 1}));
+}
+
 TEST(Planner, HierarchicalWhenSeveralHostsHoldSeveralRanks) {
   AlgorithmFilter any;
   EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, any), Algorithm::Hierarchical);
@@ -233,6 +256,11 @@ TEST(Planner, HierarchicalWhenSeveralHostsHoldSeveralRanks) {
   EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, AlgorithmFilter("allreduce:ring")), Algorithm::Ring);
   EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, AlgorithmFilter("^hierarchical")), Algorithm::Ring);
   EXPECT_EQ(chooseAlgorithm(Collective::ReduceScatter, 16 << 20, CommShape{4, 2}, any), Algorithm::Ring);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllGather, 16 << 20, CommShape{4, 2}, any), Algorithm::Hierarchical);
+  EXPECT_EQ(chooseAlgorithm(Collective::AllGather, 16 << 20, CommShape{3, 2, false}, any), Algorithm::Ring)
+      << "uneven hosts";
+  EXPECT_EQ(chooseAlgorithm(Collective::AllGather, 16 << 20, CommShape{3, 2, false}, AlgorithmFilter("allgather:hierarchical")),
+            Algorithm::Ring) << "forcing what cannot run falls back";
 }
 
 TEST(Schedules, RanksMayChooseInPlaceIndependently) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hierarchical versus flat-ring allreduce on a virtual cluster.
+"""Hierarchical versus flat-ring allreduce (or allgather) on a virtual cluster.
 
 Builds M "nodes" as network namespaces with rate-limited links
 (tests/cluster/vcluster.py), runs kumi-bench across them with the planner's
@@ -27,13 +27,13 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
 import vcluster  # noqa: E402
 
 # (label, KUMI_ALGO); "auto" leaves the choice to the planner.
-VARIANTS = [("auto", None), ("ring", "allreduce:ring"), ("hierarchical", "allreduce:hierarchical")]
-CHOICE = re.compile(r"allreduce count (\d+) on \d+ ranks: (\w+)")
+VARIANTS = [("auto", None), ("ring", "ring"), ("hierarchical", "hierarchical")]
 
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--collective", choices=("allreduce", "allgather"), default="allreduce")
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--ranks-per-node", default="2", help="N, or a comma list per node (uneven)")
     ap.add_argument("--rate", default="1gbit", help="tbf rate of each node link (both ways)")
@@ -55,8 +55,8 @@ def run_variant(vc, args, label, algo, workdir):
     out = os.path.join(workdir, f"{label}.json")
     env = {"KUMI_DEBUG": "INFO", "KUMI_TIMEOUT": "120"}
     if algo:
-        env["KUMI_ALGO"] = algo
-    argv = [os.path.join(os.path.abspath(args.build_dir), "kumi-bench"), "allreduce",
+        env["KUMI_ALGO"] = f"{args.collective}:{algo}"
+    argv = [os.path.join(os.path.abspath(args.build_dir), "kumi-bench"), args.collective,
             "-b", args.b, "-e", args.e, "-f", args.f, "-n", str(args.n), "-w", str(args.w),
             "-d", "float32", "-o", "sum", "--json", out]
     job = vc.launch(argv, ranks_per_node=args.ranks, env=env, timeout=args.timeout)
@@ -68,9 +68,12 @@ def run_variant(vc, args, label, algo, workdir):
     wrong = {b: r["wrong"] for b, r in rows.items() if r.get("wrong")}
     if wrong:
         raise RuntimeError(f"{label}: WRONG results {wrong}")
+    # The planner logs counts in elements (allgather: per rank); kumi-bench rows are total bytes.
+    choice = re.compile(rf"{args.collective} count (\d+) on (\d+) ranks: (\w+)")
     chosen = {}
-    for m in CHOICE.finditer(job[0].stderr + job[0].stdout):
-        chosen[int(m.group(1)) * 4] = m.group(2)
+    for m in choice.finditer(job[0].stderr + job[0].stdout):
+        scale = int(m.group(2)) if args.collective == "allgather" else 1
+        chosen[int(m.group(1)) * 4 * scale] = m.group(3)
     return rows, chosen
 
 
@@ -98,7 +101,7 @@ def main(argv):
                     best[label][size] = max(best[label].get(size, 0.0), row["busbw_GBps"])
                 print(f"  round {r + 1}: {label} ok", flush=True)
     sizes = sorted(best["ring"])
-    print(f"\n# allreduce float32 sum, {args.nodes} nodes x {args.ranks_per_node} ranks, "
+    print(f"\n# {args.collective} float32, {args.nodes} nodes x {args.ranks_per_node} ranks, "
           f"links {args.rate} each way (tbf), best of {args.rounds} interleaved rounds")
     print(f"{'size':>10}{'auto':>10}{'ring':>10}{'hier':>10}{'hier/ring':>11}{'auto/ring':>11}  planner chose")
     rows = []
@@ -110,7 +113,7 @@ def main(argv):
         print(f"{s:>10}{a:>10.4f}{g:>10.4f}{h:>10.4f}{h / g:>11.2f}{a / g:>11.2f}  {auto_choice.get(s, '?')}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"nodes": args.nodes, "ranks_per_node": args.ranks_per_node, "rate": args.rate,
+            json.dump({"collective": args.collective, "nodes": args.nodes, "ranks_per_node": args.ranks_per_node, "rate": args.rate,
                        "rounds": args.rounds, "rows": rows}, f, indent=1)
     return 0
 

@@ -390,6 +390,14 @@ class VirtualClusterTest(unittest.TestCase):
                 self.assertIn("ready on 2 hosts", log, log[-3000:])
                 everyone = "".join(r.stdout + r.stderr for r in res)
                 self.assertRegex(everyone, r"shared memory with (\d+) of \1 local peers", everyone[-3000:])
+            # Allgather goes hierarchical on even hosts only.
+            for counts, algo in ((2, "hierarchical"), ([2, 1], "ring")):
+                res = vc.launch([bench, "allgather", "-b", "4M", "-e", "4M", "-n", "2", "-w", "1"],
+                                counts, env={"KUMI_TIMEOUT": "60", "KUMI_DEBUG": "INFO"}, timeout=150)
+                self.assertTrue(res.ok, res.describe())
+                log = res[0].stdout + res[0].stderr
+                self.assertRegex(log, rf"allgather count \d+ on \d+ ranks: {algo}", log[-3000:])
+                self.assertIn("Out of bounds values : 0 OK", log, log[-3000:])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <set>
 
@@ -145,8 +146,8 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   drainWork();
 
   int idle = 0;
-  Deadline deadline;
-  bool deadlineSet = false;
+  Deadline deadline = p.deadline.value_or(Deadline{});
+  bool deadlineSet = p.deadline.has_value();
   while (done < n) {
     if (p.abortFlag && p.abortFlag->load(std::memory_order_relaxed))
       fail(kumiAborted, "the communicator was aborted (kumiCommAbort)");
@@ -168,7 +169,8 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
     }
     // Shared memory: a peer's write shows up in our cache within a fraction of a microsecond,
     // sooner than a sched_yield returns, so look again at once for a few rounds first.
-    if (++idle <= p.busyPolls) {
+    if (idle < INT_MAX / 2) ++idle;  // saturates: a long wait must keep reaching the deadline check
+    if (idle <= p.busyPolls) {
       cpuRelax();
       continue;
     }

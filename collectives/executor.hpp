@@ -8,6 +8,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,12 +22,13 @@ struct ExecParams {
   kumiRedOp_t op;
   int worldSize;
   // Seconds the call may wait; the clock starts when it first has to (a call that never waits
-  // never reads the clock).
+  // never reads the clock), unless the caller started it already.
   double timeoutSeconds = 600;
   const std::atomic<bool>* abortFlag = nullptr;
   std::function<std::string(int)> peerName;  // for messages
   int spinBeforeBlock = 8;                   // idle polls (yielding) before blocking
   int busyPolls = 0;                         // idle polls before those, without yielding
+  std::optional<Deadline> deadline;          // set when the caller's clock already runs
 };
 
 class Executor {

@@ -70,8 +70,8 @@ struct ScheduleKey {
   bool inPlace;
   bool divide;               // kumiAvg: finish with a division
   std::uint64_t sliceCount;  // pipeline slice, elements
-  // rank -> host index, for node-aware algorithms; owned by the communicator, fixed for its
-  // life (so the schedule cache of one communicator may ignore it).
+  // rank -> host index, for node-aware algorithms; owned by the communicator and fixed for its
+  // life (compared by address, which is enough within one communicator's cache).
   const std::vector<int>* hostOf = nullptr;
   bool operator==(const ScheduleKey&) const = default;
 };

@@ -177,7 +177,10 @@ kumiResult_t kumiCommSize(kumiComm_t comm, int* size) {
 
 #define KUMI_STREAM_CHECK(stream)                                      \
   do {                                                                 \
-    if (stream != nullptr) return guarded([&] { needNoStream(stream); }); \
+    if (stream != nullptr) {                                           \
+      kumiResult_t sr = guarded([&] { needNoStream(stream); });        \
+      if (sr != kumiSuccess) return sr;                                \
+    }                                                                  \
   } while (0)
 
 kumiResult_t kumiAllReduce(const void* sendbuf, void* recvbuf, size_t count, kumiDataType_t datatype, kumiRedOp_t op,

@@ -129,9 +129,6 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   }
   world_ = WorldMap(places);
   shape_ = {size_, world_.hosts(), evenHosts(world_.hostIndex())};
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) cpusAvailable_ = CPU_COUNT(&set);
   const std::vector<int> local = world_.localPeers(rank_);
   std::vector<std::unique_ptr<Transport>> transports;
   std::vector<int> routes(static_cast<std::size_t>(size_), 0);
@@ -146,13 +143,16 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     auto shm = std::make_unique<ShmTransport>(so, *store_, deadline, cancel);
     for (int p : shm->connectedPeers()) routes[static_cast<std::size_t>(p)] = 1;
     if (!shm->connectedPeers().empty()) {
+      sharedMemory_ = true;
       transports.push_back(std::move(tcp));
       transports.push_back(std::move(shm));
-      transport_ = std::make_unique<RoutedTransport>(std::move(transports), std::move(routes));
-      return;
     }
   }
-  transport_ = std::move(tcp);
+  transport_ = sharedMemory_ ? std::make_unique<RoutedTransport>(std::move(transports), std::move(routes))
+                             : std::unique_ptr<Transport>(std::move(tcp));
+  // Every rank's transports are up: no rank returns from init while another is failing (e.g.
+  // a host whose /dev/shm is too small), and a failure posted meanwhile reaches everyone.
+  waitForRanks(*store_, size_, "ready", deadline, cancel);
 }
 
 Communicator::~Communicator() {
@@ -298,17 +298,23 @@ void Communicator::executeLocked(const CallArgs& a) {
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
   if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
   ExecParams p{a.type, a.op, size_, cfg_.timeoutSeconds, &aborted_, [this](int r) { return peerName(r); }};
+  if (cpusAvailable_ < 0) {  // after KUMI_BIND, which runs once the communicator exists
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    cpusAvailable_ = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  }
   // Waking a rank asleep on a futex or epoll costs tens of microseconds, more than a whole
   // shared-memory message: spin longer where peers share the host (each poll yields the CPU,
   // so ranks that outnumber the cores still run). Over TCP a short spin is enough.
   // Polling without yielding only pays when every local rank has a core: with more ranks than
   // cores it would keep the awaited peer off the CPU.
-  const bool localPeers = world_.hosts() < size_;
-  p.spinBeforeBlock = cfg_.spinBeforeBlock >= 0 ? cfg_.spinBeforeBlock : localPeers ? 2000 : 8;
-  p.busyPolls = localPeers && world_.localSize(rank_) <= cpusAvailable_ ? 256 : 0;
+  p.spinBeforeBlock = cfg_.spinBeforeBlock >= 0 ? cfg_.spinBeforeBlock : sharedMemory_ ? 2000 : 8;
+  p.busyPolls = sharedMemory_ && world_.localSize(rank_) <= cpusAvailable_ ? 256 : 0;
   try {
     if (size_ > 1 && !ps.connected) {
-      transport_->connect(ps.peers, Deadline::after(cfg_.timeoutSeconds));
+      // One deadline for connecting and running, as for any call.
+      p.deadline = Deadline::after(cfg_.timeoutSeconds);
+      transport_->connect(ps.peers, *p.deadline);
       ps.connected = true;
     }
     executor_.run(ps, bufs, transport_.get(), p);

@@ -73,7 +73,8 @@ class Communicator {
   SockAddr listenAddress_;
   WorldMap world_;
   CommShape shape_;  // what the planner needs to know of the world map
-  int cpusAvailable_ = 1;  // CPUs this process may run on (for the spin policy)
+  bool sharedMemory_ = false;  // some peers are reached through shared memory
+  int cpusAvailable_ = -1;     // CPUs this process may run on (spin policy); -1 until known
   std::unique_ptr<Transport> transport_;  // routes each peer to shm or tcp
   Executor executor_;
   AlgorithmFilter filter_;  // KUMI_ALGO

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <chrono>
 #include <thread>
 
 #include "../common/drive.hpp"
@@ -233,8 +234,34 @@ TEST_F(ShmTransportTest, SegmentsAreOwnerOnlyAndLeftoversOfDeadOwnersAreReclaime
     auto clash = shm::Segment::create(dir_, "kumi-fresh", 4096);
     FAIL() << "took over a live owner's segment";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("in use by live pid"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("exists and is in use"), std::string::npos) << e.what();
   }
+  // Liveness is the creator's lock, not its pid: a leftover naming a live pid (1) but unlocked,
+  // as one from another PID namespace or a reused pid would be, is still reclaimed.
+  {
+    shm::SegmentOwner o = shm::currentOwner();
+    o.pid = 1;
+    std::ofstream(dir_ + "/kumi-foreign", std::ios::binary).write(reinterpret_cast<const char*>(&o), sizeof o);
+    ::chmod((dir_ + "/kumi-foreign").c_str(), 0600);
+  }
+  EXPECT_EQ(shm::reclaimLeftovers(dir_), 1);
+  EXPECT_FALSE(fs::exists(dir_ + "/kumi-foreign"));
+}
+
+TEST_F(ShmTransportTest, PlantedFilesNeitherHangNorGetUsed) {
+  // A FIFO under a kumi name would block a plain open() forever.
+  ASSERT_EQ(::mkfifo((dir_ + "/kumi-fifo").c_str(), 0600), 0);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(shm::reclaimLeftovers(dir_), 0);
+  try {
+    auto seg = shm::Segment::create(dir_, "kumi-fifo", 4096);
+    FAIL() << "created a segment over a FIFO";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("kumi-fifo"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(shm::Segment::attach(dir_, "kumi-fifo"), Error);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_TRUE(fs::exists(dir_ + "/kumi-fifo")) << "someone else's file must be left alone";
 }
 
 TEST_F(ShmTransportTest, DirectoryTooSmallIsAClearErrorOnEveryRank) {

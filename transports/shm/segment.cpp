@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <random>
 
@@ -37,11 +39,30 @@ std::uint64_t pidNamespaceHash() {
 }
 
 
-// Reads the owner record of an existing segment file; false if it is not (yet) a kumi segment.
-bool readOwner(const std::string& path, SegmentOwner* out) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return false;
-  return ::pread(fd.get(), out, sizeof *out, 0) == static_cast<ssize_t>(sizeof *out) && out->magic == kSegmentMagic;
+// Opens a would-be kumi segment without blocking (a FIFO planted under its name must not hang
+// us) and only if it is a regular file of ours.
+Fd openOwnFile(const std::string& path, int flags) {
+  Fd fd(::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return Fd();
+  return fd;
+}
+
+// A segment's creator holds an exclusive flock on it until it unlinks the name, so a leftover
+// that can be locked has no live owner, whatever PID namespace it came from and whether its pid
+// was reused since. Files without the magic are judged only once they are a minute old (a
+// creator writes it within milliseconds). Returns whether the file was removed.
+bool removeIfAbandoned(const std::string& path) {
+  Fd fd = openOwnFile(path, O_RDONLY);
+  if (!fd.valid() || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return false;
+  SegmentOwner o{};
+  const bool isKumi = ::pread(fd.get(), &o, sizeof o, 0) == static_cast<ssize_t>(sizeof o) && o.magic == kSegmentMagic;
+  struct stat st {};
+  const bool old = ::fstat(fd.get(), &st) == 0 && ::time(nullptr) - st.st_mtime > 60;
+  if (!isKumi && !old) return false;
+  if (::unlink(path.c_str()) != 0) return false;
+  KUMI_INFO("removed abandoned shared-memory segment ", path, isKumi ? cat(" of pid ", o.pid) : std::string());
+  return true;
 }
 
 }  // namespace
@@ -52,29 +73,12 @@ SegmentOwner currentOwner() {
   return {kSegmentMagic, 0, boot, pidNs, static_cast<std::int64_t>(::getpid())};
 }
 
-bool ownerMayBeAlive(const SegmentOwner& o) {
-  const SegmentOwner me = currentOwner();
-  if (o.bootHash != me.bootHash) return false;  // tmpfs of an earlier boot cannot be; be safe anyway
-  if (o.pidNsHash != me.pidNsHash) return true;  // its pid means nothing here
-  return ::kill(static_cast<pid_t>(o.pid), 0) == 0 || errno == EPERM;
-}
-
 int reclaimLeftovers(const std::string& dir) {
   int removed = 0;
   DIR* d = ::opendir(dir.c_str());
   if (!d) return 0;
-  while (dirent* e = ::readdir(d)) {
-    if (std::strncmp(e->d_name, "kumi-", 5) != 0) continue;
-    std::string path = dir + "/" + e->d_name;
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
-    SegmentOwner o{};
-    if (!readOwner(path, &o) || ownerMayBeAlive(o)) continue;
-    if (::unlink(path.c_str()) == 0) {
-      ++removed;
-      KUMI_INFO("removed shared-memory leftover ", path, " of dead pid ", o.pid);
-    }
-  }
+  while (dirent* e = ::readdir(d))
+    if (std::strncmp(e->d_name, "kumi-", 5) == 0 && removeIfAbandoned(dir + "/" + e->d_name)) ++removed;
   ::closedir(d);
   return removed;
 }
@@ -86,6 +90,7 @@ Segment& Segment::operator=(Segment&& o) noexcept {
     size_ = std::exchange(o.size_, 0);
     path_ = std::move(o.path_);
     linked_ = std::exchange(o.linked_, false);
+    lock_ = std::move(o.lock_);
   }
   return *this;
 }
@@ -103,6 +108,7 @@ void Segment::unlink() {
   if (linked_ && ::unlink(path_.c_str()) != 0 && errno != ENOENT)
     KUMI_WARN("could not remove shared-memory segment ", path_, ": ", std::strerror(errno));
   linked_ = false;
+  lock_.reset();  // nothing left to guard
 }
 
 Segment Segment::create(const std::string& dir, const std::string& name, std::size_t bytes) {
@@ -111,15 +117,15 @@ Segment Segment::create(const std::string& dir, const std::string& name, std::si
   reclaimLeftovers(dir);
   Fd fd(::open(s.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd.valid() && errno == EEXIST) {
-    SegmentOwner o{};
-    if (readOwner(s.path_, &o) && ownerMayBeAlive(o))
-      fail(kumiSystemError, "shared-memory segment ", s.path_, " is in use by live pid ", o.pid,
-           " (two jobs with the same KUMI_JOB_ID and KUMI_GENERATION on one host?)");
-    // A leftover of a crashed run of the same job (or a half-written one): replace it.
-    ::unlink(s.path_.c_str());
+    // Names carry a random part, so this is a leftover of a crash or someone else's file.
+    if (!removeIfAbandoned(s.path_))
+      fail(kumiSystemError, "shared-memory segment ", s.path_,
+           " exists and is in use, or is not this user's regular file; remove it or set KUMI_SHM_DIR");
     fd = Fd(::open(s.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   }
   if (!fd.valid()) fail(kumiSystemError, "cannot create shared-memory segment ", s.path_, ": ", std::strerror(errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+    fail(kumiSystemError, "cannot lock shared-memory segment ", s.path_, ": ", std::strerror(errno));
   s.linked_ = true;
   // Reserve the pages now: tmpfs is sparse, and a full one only shows when a page is touched,
   // as SIGBUS. posix_fallocate makes that an error here, with the numbers.
@@ -144,14 +150,17 @@ Segment Segment::create(const std::string& dir, const std::string& name, std::si
   std::memcpy(s.data_, &o, sizeof o);
   // The magic goes last, so that a reader never trusts a half-written owner record.
   std::atomic_ref<std::uint64_t>(s.owner().magic).store(kSegmentMagic, std::memory_order_release);
+  s.lock_ = std::move(fd);
   return s;
 }
 
 Segment Segment::attach(const std::string& dir, const std::string& name) {
   Segment s;
   s.path_ = dir + "/" + name;
-  Fd fd(::open(s.path_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) fail(kumiSystemError, "cannot open shared-memory segment ", s.path_, ": ", std::strerror(errno));
+  Fd fd = openOwnFile(s.path_, O_RDWR);
+  if (!fd.valid())
+    fail(kumiSystemError, "cannot open shared-memory segment ", s.path_, ": ",
+         errno ? std::strerror(errno) : "not a regular file of this user");
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || st.st_size < static_cast<off_t>(sizeof(SegmentOwner)))
     fail(kumiSystemError, "shared-memory segment ", s.path_, " is truncated");

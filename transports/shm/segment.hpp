@@ -2,14 +2,16 @@
 // mapped by the ranks of one host. Created with mode 0600 and space reserved up front, so that a
 // /dev/shm too small for it is a clear error at set-up instead of a SIGBUS in the middle of a
 // collective. Segments are unlinked as soon as every peer has mapped them, so a crash later
-// leaves nothing behind; a crash earlier leaves a file that the next creator reclaims once its
-// owner is gone.
+// leaves nothing behind; a crash earlier leaves a file that any later creator in the directory
+// removes: the creator holds an flock on it until the unlink, so an unlockable file has an owner.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
+
+#include "core/socket.hpp"
 
 namespace kumi::shm {
 
@@ -21,13 +23,13 @@ struct SegmentOwner {
   std::uint64_t pidNsHash;  // the creator's PID namespace (pids mean nothing outside it)
   std::int64_t pid;
 };
-constexpr std::uint64_t kSegmentMagic = 0x6b756d6973686d31ull;  // "kumishm1"
+constexpr std::uint64_t kSegmentMagic = 0x6b756d6973686d32ull;  // "kumishm2": bump when the layout changes
 
 class Segment {
  public:
   Segment() = default;
-  // Creates dir/name of `bytes` bytes, zero-filled. A leftover of the same name whose owner is
-  // dead is removed first; one whose owner lives is an error (two jobs with one KUMI_JOB_ID?).
+  // Creates dir/name of `bytes` bytes, zero-filled, and locks it. Abandoned segments in dir are
+  // removed first; a live file of the same name is an error.
   static Segment create(const std::string& dir, const std::string& name, std::size_t bytes);
   // Maps an existing segment; throws kumiSystemError (ENOENT and friends) with the path.
   static Segment attach(const std::string& dir, const std::string& name);
@@ -50,13 +52,12 @@ class Segment {
   std::size_t size_ = 0;
   std::string path_;
   bool linked_ = false;
+  Fd lock_;  // the creator's flock, held while the name exists
 };
 
 // This process as a segment owner (boot, PID namespace, pid).
 SegmentOwner currentOwner();
-// Whether the process that wrote `o` may still be running (true when it cannot be known).
-bool ownerMayBeAlive(const SegmentOwner& o);
-// Removes kumi segments in dir whose owner is gone; returns how many.
+// Removes kumi segments in dir whose owner is gone (nobody holds their lock); returns how many.
 int reclaimLeftovers(const std::string& dir);
 
 }  // namespace kumi::shm

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <random>
 
 #include "core/error.hpp"
 #include "core/hash.hpp"
@@ -135,6 +136,8 @@ struct Link {
   bool pending() const { return !sends.empty() || !recvs.empty() || !awaitingRead.empty(); }
 };
 
+bool exited(const Link& l);
+
 }  // namespace
 
 std::string shmSegmentPrefix(const std::string& jobId, int generation, const std::string& commId) {
@@ -195,7 +198,12 @@ void ShmTransport::Impl::setUp(Store& store, const Deadline& deadline, const std
   const int me = opt.rank;
   const int n = static_cast<int>(opt.localPeers.size());
   links.resize(opt.localPeers.size());
-  const std::string name = cat(opt.segmentPrefix, "-r", me);
+  // A random part: nobody can plant a file under a name we will use, and two jobs that share
+  // a job id on one host never meet. Peers learn the name through the store.
+  char nonce[17];
+  std::snprintf(nonce, sizeof nonce, "%016llx",
+                static_cast<unsigned long long>(std::random_device{}()) << 32 | std::random_device{}());
+  const std::string name = cat(opt.segmentPrefix, "-r", me, '-', nonce);
   try {
     own = Segment::create(opt.dir, name, kChannelsOffset + static_cast<std::size_t>(n) * channelStride(slotBytes));
   } catch (const Error& e) {
@@ -212,7 +220,8 @@ void ShmTransport::Impl::setUp(Store& store, const Deadline& deadline, const std
   ctl->probeValue = probe;
   for (int i = 0; i < n; ++i) channelAt(own.data(), i)->fromRank = opt.localPeers[static_cast<std::size_t>(i)];
   // Yama (ptrace_scope 1) lets only ancestors read our memory; peers are siblings. Open MPI's
-  // shared-memory path does the same.
+  // shared-memory path does the same. It stays for the life of the process (other communicators
+  // may rely on it); KUMI_SHM_CMA=0 leaves the setting alone.
   if (opt.crossMemoryAttach) ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
   store.set(cat("shm/", me), cat("ok ", name, ' ', own.owner().token));
 
@@ -264,23 +273,36 @@ void ShmTransport::Impl::setUp(Store& store, const Deadline& deadline, const std
 void ShmTransport::Impl::attach(Link& l, const std::string& value) {
   auto parts = splitList(value, ' ');
   if (parts.size() != 3 || parts[0] != "ok") fail(kumiInternalError, "malformed shared-memory notice '", value, "'");
-  l.segment = Segment::attach(opt.dir, parts[1]);
-  const SegmentOwner& o = l.segment.owner();
+  // Everything is checked on a local copy and kept only when all checks pass, so a half-made
+  // link can never be used.
+  Segment seg = Segment::attach(opt.dir, parts[1]);
+  const SegmentOwner& o = seg.owner();
   // Same name, different segment: a peer on another host (KUMI_HOSTID forced equal) that
   // happens to use the same job name, or a stale file.
   if (std::to_string(o.token) != parts[2])
-    fail(kumiSystemError, l.segment.path(), " is not the segment rank ", l.rank, " created (another host?)");
+    fail(kumiSystemError, seg.path(), " is not the segment rank ", l.rank, " created (another host?)");
   if (o.pidNsHash != currentOwner().pidNsHash) fail(kumiSystemError, "rank ", l.rank, " runs in another PID namespace");
-  l.pid = static_cast<pid_t>(o.pid);
-  l.peer = reinterpret_cast<Control*>(l.segment.data() + kControlOffset);
-  if (l.peer->slotBytes != slotBytes)
-    fail(kumiInvalidArgument, "rank ", l.rank, " uses ", l.peer->slotBytes, "-byte shared-memory slots, this rank ",
+  if (seg.size() < kChannelsOffset) fail(kumiSystemError, seg.path(), " is truncated");
+  auto* peer = reinterpret_cast<Control*>(seg.data() + kControlOffset);
+  if (peer->slotBytes != slotBytes)
+    fail(kumiInvalidArgument, "rank ", l.rank, " uses ", peer->slotBytes, "-byte shared-memory slots, this rank ",
          slotBytes, " (KUMI_SHM_BUFFER must be the same on every rank)");
-  for (int i = 0; i < l.peer->channels; ++i) {
-    Channel* ch = channelAt(l.segment.data(), i);
-    if (ch->fromRank == opt.rank) l.out = ch;
+  // The peer sees the same local ranks we do (same host id); a segment of any other shape is not
+  // trusted to index memory.
+  const auto n = static_cast<int>(opt.localPeers.size());
+  if (peer->channels != n || seg.size() != kChannelsOffset + static_cast<std::size_t>(n) * channelStride(slotBytes))
+    fail(kumiSystemError, "rank ", l.rank, "'s segment has ", peer->channels, " channels and ", seg.size(),
+         " bytes, not the layout of ", n, " local peers (ranks disagree on who shares this host?)");
+  Channel* out = nullptr;
+  for (int i = 0; i < n; ++i) {
+    Channel* ch = channelAt(seg.data(), i);
+    if (ch->fromRank == opt.rank) out = ch;
   }
-  if (!l.out) fail(kumiInternalError, "rank ", l.rank, "'s segment has no channel for rank ", opt.rank);
+  if (!out) fail(kumiSystemError, "rank ", l.rank, "'s segment has no channel for rank ", opt.rank);
+  l.segment = std::move(seg);
+  l.pid = static_cast<pid_t>(l.segment.owner().pid);
+  l.peer = peer;
+  l.out = out;
   l.outData = slotData(l.out, 0);
   l.pidfd = Fd(static_cast<int>(::syscall(SYS_pidfd_open, l.pid, 0)));
   if (opt.crossMemoryAttach) {
@@ -365,6 +387,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       fail(kumiRemoteError, "rank ", l.rank, " sent a message of ", s.messageBytes, " bytes where this rank expected ",
            op.bytes, " (the ranks called different collectives or counts?)");
     if (s.kind == kDescriptor) {
+      if (s.bytes != op.bytes) fail(kumiRemoteError, "rank ", l.rank, " sent a malformed shared-memory descriptor");
       std::size_t done = 0;
       while (done < op.bytes) {
         iovec local{op.data + done, op.bytes - done};
@@ -377,11 +400,13 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       }
       // A peer that failed sets `closed` before it frees its buffers: what was just read may be
       // garbage then, so it must not count as delivered.
-      if (l.peer->closed.load(std::memory_order_seq_cst))
+      // A peer killed meanwhile sets nothing, and its pid could be reused: ask its pidfd too.
+      if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
         fail(kumiRemoteError, "rank ", l.rank, " failed while this rank read its data");
       op.offset = op.bytes;
     } else {
-      if (s.offset != op.offset) fail(kumiInternalError, "shared-memory fragment out of order from rank ", l.rank);
+      if (s.kind != kInline || s.offset != op.offset || s.bytes > slotBytes || s.bytes > op.bytes - op.offset)
+        fail(kumiRemoteError, "malformed shared-memory fragment from rank ", l.rank);
       if (s.bytes) std::memcpy(op.data + op.offset, slotData(l.in, tail), s.bytes);
       op.offset += s.bytes;
     }
@@ -420,17 +445,22 @@ bool ShmTransport::Impl::canMove(const Link& l) const {
   return !l.awaitingRead.empty() && l.out->tail.load() > l.awaitingRead.front().first;
 }
 
+namespace {
+// Whether the peer's process has ended (a pidfd is readable then, zombie or not).
+bool exited(const Link& l) {
+  if (l.pidfd.valid()) {
+    pollfd p{l.pidfd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+  return ::kill(l.pid, 0) != 0 && errno == ESRCH;
+}
+}  // namespace
+
 void ShmTransport::Impl::checkLiveness() {
   for (const Link& l : links) {
-    if (!l.usable || !l.pending()) continue;
-    bool gone;
-    if (l.pidfd.valid()) {
-      pollfd p{l.pidfd.get(), POLLIN, 0};
-      gone = ::poll(&p, 1, 0) > 0;
-    } else {
-      gone = ::kill(l.pid, 0) != 0 && errno == ESRCH;
-    }
-    if (gone) {
+    // A peer that finished and left may have put what we wait for in our ring first.
+    if (!l.usable || !l.pending() || canMove(l)) continue;
+    if (exited(l)) {
       deadPeer = cat("rank ", l.rank, " (pid ", l.pid, ", this host) exited or was killed while this rank waited for it");
       return;
     }

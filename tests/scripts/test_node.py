@@ -86,6 +86,28 @@ class SharedMemoryEndToEnd(unittest.TestCase):
             finally:
                 subprocess.run(["umount", "-l", small], capture_output=True)
 
+    def test_one_host_without_room_fails_the_whole_job_with_its_story(self):
+        # Host B (ranks 2, 3) has too small a /dev/shm; host A's ranks must not start as if all
+        # were well: every rank fails, and A's ranks say why (B's message).
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs")
+        with tempfile.TemporaryDirectory(prefix="kumi-small-") as small:
+            mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small],
+                                   capture_output=True, text=True)
+            if mount.returncode != 0:
+                self.skipTest(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+            try:
+                script = f'if [ "$KUMI_RANK" -ge 2 ]; then export KUMI_SHM_DIR={small}; fi; exec "$@"'
+                res = under_kumirun(4, ["sh", "-c", script, "sh", bench(), "allreduce", "-b", "8", "-e", "8", "-n", "1"],
+                                    {"KUMI_TIMEOUT": "30"}, timeout=60, kumirun_args=("--nodes", "2"))
+                self.assertNotEqual(res.returncode, 0, res.describe())
+                self.assertLess(res.elapsed, 20.0, res.describe())
+                for r in range(4):
+                    line = next((l for l in res.output.splitlines() if l.startswith(f"[{r}] kumi-bench:")), "")
+                    self.assertIn("too small", line, f"rank {r}:{res.describe()}")
+            finally:
+                subprocess.run(["umount", "-l", small], capture_output=True)
+
 
 class NodeAwareness(unittest.TestCase):
     def setUp(self):

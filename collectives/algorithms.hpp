@@ -15,6 +15,11 @@ Schedule hierarchicalAllReduce(const ScheduleKey& key);  // needs key.hostOf
 Schedule hierarchicalAllGather(const ScheduleKey& key);  // needs key.hostOf, even hosts
 // Whether every host of the map holds the same number of ranks.
 bool evenHosts(const std::vector<int>& hostOf);
+Schedule doubleBinaryTreeAllReduce(const ScheduleKey& key);
+Schedule rabenseifnerAllReduce(const ScheduleKey& key);
+Schedule recursiveDoublingAllGather(const ScheduleKey& key);
+Schedule binomialBroadcast(const ScheduleKey& key);
+Schedule binomialReduce(const ScheduleKey& key);
 Schedule ringReduceScatter(const ScheduleKey& key);
 Schedule ringAllGather(const ScheduleKey& key);
 Schedule chainBroadcast(const ScheduleKey& key);

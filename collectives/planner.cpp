@@ -20,7 +20,11 @@ constexpr Named kAlgorithmNames[] = {{"ring", Algorithm::Ring},
                                      {"chain", Algorithm::Chain},
                                      {"dissemination", Algorithm::Dissemination},
                                      {"direct", Algorithm::Direct},
-                                     {"hierarchical", Algorithm::Hierarchical}};
+                                     {"hierarchical", Algorithm::Hierarchical},
+                                     {"tree", Algorithm::Tree},
+                                     {"rabenseifner", Algorithm::Rabenseifner},
+                                     {"rhd", Algorithm::Rabenseifner},
+                                     {"binomial", Algorithm::Binomial}};
 
 // Below this many bytes per rank-pair exchange, latency dominates and recursive doubling's
 // log2(n) rounds beat the ring's 2(n-1) hops (measured on loopback TCP; see docs/PERFORMANCE.md).
@@ -35,10 +39,11 @@ const char* algorithmName(Algorithm a) {
 }
 
 std::span<const Algorithm> algorithmsFor(Collective c) {
-  static constexpr Algorithm kAllReduce[] = {Algorithm::Ring, Algorithm::RecursiveDoubling, Algorithm::Hierarchical};
+  static constexpr Algorithm kAllReduce[] = {Algorithm::Ring, Algorithm::RecursiveDoubling, Algorithm::Hierarchical,
+                                             Algorithm::Tree, Algorithm::Rabenseifner};
   static constexpr Algorithm kRing[] = {Algorithm::Ring};
-  static constexpr Algorithm kAllGather[] = {Algorithm::Ring, Algorithm::Hierarchical};
-  static constexpr Algorithm kChain[] = {Algorithm::Chain};
+  static constexpr Algorithm kAllGather[] = {Algorithm::Ring, Algorithm::Hierarchical, Algorithm::RecursiveDoubling};
+  static constexpr Algorithm kChain[] = {Algorithm::Chain, Algorithm::Binomial};
   static constexpr Algorithm kDissemination[] = {Algorithm::Dissemination};
   static constexpr Algorithm kDirect[] = {Algorithm::Direct};
   switch (c) {
@@ -86,7 +91,8 @@ AlgorithmFilter::AlgorithmFilter(const std::string& spec) {
           found = true;
         }
       KUMI_REQUIRE_ARG(found, "KUMI_ALGO='", spec, "': unknown algorithm '", name,
-                       "' (ring, recursive_doubling, hierarchical, chain, dissemination, direct)");
+                       "' (ring, recursive_doubling, rd, hierarchical, tree, rabenseifner, rhd, binomial, chain, dissemination, "
+                       "direct)");
     }
     rules_.push_back(rule);
     // A rule for one collective must leave it at least one algorithm.
@@ -145,6 +151,17 @@ Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
   switch (a) {
     case Algorithm::RecursiveDoubling:
       if (key.coll == Collective::AllReduce) return recursiveDoublingAllReduce(key);
+      if (key.coll == Collective::AllGather) return recursiveDoublingAllGather(key);
+      break;
+    case Algorithm::Tree:
+      if (key.coll == Collective::AllReduce) return doubleBinaryTreeAllReduce(key);
+      break;
+    case Algorithm::Rabenseifner:
+      if (key.coll == Collective::AllReduce) return rabenseifnerAllReduce(key);
+      break;
+    case Algorithm::Binomial:
+      if (key.coll == Collective::Broadcast) return binomialBroadcast(key);
+      if (key.coll == Collective::Reduce) return binomialReduce(key);
       break;
     case Algorithm::Hierarchical:
       if (key.coll == Collective::AllReduce) return hierarchicalAllReduce(key);

@@ -13,7 +13,17 @@
 
 namespace kumi {
 
-enum class Algorithm : std::uint8_t { Ring, RecursiveDoubling, Chain, Dissemination, Direct, Hierarchical };
+enum class Algorithm : std::uint8_t {
+  Ring,
+  RecursiveDoubling,
+  Chain,
+  Dissemination,
+  Direct,
+  Hierarchical,
+  Tree,          // double binary tree
+  Rabenseifner,  // recursive halving + doubling
+  Binomial,
+};
 const char* algorithmName(Algorithm a);
 
 class AlgorithmFilter {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ struct Case {
   kumiDataType_t type = kumiFloat32;
   kumiRedOp_t op = kumiSum;
   bool recursiveDoubling = false;  // allreduce only: the other family
+  std::optional<Algorithm> algo;   // forces an algorithm
   bool mixed = false;              // even ranks in place, odd ranks not (each rank decides alone)
   std::vector<int> hostOf;         // non-empty: the hierarchical allreduce over this host map
   bool inPlaceAt(int rank) const { return mixed ? rank % 2 == 0 : inPlace; }
@@ -43,7 +45,8 @@ struct Case {
 std::string describe(const Case& c) {
   std::string hosts;
   for (int h : c.hostOf) hosts += cat(hosts.empty() ? " hosts=" : ",", h);
-  return cat(collectiveName(c.coll), c.recursiveDoubling ? " (recursive doubling)" : "", hosts, " n=", c.n, " count=", c.count, c.mixed ? " mixed in/out-of-place" : c.inPlace ? " in-place" : " out-of-place",
+  return cat(collectiveName(c.coll), c.recursiveDoubling ? " (recursive doubling)" : "",
+             c.algo ? cat(" (", algorithmName(*c.algo), ")") : std::string(), hosts, " n=", c.n, " count=", c.count, c.mixed ? " mixed in/out-of-place" : c.inPlace ? " in-place" : " out-of-place",
              " slice=", c.slice, " root=", c.root, " ", typeName(c.type), " ", opName(c.op));
 }
 
@@ -57,6 +60,7 @@ std::string runCase(const Case& c, bool hazards) {
     ScheduleKey key{c.coll, n, r, cnt, c.root, c.inPlaceAt(r), c.op == kumiAvg, c.slice};
     Algorithm algo = algorithmsFor(key.coll).front();
     if (c.recursiveDoubling) algo = Algorithm::RecursiveDoubling;
+    if (c.algo) algo = *c.algo;
     if (!c.hostOf.empty()) {
       key.hostOf = &c.hostOf;
       algo = Algorithm::Hierarchical;
@@ -261,6 +265,56 @@ TEST(Planner, HierarchicalWhenSeveralHostsHoldSeveralRanks) {
       << "uneven hosts";
   EXPECT_EQ(chooseAlgorithm(Collective::AllGather, 16 << 20, CommShape{3, 2, false}, AlgorithmFilter("allgather:hierarchical")),
             Algorithm::Ring) << "forcing what cannot run falls back";
+}
+
+// Every algorithm of every collective (the node-aware ones have their own tests), world sizes
+// 1..64 with primes and non-powers of two, in and out of place, sliced finely and not at all.
+TEST(Schedules, EveryAlgorithmOfEveryCollectiveWorldSizes1To64) {
+  int cases = 0;
+  const int top = std::min(64, 2 * maxWorld());
+  for (int n = 1; n <= top; ++n)
+    for (Collective coll : kCollectives)
+      for (Algorithm algo : algorithmsFor(coll)) {
+        if (algo == Algorithm::Hierarchical) continue;
+        for (std::uint64_t count : {std::uint64_t{0}, std::uint64_t{1}, static_cast<std::uint64_t>(n) + 1, std::uint64_t{101}})
+          for (bool inPlace : {false, true})
+            for (std::uint64_t slice : {std::uint64_t{3}, std::uint64_t{1} << 20}) {
+              Case c{coll, n, count, inPlace, slice};
+              c.algo = algo;
+              c.root = (coll == Collective::Broadcast || coll == Collective::Reduce) ? (n > 2 ? n / 2 + 1 : n - 1) : 0;
+              ASSERT_EQ(runCase(c, n <= 6 && count <= 101), "") << describe(c);
+              ++cases;
+            }
+      }
+  EXPECT_GT(cases, 1000);
+}
+
+TEST(Schedules, NewAlgorithmsEveryOpTypeAndRoot) {
+  for (int n : {1, 2, 3, 5, 6, 8, 13}) {
+    for (kumiRedOp_t op : {kumiSum, kumiProd, kumiMin, kumiMax, kumiAvg})
+      for (kumiDataType_t t : {kumiFloat32, kumiFloat16, kumiBfloat16, kumiInt8, kumiUint64, kumiFloat64})
+        for (Algorithm a : {Algorithm::Tree, Algorithm::Rabenseifner}) {
+          Case c{Collective::AllReduce, n, 37, false, 4, 0, t, op};
+          c.algo = a;
+          ASSERT_EQ(runCase(c, true), "") << describe(c);
+          c.mixed = true;
+          ASSERT_EQ(runCase(c, false), "") << describe(c);
+        }
+    for (int root = 0; root < n; ++root) {
+      Case bc{Collective::Broadcast, n, 29, false, 4, root};
+      bc.algo = Algorithm::Binomial;
+      ASSERT_EQ(runCase(bc, true), "") << describe(bc);
+      Case rc{Collective::Reduce, n, 29, false, 4, root, kumiFloat32, kumiAvg};
+      rc.algo = Algorithm::Binomial;
+      ASSERT_EQ(runCase(rc, true), "") << describe(rc);
+      rc.mixed = true;
+      ASSERT_EQ(runCase(rc, false), "") << describe(rc);
+    }
+    Case ag{Collective::AllGather, n, 9, false, 2};
+    ag.algo = Algorithm::RecursiveDoubling;
+    ag.mixed = true;
+    ASSERT_EQ(runCase(ag, false), "") << describe(ag);
+  }
 }
 
 TEST(Schedules, RanksMayChooseInPlaceIndependently) {

@@ -1,0 +1,132 @@
+// Recursive halving and doubling. Rabenseifner's allreduce: a reduce-scatter by recursive
+// halving (each step exchanges half of what is left with a partner at distance n/2, n/4, ...)
+// and an allgather by recursive doubling, so it moves as little as a ring but in 2 log2(n)
+// steps. Recursive-doubling allgather likewise. A world that is not a power of two first folds
+// its extra ranks into partners (the even rank of each of the first pairs hands its data to
+// the odd one) and unfolds at the end: the standard Thakur-Rabenseifner-Gropp handling.
+#include <algorithm>
+
+#include "collectives/algorithms.hpp"
+#include "collectives/builder.hpp"
+
+namespace kumi {
+namespace {
+
+Span at(Buf buf, Block b) { return {buf, b.offset, b.count}; }
+
+struct Fold {
+  int pow2 = 1, extra = 0;
+  explicit Fold(int n) {
+    while (pow2 * 2 <= n) pow2 *= 2;
+    extra = n - pow2;
+  }
+  // -1 for a rank folded away (the even rank of a leading pair).
+  int virtualOf(int r) const { return r < 2 * extra ? (r % 2 ? r / 2 : -1) : r - extra; }
+  int realOf(int v) const { return v < extra ? 2 * v + 1 : v + extra; }
+  // Real ranks whose data virtual rank v stands for: [first, last].
+  int firstOf(int v) const { return v < extra ? 2 * v : v + extra; }
+  int lastOf(int v) const { return v < extra ? 2 * v + 1 : v + extra; }
+};
+
+}  // namespace
+
+Schedule rabenseifnerAllReduce(const ScheduleKey& k) {
+  Schedule s;
+  s.algorithm = "rabenseifner";
+  const int n = k.worldSize, r = k.rank;
+  ScheduleBuilder b(s, k.inPlace);
+  if (k.count == 0) return s;
+  if (n == 1) {
+    if (!k.inPlace) b.copy({Buf::Send, 0, k.count}, {Buf::Recv, 0, k.count});
+    return s;
+  }
+  const Fold f(n);
+  // pow2 blocks, each cut into pipeline slices; every step moves whole runs of blocks.
+  std::vector<std::vector<Block>> blocks(static_cast<std::size_t>(f.pow2));
+  for (int j = 0; j < f.pow2; ++j) blocks[static_cast<std::size_t>(j)] = slicesOf(blockOf(k.count, f.pow2, j), k.sliceCount);
+  auto each = [&](int lo, int hi, auto&& fn) {
+    for (int j = lo; j < hi; ++j)
+      for (Block sl : blocks[static_cast<std::size_t>(j)]) fn(sl);
+  };
+  const int v = f.virtualOf(r);
+  if (v < 0) {  // folded away: hand everything over, get the result back
+    each(0, f.pow2, [&](Block sl) { b.send(r + 1, at(Buf::Send, sl)); });
+    each(0, f.pow2, [&](Block sl) { b.recv(r + 1, at(Buf::Recv, sl)); });
+    return s;
+  }
+  bool inRecv = false;  // whether Recv already holds this rank's running sums
+  if (r < 2 * f.extra) {
+    each(0, f.pow2, [&](Block sl) { b.recvReduce(r - 1, at(Buf::Send, sl), at(Buf::Recv, sl)); });
+    inRecv = true;
+  }
+  // Reduce-scatter by recursive halving; remember each step's halves for the way back.
+  struct Step {
+    int partner, keepLo, keepHi, giveLo, giveHi;
+  };
+  std::vector<Step> steps;
+  int lo = 0, hi = f.pow2;
+  for (int d = f.pow2 / 2; d >= 1; d /= 2) {
+    const int mid = lo + (hi - lo) / 2;
+    Step st{f.realOf(v ^ d), lo, mid, mid, hi};
+    if (v & d) st = {f.realOf(v ^ d), mid, hi, lo, mid};
+    const Buf from = inRecv ? Buf::Recv : Buf::Send;
+    each(st.giveLo, st.giveHi, [&](Block sl) { b.send(st.partner, at(from, sl)); });
+    each(st.keepLo, st.keepHi, [&](Block sl) { b.recvReduce(st.partner, at(from, sl), at(Buf::Recv, sl)); });
+    inRecv = true;
+    steps.push_back(st);
+    lo = st.keepLo;
+    hi = st.keepHi;
+  }
+  if (k.divide) each(lo, hi, [&](Block sl) { b.divide(at(Buf::Recv, sl)); });
+  // Allgather by recursive doubling: the same partners in reverse.
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    each(it->keepLo, it->keepHi, [&](Block sl) { b.send(it->partner, at(Buf::Recv, sl)); });
+    each(it->giveLo, it->giveHi, [&](Block sl) { b.recv(it->partner, at(Buf::Recv, sl)); });
+  }
+  if (r < 2 * f.extra) each(0, f.pow2, [&](Block sl) { b.send(r - 1, at(Buf::Recv, sl)); });
+  return s;
+}
+
+Schedule recursiveDoublingAllGather(const ScheduleKey& k) {
+  Schedule s;
+  s.algorithm = "recursive_doubling";
+  const int n = k.worldSize, r = k.rank;
+  const std::uint64_t sc = k.count;
+  ScheduleBuilder b(s, k.inPlace, static_cast<std::uint64_t>(r) * sc, 0);
+  const auto slices = slicesOf({0, sc}, k.sliceCount);
+  auto block = [&](int owner, Block sl) { return Span{Buf::Recv, static_cast<std::uint64_t>(owner) * sc + sl.offset, sl.count}; };
+  // This rank's own block travels from Send (no need to wait for its copy into Recv).
+  auto source = [&](int owner, Block sl) { return owner == r ? Span{Buf::Send, sl.offset, sl.count} : block(owner, sl); };
+  if (!k.inPlace && sc > 0)
+    for (Block sl : slices) b.copy({Buf::Send, sl.offset, sl.count}, block(r, sl));
+  if (n == 1 || sc == 0) return s;
+  const Fold f(n);
+  auto blocks = [&](int first, int last, auto&& fn) {
+    for (int owner = first; owner <= last; ++owner)
+      for (Block sl : slices) fn(owner, sl);
+  };
+  const int v = f.virtualOf(r);
+  if (v < 0) {  // folded away: hand over the own block, get all the others back
+    for (Block sl : slices) b.send(r + 1, source(r, sl));
+    blocks(0, n - 1, [&](int owner, Block sl) {
+      if (owner != r) b.recv(r + 1, block(owner, sl));
+    });
+    return s;
+  }
+  if (r < 2 * f.extra)
+    for (Block sl : slices) b.recv(r - 1, block(r - 1, sl));
+  // Virtual ranks [g, g + size) hold the blocks of real ranks firstOf(g) .. lastOf(g + size - 1).
+  for (int d = 1; d < f.pow2; d *= 2) {
+    const int mine = v & ~(d - 1), theirs = (v ^ d) & ~(d - 1);
+    const int partner = f.realOf(v ^ d);
+    blocks(f.firstOf(mine), f.lastOf(mine + d - 1), [&](int owner, Block sl) { b.send(partner, source(owner, sl)); });
+    blocks(f.firstOf(theirs), f.lastOf(theirs + d - 1), [&](int owner, Block sl) { b.recv(partner, block(owner, sl)); });
+  }
+  if (r < 2 * f.extra)
+    blocks(0, n - 1, [&](int owner, Block sl) {
+      if (owner != r - 1) b.send(r - 1, source(owner, sl));
+    });
+  return s;
+}
+
+}  // namespace kumi

@@ -27,13 +27,14 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
 import vcluster  # noqa: E402
 
 # (label, KUMI_ALGO); "auto" leaves the choice to the planner.
-VARIANTS = [("auto", None), ("ring", "ring"), ("hierarchical", "hierarchical")]
 
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", required=True)
-    ap.add_argument("--collective", choices=("allreduce", "allgather"), default="allreduce")
+    ap.add_argument("--collective", choices=("allreduce", "allgather", "broadcast", "reduce"), default="allreduce")
+    ap.add_argument("--algos", default="ring,hierarchical",
+                    help="algorithms to force in turn, besides the planner's choice; the first is the reference")
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--ranks-per-node", default="2", help="N, or a comma list per node (uneven)")
     ap.add_argument("--rate", default="1gbit", help="tbf rate of each node link (both ways)")
@@ -48,6 +49,7 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.ranks_per_node.split(",")]
     args.ranks = counts[0] if len(counts) == 1 else counts
+    args.algos = [a for a in args.algos.split(",") if a]
     return args
 
 
@@ -83,12 +85,14 @@ def main(argv):
     if not ok:
         print(f"vcluster_compare.py: cannot build a virtual cluster here: {why}", file=sys.stderr)
         return 2
-    best = {label: {} for label, _ in VARIANTS}
+    variants = [("auto", None)] + [(a, a) for a in args.algos]
+    best = {label: {} for label, _ in variants}  # busbw, and for small sizes time
+    best_time = {label: {} for label, _ in variants}
     auto_choice = {}
     with vcluster.VirtualCluster(nodes=args.nodes, rate=args.rate) as vc, \
             tempfile.TemporaryDirectory(prefix="kumi-vc-bench-") as workdir:
         for r in range(args.rounds):
-            order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+            order = variants[r % len(variants):] + variants[:r % len(variants)]
             for label, algo in order:
                 try:
                     rows, chosen = run_variant(vc, args, label, algo, workdir)
@@ -99,22 +103,30 @@ def main(argv):
                     auto_choice.update(chosen)
                 for size, row in rows.items():
                     best[label][size] = max(best[label].get(size, 0.0), row["busbw_GBps"])
+                    best_time[label][size] = min(best_time[label].get(size, float("inf")), row["time_us"])
                 print(f"  round {r + 1}: {label} ok", flush=True)
-    sizes = sorted(best["ring"])
+    ref = args.algos[0]
+    sizes = sorted(best[ref])
     print(f"\n# {args.collective} float32, {args.nodes} nodes x {args.ranks_per_node} ranks, "
           f"links {args.rate} each way (tbf), best of {args.rounds} interleaved rounds")
-    print(f"{'size':>10}{'auto':>10}{'ring':>10}{'hier':>10}{'hier/ring':>11}{'auto/ring':>11}  planner chose")
+    print(f"# time in us (busbw GB/s); x{ref}: that variant's time relative to {ref}'s (< 1 is faster)")
+    labels = [label for label, _ in variants]
+    print(f"{'size':>10}" + "".join(f"{l:>22}" for l in labels) + "  planner chose")
     rows = []
     for s in sizes:
-        a, g, h = best["auto"].get(s), best["ring"].get(s), best["hierarchical"].get(s)
-        rows.append({"bytes": s, "busbw_GBps": {"auto": a, "ring": g, "hierarchical": h},
-                     "hierarchical_over_ring": h / g if g else None,
-                     "auto_over_ring": a / g if g else None, "auto_choice": auto_choice.get(s)})
-        print(f"{s:>10}{a:>10.4f}{g:>10.4f}{h:>10.4f}{h / g:>11.2f}{a / g:>11.2f}  {auto_choice.get(s, '?')}")
+        cells, entry = "", {"bytes": s, "time_us": {}, "busbw_GBps": {}, "time_over_" + ref: {},
+                            "auto_choice": auto_choice.get(s)}
+        for l in labels:
+            t, bw = best_time[l].get(s), best[l].get(s)
+            rel = t / best_time[ref][s] if t and best_time[ref].get(s) else None
+            entry["time_us"][l], entry["busbw_GBps"][l], entry["time_over_" + ref][l] = t, bw, rel
+            cells += f"{t:>9.1f} ({bw:6.3f}) x{rel:4.2f}" if t is not None else f"{'-':>22}"
+        rows.append(entry)
+        print(f"{s:>10}{cells}  {auto_choice.get(s, '?')}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"collective": args.collective, "nodes": args.nodes, "ranks_per_node": args.ranks_per_node, "rate": args.rate,
-                       "rounds": args.rounds, "rows": rows}, f, indent=1)
+            json.dump({"collective": args.collective, "nodes": args.nodes, "ranks_per_node": args.ranks_per_node,
+                       "rate": args.rate, "rounds": args.rounds, "algorithms": args.algos, "rows": rows}, f, indent=1)
     return 0
 
 

@@ -434,9 +434,13 @@ TEST(Planner, AlgoSpecFollowsNcclSyntax) {
     }
     return std::string("accepted");
   };
-  EXPECT_NE(message("allreduce:tree").find("unknown algorithm 'tree'"), std::string::npos);
+  EXPECT_NE(message("allreduce:butterfly").find("unknown algorithm 'butterfly'"), std::string::npos);
   EXPECT_NE(message("allscatter:ring").find("unknown collective 'allscatter'"), std::string::npos);
-  EXPECT_NE(message("allreduce:^ring,rd,hierarchical").find("leaves allreduce no algorithm"), std::string::npos);
+  EXPECT_NE(message("allreduce:^ring,rd,hierarchical,tree,rabenseifner").find("leaves allreduce no algorithm"),
+            std::string::npos);
+  EXPECT_NE(message("broadcast:tree").find("leaves broadcast no algorithm"), std::string::npos)
+      << "an algorithm of another collective";
+  EXPECT_EQ(message("allreduce:tree;broadcast:binomial;allgather:rd"), "accepted");
   EXPECT_NE(message("broadcast:ring").find("leaves broadcast no algorithm"), std::string::npos);
 }
 

@@ -1,0 +1,39 @@
+// Predicts how long a collective takes by running every rank's schedule against a model of the
+// cluster instead of a network: the same schedules the executor runs, timed. Messages cost
+// latency + bytes / bandwidth; what shares a resource queues for it: a rank's CPU (reductions,
+// copies), a host's NIC in each direction (flows between hosts), a pair's link inside a host.
+// The base of kumi-sim and of the planner's cost model.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "collectives/prepared.hpp"
+
+namespace kumi {
+
+struct SimLink {
+  double latencyUs = 1;
+  double gbps = 10;  // GB/s (10^9 bytes per second)
+};
+
+struct SimCluster {
+  std::string name;
+  std::vector<int> hostOf;  // rank -> host
+  SimLink intra{0.5, 10};   // between ranks of one host (shared memory, NVLink)
+  SimLink nic{10, 1.25};    // one NIC of a host, each direction
+  int nicsPerHost = 1;      // local rank i uses NIC i mod nicsPerHost
+  double reduceGbps = 10;   // bytes reduced per second per rank (both inputs counted once)
+  double copyGbps = 10;
+};
+
+struct SimResult {
+  double seconds = 0;       // until the last rank finished
+  std::size_t messages = 0;
+  std::string error;        // non-empty: the schedules deadlock or mismatch
+};
+
+// schedules[r] is rank r's; elemSize converts elements to bytes.
+SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimCluster& cluster, std::size_t elemSize);
+
+}  // namespace kumi

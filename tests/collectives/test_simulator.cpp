@@ -1,0 +1,115 @@
+// The simulator against what latency-bandwidth arithmetic says the algorithms cost.
+#include <gtest/gtest.h>
+
+#include "collectives/planner.hpp"
+#include "collectives/simulator.hpp"
+
+namespace kumi {
+namespace {
+
+std::vector<PreparedSchedule> schedulesFor(Collective coll, Algorithm algo, int n, std::uint64_t count,
+                                           std::uint64_t slice, const std::vector<int>* hostOf = nullptr) {
+  std::vector<PreparedSchedule> out;
+  for (int r = 0; r < n; ++r) {
+    ScheduleKey k{coll, n, r, count, 0, false, false, slice};
+    k.hostOf = hostOf;
+    out.emplace_back(buildSchedule(k, algo));
+  }
+  return out;
+}
+
+SimCluster oneRankPerHost(int n) {
+  SimCluster c;
+  for (int r = 0; r < n; ++r) c.hostOf.push_back(r);
+  c.nic = {10, 1.0};  // 10 us, 1 GB/s
+  c.reduceGbps = c.copyGbps = 1e6;  // free, to compare with the network-only formula
+  return c;
+}
+
+TEST(Simulator, RingAllReduceMatchesTheAlphaBetaFormula) {
+  for (int n : {2, 4, 7}) {
+    const std::uint64_t count = 1 << 22;  // 16 MiB of float32
+    const double bytes = static_cast<double>(count) * 4;
+    // One slice per ring chunk: 2(n-1) rounds of one chunk each.
+    auto ps = schedulesFor(Collective::AllReduce, Algorithm::Ring, n, count, count);
+    SimResult res = simulate(ps, oneRankPerHost(n), 4);
+    ASSERT_EQ(res.error, "");
+    const double chunk = bytes / n;
+    const double want = 2.0 * (n - 1) * (10e-6 + chunk / 1e9);
+    EXPECT_NEAR(res.seconds, want, 0.05 * want) << "n=" << n;
+  }
+}
+
+TEST(Simulator, RecursiveDoublingSmallMessagesCostLogRounds) {
+  const int n = 8;
+  auto ps = schedulesFor(Collective::AllReduce, Algorithm::RecursiveDoubling, n, 2, 1 << 20);
+  SimResult res = simulate(ps, oneRankPerHost(n), 4);
+  ASSERT_EQ(res.error, "");
+  EXPECT_NEAR(res.seconds, 3 * 10e-6, 1e-6);  // log2(8) rounds of latency
+  auto ring = schedulesFor(Collective::AllReduce, Algorithm::Ring, n, 2, 1 << 20);
+  EXPECT_GT(simulate(ring, oneRankPerHost(n), 4).seconds, 2 * res.seconds) << "the ring pays 2(n-1) latencies";
+}
+
+TEST(Simulator, HierarchicalCrossesTheNetworkOncePerHost) {
+  // 2 hosts x 2 ranks, fast inside a host, 1 GB/s between: the flat ring's cross-host link
+  // carries 1.5x what the hierarchical one does.
+  SimCluster c;
+  c.hostOf = {0, 0, 1, 1};
+  c.intra = {0.5, 20};
+  c.nic = {10, 1.0};
+  c.reduceGbps = c.copyGbps = 100;
+  const std::uint64_t count = 1 << 22;
+  const std::uint64_t slice = 1 << 16;
+  auto ring = simulate(schedulesFor(Collective::AllReduce, Algorithm::Ring, 4, count, slice), c, 4);
+  auto hier = simulate(schedulesFor(Collective::AllReduce, Algorithm::Hierarchical, 4, count, slice, &c.hostOf), c, 4);
+  ASSERT_EQ(ring.error, "");
+  ASSERT_EQ(hier.error, "");
+  EXPECT_NEAR(ring.seconds / hier.seconds, 1.5, 0.15);
+}
+
+TEST(Simulator, FlowsOnOneNicShareIt) {
+  // Two ranks of host 0 send to two ranks of host 1 at once through one NIC: twice as long as one.
+  SimCluster c;
+  c.hostOf = {0, 0, 1, 1};
+  c.nic = {0, 1.0};
+  c.reduceGbps = c.copyGbps = 1e6;
+  auto pair = [](int r, bool both) {
+    Schedule s;
+    const std::uint64_t cnt = 1 << 20;
+    if (r == 0 || (r == 1 && both)) s.add({StepKind::Send, r + 2, {Buf::Send, 0, cnt}, {}});
+    if (r == 2 || (r == 3 && both)) s.add({StepKind::Recv, r - 2, {}, {Buf::Recv, 0, cnt}});
+    return PreparedSchedule(s);
+  };
+  std::vector<PreparedSchedule> one, two;
+  for (int r = 0; r < 4; ++r) {
+    one.push_back(pair(r, false));
+    two.push_back(pair(r, true));
+  }
+  const double t1 = simulate(one, c, 4).seconds, t2 = simulate(two, c, 4).seconds;
+  EXPECT_NEAR(t2 / t1, 2.0, 0.01);
+  c.nicsPerHost = 2;  // a NIC each: no sharing
+  EXPECT_NEAR(simulate(two, c, 4).seconds / t1, 1.0, 0.01);
+}
+
+TEST(Simulator, ReportsDeadlocksAndMismatches) {
+  SimCluster c = oneRankPerHost(2);
+  std::vector<PreparedSchedule> dead;
+  for (int r = 0; r < 2; ++r) {
+    Schedule s;
+    std::uint32_t a = s.add({StepKind::Recv, 1 - r, {}, {Buf::Recv, 0, 4}});
+    s.add({StepKind::Send, 1 - r, {Buf::Send, 0, 4}, {}}, {a});
+    dead.emplace_back(s);
+  }
+  EXPECT_NE(simulate(dead, c, 4).error.find("deadlock"), std::string::npos);
+  std::vector<PreparedSchedule> mismatch;
+  for (int r = 0; r < 2; ++r) {
+    Schedule s;
+    if (r == 0) s.add({StepKind::Send, 1, {Buf::Send, 0, 4}, {}});
+    else s.add({StepKind::Recv, 0, {}, {Buf::Recv, 0, 8}});
+    mismatch.emplace_back(s);
+  }
+  EXPECT_NE(simulate(mismatch, c, 4).error.find("expected"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kumi

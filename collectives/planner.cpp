@@ -186,4 +186,23 @@ Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
   fail(kumiInvalidArgument, "algorithm ", algorithmName(a), " does not implement ", collectiveName(key.coll));
 }
 
+std::uint64_t sliceElements(Collective c, Algorithm a, std::uint64_t count, std::size_t elemSize, int worldSize,
+                            std::uint64_t chunkBytes) {
+  const std::uint64_t es = elemSize;
+  if (chunkBytes) return std::max<std::uint64_t>(1, chunkBytes / es);
+  // Bytes of one pipeline unit before slicing: a ring chunk, or the whole message for chains.
+  std::uint64_t unit = count * es;
+  if (c == Collective::AllReduce) unit /= static_cast<std::uint64_t>(worldSize);
+  // Hierarchical: a shard per local rank, cut again across the hosts' ring. Trees: half the
+  // message per tree.
+  if (a == Algorithm::Hierarchical) unit = count * es / static_cast<std::uint64_t>(worldSize) / 2;
+  if (a == Algorithm::Tree) unit = count * es / 2;
+  // Rings pipeline across chunks already, and per-message costs dominate below a megabyte on
+  // TCP: whole chunks up to 1 MiB measured best (docs/PERFORMANCE.md). Chains and trees need
+  // several slices in flight along their depth to overlap their hops.
+  const bool deep = c == Collective::Broadcast || c == Collective::Reduce || a == Algorithm::Tree;
+  std::uint64_t slice = std::clamp<std::uint64_t>(deep ? unit / 8 : unit, 32 << 10, 1 << 20);
+  return std::max<std::uint64_t>(1, slice / es);
+}
+
 }  // namespace kumi

@@ -57,4 +57,9 @@ Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, const CommShape& sh
 
 Schedule buildSchedule(const ScheduleKey& key, Algorithm a);
 
+// Pipeline slice in elements for a call (chunkBytes: KUMI_CHUNK_SIZE, 0 = automatic). The
+// communicator and kumi-sim use the same, so predictions run the schedules that run for real.
+std::uint64_t sliceElements(Collective c, Algorithm a, std::uint64_t count, std::size_t elemSize, int worldSize,
+                            std::uint64_t chunkBytes);
+
 }  // namespace kumi

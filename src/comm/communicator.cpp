@@ -229,22 +229,6 @@ void Communicator::validate(const CallArgs& a, bool* inPlace) const {
   }
 }
 
-std::uint64_t Communicator::sliceElements(const CallArgs& a, Algorithm algo) const {
-  const std::uint64_t es = typeSize(a.type);
-  if (cfg_.chunkBytes) return std::max<std::uint64_t>(1, cfg_.chunkBytes / es);
-  // Bytes of one pipeline unit before slicing: a ring chunk, or the whole message for chains.
-  std::uint64_t unit = a.count * es;
-  if (a.coll == Collective::AllReduce) unit /= static_cast<std::uint64_t>(size_);
-  // Hierarchical: a shard per local rank, cut again across the hosts' ring.
-  if (algo == Algorithm::Hierarchical) unit = a.count * es / static_cast<std::uint64_t>(size_) / 2;
-  // Rings pipeline across chunks already, and per-message costs dominate below a megabyte on
-  // TCP: whole chunks up to 1 MiB measured best (docs/PERFORMANCE.md). Chains need several
-  // slices in flight along the chain to overlap their hops.
-  const bool chain = a.coll == Collective::Broadcast || a.coll == Collective::Reduce;
-  std::uint64_t slice = std::clamp<std::uint64_t>(chain ? unit / 8 : unit, 32 << 10, 1 << 20);
-  return std::max<std::uint64_t>(1, slice / es);
-}
-
 std::size_t Communicator::CacheHash::operator()(const CacheKey& c) const {
   const ScheduleKey& k = c.key;
   std::uint64_t h = kFnvOffset;
@@ -290,7 +274,8 @@ void Communicator::executeLocked(const CallArgs& a) {
     fail(e.code(), "rank ", rank_, ": ", e.what());
   }
   const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), shape_, filter_);
-  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, sliceElements(a, algo)};
+  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg,
+                  sliceElements(a.coll, algo, a.count, typeSize(a.type), size_, cfg_.chunkBytes)};
   key.hostOf = &world_.hostIndex();
   PreparedSchedule& ps = scheduleFor(key, algo);
   if (ps.schedule.steps.empty()) return;

@@ -61,7 +61,6 @@ class Communicator {
   void validate(const CallArgs& a, bool* inPlace) const;
   std::string describe(const CallArgs& a, std::uint64_t seq) const;
   std::string peerName(int peer);
-  std::uint64_t sliceElements(const CallArgs& a, Algorithm algo) const;
   void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel);
 
   Config cfg_;

@@ -1,0 +1,191 @@
+// kumi-sim: predicts collective times on a described cluster by running kumi's own schedules
+// through the simulator (collectives/simulator.hpp), and prints them in kumi-bench's format with
+// one row per size and algorithm.
+//   kumi-sim allreduce --cluster benchmarks/clusters/v100-128x8-roce.conf -b 64K -e 1G -f 4
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "collectives/algorithms.hpp"
+#include "collectives/planner.hpp"
+#include "collectives/simulator.hpp"
+#include "core/env.hpp"
+#include "core/error.hpp"
+#include "core/strings.hpp"
+
+namespace {
+
+using namespace kumi;
+
+struct Options {
+  Collective coll = Collective::AllReduce;
+  std::string clusterFile;
+  int nodes = 0, ranksPerNode = 0;  // overrides
+  std::uint64_t minBytes = 8, maxBytes = 64 << 20;
+  double factor = 4;
+  std::vector<std::string> algos;  // empty: every algorithm of the collective
+};
+
+[[noreturn]] void usage(int status) {
+  std::fprintf(status ? stderr : stdout,
+               "usage: kumi-sim [allreduce|allgather|reduce_scatter|broadcast|reduce] --cluster FILE\n"
+               "                [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--algo A,B,...] [--nodes N] [--ranks-per-node R]\n"
+               "  Predicts float32 collective times on the cluster FILE describes (key = value lines: name,\n"
+               "  nodes, ranks_per_node, intra_gbps, intra_latency_us, nic_gbps, nic_latency_us, nics_per_node,\n"
+               "  oversubscription, reduce_gbps, copy_gbps; bandwidths in GB/s). See docs/SIMULATOR.md.\n");
+  std::exit(status);
+}
+
+struct ClusterSpec {
+  SimCluster sim;
+  int nodes = 1, ranksPerNode = 1;
+};
+
+ClusterSpec loadCluster(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(kumiInvalidArgument, "cannot read cluster file '", path, "'");
+  ClusterSpec c;
+  double oversubscription = 1;
+  std::string line;
+  int lineNo = 0;
+  while (std::getline(in, line)) {
+    ++lineNo;
+    line = trim(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    const auto eq = line.find('=');
+    KUMI_REQUIRE_ARG(eq != std::string::npos, path, ":", lineNo, ": expected 'key = value', got '", line, "'");
+    const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+    auto number = [&] {
+      char* end = nullptr;
+      const double v = std::strtod(value.c_str(), &end);
+      KUMI_REQUIRE_ARG(end && *end == '\0' && !value.empty() && v > 0, path, ":", lineNo, ": ", key,
+                       " must be a positive number, got '", value, "'");
+      return v;
+    };
+    if (key == "name") c.sim.name = value;
+    else if (key == "nodes") c.nodes = static_cast<int>(number());
+    else if (key == "ranks_per_node") c.ranksPerNode = static_cast<int>(number());
+    else if (key == "intra_gbps") c.sim.intra.gbps = number();
+    else if (key == "intra_latency_us") c.sim.intra.latencyUs = number();
+    else if (key == "nic_gbps") c.sim.nic.gbps = number();
+    else if (key == "nic_latency_us") c.sim.nic.latencyUs = number();
+    else if (key == "nics_per_node") c.sim.nicsPerHost = static_cast<int>(number());
+    else if (key == "oversubscription") oversubscription = number();
+    else if (key == "reduce_gbps") c.sim.reduceGbps = number();
+    else if (key == "copy_gbps") c.sim.copyGbps = number();
+    else fail(kumiInvalidArgument, path, ":", lineNo, ": unknown key '", key, "'");
+  }
+  // An oversubscribed fabric gives each NIC only its share of the core's bandwidth.
+  c.sim.nic.gbps /= oversubscription;
+  return c;
+}
+
+std::uint64_t bytesArg(const std::string& flag, const std::string& text) {
+  auto v = parseBytes(text);
+  if (!v || *v == 0) fail(kumiInvalidArgument, flag, ": '", text, "' is not a size (e.g. 8, 64K, 1G)");
+  return *v;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) fail(kumiInvalidArgument, a, " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") usage(0);
+    else if (a == "allreduce") o.coll = Collective::AllReduce;
+    else if (a == "allgather") o.coll = Collective::AllGather;
+    else if (a == "reduce_scatter") o.coll = Collective::ReduceScatter;
+    else if (a == "broadcast") o.coll = Collective::Broadcast;
+    else if (a == "reduce") o.coll = Collective::Reduce;
+    else if (a == "--cluster") o.clusterFile = val();
+    else if (a == "-b") o.minBytes = bytesArg(a, val());
+    else if (a == "-e") o.maxBytes = bytesArg(a, val());
+    else if (a == "-f") o.factor = std::atof(val().c_str());
+    else if (a == "--algo") o.algos = splitList(val(), ',');
+    else if (a == "--nodes") o.nodes = std::atoi(val().c_str());
+    else if (a == "--ranks-per-node") o.ranksPerNode = std::atoi(val().c_str());
+    else fail(kumiInvalidArgument, "unknown argument '", a, "' (--help lists them)");
+  }
+  KUMI_REQUIRE_ARG(!o.clusterFile.empty(), "--cluster FILE is required");
+  KUMI_REQUIRE_ARG(o.factor > 1, "-f must be > 1");
+  KUMI_REQUIRE_ARG(o.minBytes <= o.maxBytes, "-b must be <= -e");
+  return o;
+}
+
+double busFactor(Collective c, int n) {
+  if (c == Collective::AllReduce) return 2.0 * (n - 1) / n;
+  if (c == Collective::AllGather || c == Collective::ReduceScatter) return static_cast<double>(n - 1) / n;
+  return 1;
+}
+
+int run(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  ClusterSpec spec = loadCluster(o.clusterFile);
+  if (o.nodes > 0) spec.nodes = o.nodes;
+  if (o.ranksPerNode > 0) spec.ranksPerNode = o.ranksPerNode;
+  const int n = spec.nodes * spec.ranksPerNode;
+  KUMI_REQUIRE_ARG(n >= 1 && n <= 65536, "nodes x ranks_per_node must be in [1, 65536], got ", n);
+  spec.sim.hostOf.clear();
+  for (int r = 0; r < n; ++r) spec.sim.hostOf.push_back(r / spec.ranksPerNode);
+  std::vector<Algorithm> algos;
+  const AlgorithmFilter only(o.algos.empty() ? std::string() : [&] {
+    std::string s;
+    for (const auto& a : o.algos) s += (s.empty() ? "" : ",") + a;
+    return s;
+  }());
+  for (Algorithm a : algorithmsFor(o.coll))
+    if (only.allows(o.coll, a)) algos.push_back(a);
+  const std::size_t es = 4;
+  std::printf("# kumi-sim %s on %s: %d nodes x %d ranks (%d ranks), intra %.3g GB/s %.3g us, %d NIC(s) of %.3g GB/s "
+              "%.3g us per node, reduce %.3g GB/s\n",
+              collectiveName(o.coll), spec.sim.name.empty() ? o.clusterFile.c_str() : spec.sim.name.c_str(), spec.nodes,
+              spec.ranksPerNode, n, spec.sim.intra.gbps, spec.sim.intra.latencyUs, spec.sim.nicsPerHost, spec.sim.nic.gbps,
+              spec.sim.nic.latencyUs, spec.sim.reduceGbps);
+  std::printf("#%12s %12s %6s %20s %12s %9s %9s\n", "size", "count", "type", "algorithm", "time", "algbw", "busbw");
+  std::printf("#%12s %12s %6s %20s %12s %9s %9s\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)", "(GB/s)");
+  const double bus = busFactor(o.coll, n);
+  for (double bytes = static_cast<double>(o.minBytes); bytes <= static_cast<double>(o.maxBytes); bytes *= o.factor) {
+    // Sizes as kumi-bench counts them: allgather the output, reduce_scatter the input.
+    std::uint64_t count = static_cast<std::uint64_t>(bytes) / es;
+    if (o.coll == Collective::AllGather || o.coll == Collective::ReduceScatter) count /= static_cast<std::uint64_t>(n);
+    if (count == 0) continue;
+    for (Algorithm a : algos) {
+      const bool even = evenHosts(spec.sim.hostOf);
+      if (a == Algorithm::Hierarchical && o.coll == Collective::AllGather && !even) continue;
+      std::vector<PreparedSchedule> schedules;
+      schedules.reserve(static_cast<std::size_t>(n));
+      const std::uint64_t slice = sliceElements(o.coll, a, count, es, n, 0);
+      for (int r = 0; r < n; ++r) {
+        ScheduleKey k{o.coll, n, r, count, 0, false, false, slice};
+        k.hostOf = &spec.sim.hostOf;
+        schedules.emplace_back(buildSchedule(k, a));
+      }
+      const SimResult res = simulate(schedules, spec.sim, es);
+      if (!res.error.empty()) fail(kumiInternalError, algorithmName(a), ": ", res.error);
+      const double shown = static_cast<double>(count * es) *
+                           (o.coll == Collective::AllGather || o.coll == Collective::ReduceScatter ? n : 1);
+      const double algbw = shown / res.seconds / 1e9;
+      std::printf(" %12.0f %12llu %6s %20s %12.2f %9.3f %9.3f\n", shown, static_cast<unsigned long long>(count), "float",
+                  algorithmName(a), res.seconds * 1e6, algbw, algbw * bus);
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "kumi-sim: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,76 @@
+"""kumi-sim end to end: the shipped cluster descriptions load, predictions keep the orders the
+link arithmetic demands, and bad descriptions are errors that name the bad line."""
+import os
+import re
+import tempfile
+import unittest
+
+import kumi_testlib as kt
+
+CLUSTERS = os.path.join(kt.source_dir(), "benchmarks", "clusters")
+
+
+def sim(*args, timeout=120):
+    return kt.run([kt.program("kumi-sim"), *args], timeout=timeout, env=kt.clean_env())
+
+
+def rows(output):
+    """{(bytes, algorithm): (time_us, busbw)} from kumi-sim's table."""
+    out = {}
+    for line in output.splitlines():
+        m = re.match(r"\s+(\d+)\s+\d+\s+float\s+(\w+)\s+([\d.]+)\s+[\d.]+\s+([\d.]+)$", line)
+        if m:
+            out[(int(m.group(1)), m.group(2))] = (float(m.group(3)), float(m.group(4)))
+    return out
+
+
+class KumiSim(unittest.TestCase):
+    def test_virtual_cluster_description(self):
+        res = sim("allreduce", "--cluster", os.path.join(CLUSTERS, "vcluster-2x2-1gbit.conf"), "-b", "1M", "-e", "16M")
+        self.assertEqual(res.returncode, 0, res.describe())
+        r = rows(res.stdout)
+        for size in (1 << 20, 4 << 20, 16 << 20):
+            ring, hier = r[(size, "ring")], r[(size, "hierarchical")]
+            self.assertLessEqual(ring[1], 0.118 * 1.001, "a flat ring cannot beat its one cross-node link")
+            self.assertGreater(hier[1], 1.25 * ring[1], f"hierarchical should cross the network less at {size}")
+
+    def test_1024_gpus_tree_beats_ring_for_small_buckets(self):
+        res = sim("allreduce", "--cluster", os.path.join(CLUSTERS, "v100-128x8-roce.conf"), "-b", "64K", "-e", "64K",
+                  "--algo", "ring,tree", timeout=300)
+        self.assertEqual(res.returncode, 0, res.describe())
+        r = rows(res.stdout)
+        self.assertLess(r[(65536, "tree")][0], r[(65536, "ring")][0] / 4, res.stdout)
+
+    def test_every_collective_runs_on_the_nvlink_node(self):
+        for coll in ("allreduce", "allgather", "reduce_scatter", "broadcast", "reduce"):
+            res = sim(coll, "--cluster", os.path.join(CLUSTERS, "nvlink-8gpu.conf"), "-b", "1M", "-e", "1M")
+            self.assertEqual(res.returncode, 0, res.describe())
+            self.assertTrue(rows(res.stdout), f"{coll}: no rows:{res.describe()}")
+
+    def test_bad_descriptions_name_the_line(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            f.write("nodes = 2\nranks_per_node = 2\nnic_gbits = 10\n")
+        try:
+            res = sim("allreduce", "--cluster", f.name)
+            self.assertEqual(res.returncode, 2, res.describe())
+            self.assertIn(":3: unknown key 'nic_gbits'", res.stderr, res.describe())
+        finally:
+            os.unlink(f.name)
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            f.write("nodes = two\n")
+        try:
+            res = sim("allreduce", "--cluster", f.name)
+            self.assertEqual(res.returncode, 2, res.describe())
+            self.assertIn("nodes must be a positive number, got 'two'", res.stderr, res.describe())
+        finally:
+            os.unlink(f.name)
+        res = sim("allreduce")
+        self.assertEqual(res.returncode, 2, res.describe())
+        self.assertIn("--cluster FILE is required", res.stderr)
+        res = sim("allreduce", "--cluster", os.path.join(CLUSTERS, "nvlink-8gpu.conf"), "--algo", "butterfly")
+        self.assertEqual(res.returncode, 2, res.describe())
+        self.assertIn("unknown algorithm 'butterfly'", res.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 
@@ -46,6 +47,8 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json")
+    ap.add_argument("--predict", metavar="CLUSTER_FILE",
+                    help="also run kumi-sim on this cluster description and print predicted vs measured times")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.ranks_per_node.split(",")]
     args.ranks = counts[0] if len(counts) == 1 else counts
@@ -111,7 +114,7 @@ def main(argv):
           f"links {args.rate} each way (tbf), best of {args.rounds} interleaved rounds")
     print(f"# time in us (busbw GB/s); x{ref}: that variant's time relative to {ref}'s (< 1 is faster)")
     labels = [label for label, _ in variants]
-    print(f"{'size':>10}" + "".join(f"{l:>22}" for l in labels) + "  planner chose")
+    print(f"{'size':>10}" + "".join(f"{l:>24}" for l in labels) + "  planner chose")
     rows = []
     for s in sizes:
         cells, entry = "", {"bytes": s, "time_us": {}, "busbw_GBps": {}, "time_over_" + ref: {},
@@ -120,14 +123,46 @@ def main(argv):
             t, bw = best_time[l].get(s), best[l].get(s)
             rel = t / best_time[ref][s] if t and best_time[ref].get(s) else None
             entry["time_us"][l], entry["busbw_GBps"][l], entry["time_over_" + ref][l] = t, bw, rel
-            cells += f"{t:>9.1f} ({bw:6.3f}) x{rel:4.2f}" if t is not None else f"{'-':>22}"
+            cells += f" {t:>10.1f} ({bw:6.3f}) x{rel:4.2f}" if t is not None else f"{'-':>24}"
         rows.append(entry)
         print(f"{s:>10}{cells}  {auto_choice.get(s, '?')}")
+    predictions = predict(args, sizes) if args.predict else {}
+    if predictions:
+        print(f"\n# kumi-sim on {args.predict}: predicted / measured time (us) and the error")
+        print(f"{'size':>10}" + "".join(f"{a:>30}" for a in args.algos))
+        for s in sizes:
+            cells = ""
+            for a in args.algos:
+                p, m = predictions.get((s, a)), best_time[a].get(s)
+                cells += (f"{p:>11.0f} / {m:>9.0f} {100 * (p - m) / m:+6.0f}%" if p and m else f"{'-':>30}")
+            print(f"{s:>10}{cells}")
+        for entry in rows:
+            entry["predicted_time_us"] = {a: predictions.get((entry["bytes"], a)) for a in args.algos}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"collective": args.collective, "nodes": args.nodes, "ranks_per_node": args.ranks_per_node,
                        "rate": args.rate, "rounds": args.rounds, "algorithms": args.algos, "rows": rows}, f, indent=1)
     return 0
+
+
+def predict(args, sizes):
+    """{(bytes, algorithm): predicted us} from kumi-sim for the measured sizes."""
+    sim = os.path.join(os.path.abspath(args.build_dir), "kumi-sim")
+    out = {}
+    for s in sizes:
+        argv = [sim, args.collective, "--cluster", args.predict, "-b", str(s), "-e", str(s),
+                "--nodes", str(args.nodes), "--algo", ",".join(args.algos)]
+        if isinstance(args.ranks, int):
+            argv += ["--ranks-per-node", str(args.ranks)]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=args.timeout)
+        if res.returncode != 0:
+            print(f"vcluster_compare.py: kumi-sim failed: {res.stderr.strip()}", file=sys.stderr)
+            return {}
+        for line in res.stdout.splitlines():
+            m = re.match(r"\s+(\d+)\s+\d+\s+float\s+(\w+)\s+([\d.]+)", line)
+            if m:
+                out[(int(m.group(1)), m.group(2))] = float(m.group(3))
+    return out
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ Needs matplotlib (pip install matplotlib); the numbers come from kumi-sim alone.
 """
 import argparse
 import os
-import re
 import subprocess
 import sys
 import textwrap
+
+import sim_table
 
 
 def parse_size(text):
@@ -43,10 +44,8 @@ def main(argv):
             print(f"plot_sim.py: kumi-sim failed: {res.stderr.strip()}", file=sys.stderr)
             return 1
         title = res.stdout.splitlines()[0].lstrip("# ")
-        for line in res.stdout.splitlines():
-            m = re.match(r"\s+(\d+)\s+\d+\s+float\s+(\w+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", line)
-            if m:
-                series.setdefault(m.group(2), []).append((int(m.group(1)), float(m.group(3))))
+        for size, name, _, _, busbw in sim_table.parse(res.stdout):
+            series.setdefault(name, []).append((size, busbw))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -27,6 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
 import vcluster  # noqa: E402
 
+import sim_table  # noqa: E402  (beside this script)
+
 # (label, KUMI_ALGO); "auto" leaves the choice to the planner.
 
 
@@ -158,10 +160,8 @@ def predict(args, sizes):
         if res.returncode != 0:
             print(f"vcluster_compare.py: kumi-sim failed: {res.stderr.strip()}", file=sys.stderr)
             return {}
-        for line in res.stdout.splitlines():
-            m = re.match(r"\s+(\d+)\s+\d+\s+float\s+(\w+)\s+([\d.]+)", line)
-            if m:
-                out[(int(m.group(1)), m.group(2))] = float(m.group(3))
+        for size, name, time_us, _, _ in sim_table.parse(res.stdout):
+            out[(size, name)] = time_us
     return out
 
 

@@ -51,4 +51,24 @@ Block blockOf(std::uint64_t count, int parts, int index);
 // Splits [offset, offset+count) into pipeline slices of at most `slice` elements.
 std::vector<Block> slicesOf(Block block, std::uint64_t slice);
 
+// The span of buffer `buf` that a block covers.
+inline Span at(Buf buf, Block b) { return {buf, b.offset, b.count}; }
+
+// Recursive doubling and halving on a world that is not a power of two: the first 2*extra ranks
+// pair up, the even one of each pair hands its data to the odd one (and gets the result back at
+// the end), and the remaining pow2 ranks run the power-of-two algorithm as virtual ranks.
+struct Fold {
+  int pow2 = 1, extra = 0;
+  explicit Fold(int n) {
+    while (pow2 * 2 <= n) pow2 *= 2;
+    extra = n - pow2;
+  }
+  // -1 for a rank folded away (the even rank of a leading pair).
+  int virtualOf(int r) const { return r < 2 * extra ? (r % 2 ? r / 2 : -1) : r - extra; }
+  int realOf(int v) const { return v < extra ? 2 * v + 1 : v + extra; }
+  // Real ranks whose data virtual rank v stands for: [first, last].
+  int firstOf(int v) const { return v < extra ? 2 * v : v + extra; }
+  int lastOf(int v) const { return v < extra ? 2 * v + 1 : v + extra; }
+};
+
 }  // namespace kumi

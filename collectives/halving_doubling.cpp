@@ -10,25 +10,6 @@
 #include "collectives/builder.hpp"
 
 namespace kumi {
-namespace {
-
-Span at(Buf buf, Block b) { return {buf, b.offset, b.count}; }
-
-struct Fold {
-  int pow2 = 1, extra = 0;
-  explicit Fold(int n) {
-    while (pow2 * 2 <= n) pow2 *= 2;
-    extra = n - pow2;
-  }
-  // -1 for a rank folded away (the even rank of a leading pair).
-  int virtualOf(int r) const { return r < 2 * extra ? (r % 2 ? r / 2 : -1) : r - extra; }
-  int realOf(int v) const { return v < extra ? 2 * v + 1 : v + extra; }
-  // Real ranks whose data virtual rank v stands for: [first, last].
-  int firstOf(int v) const { return v < extra ? 2 * v : v + extra; }
-  int lastOf(int v) const { return v < extra ? 2 * v + 1 : v + extra; }
-};
-
-}  // namespace
 
 Schedule rabenseifnerAllReduce(const ScheduleKey& k) {
   Schedule s;

@@ -17,8 +17,6 @@
 namespace kumi {
 namespace {
 
-Span at(Buf buf, Block b) { return {buf, b.offset, b.count}; }
-
 struct Layout {
   std::vector<std::vector<int>> hosts;  // ranks of each host, in rank order
   int shards = 1;

@@ -19,25 +19,20 @@ Schedule recursiveDoublingAllReduce(const ScheduleKey& k) {
   // Every exchange goes in pipeline slices, so staging memory stays bounded when a large
   // message is forced onto this algorithm.
   const auto slices = slicesOf({0, k.count}, k.sliceCount);
-  auto at = [](Buf buf, Block sl) { return Span{buf, sl.offset, sl.count}; };
-  int pow2 = 1;
-  while (pow2 * 2 <= n) pow2 *= 2;
-  const int extra = n - pow2;
-  // Ranks below 2*extra pair up: the even one hands its data to the odd one and waits.
-  if (r < 2 * extra && r % 2 == 0) {
+  const Fold f(n);
+  const int vrank = f.virtualOf(r);
+  if (vrank < 0) {  // folded away: hand the data over, wait for the result
     for (Block sl : slices) b.send(r + 1, at(Buf::Send, sl));
     for (Block sl : slices) b.recv(r + 1, at(Buf::Recv, sl));
     return s;
   }
   bool haveOwn = false;  // whether Recv already holds this rank's running result
-  if (r < 2 * extra) {
+  if (r < 2 * f.extra) {
     for (Block sl : slices) b.recvReduce(r - 1, at(Buf::Send, sl), at(Buf::Recv, sl));
     haveOwn = true;
   }
-  const int vrank = r < 2 * extra ? r / 2 : r - extra;
-  auto realRank = [&](int v) { return v < extra ? 2 * v + 1 : v + extra; };
-  for (int mask = 1; mask < pow2; mask <<= 1) {
-    const int peer = realRank(vrank ^ mask);
+  for (int mask = 1; mask < f.pow2; mask <<= 1) {
+    const int peer = f.realOf(vrank ^ mask);
     const Buf from = haveOwn ? Buf::Recv : Buf::Send;
     for (Block sl : slices) b.send(peer, at(from, sl));
     for (Block sl : slices) b.recvReduce(peer, at(from, sl), at(Buf::Recv, sl));
@@ -45,7 +40,7 @@ Schedule recursiveDoublingAllReduce(const ScheduleKey& k) {
   }
   if (k.divide)
     for (Block sl : slices) b.divide(at(Buf::Recv, sl));
-  if (r < 2 * extra)
+  if (r < 2 * f.extra)
     for (Block sl : slices) b.send(r - 1, at(Buf::Recv, sl));
   return s;
 }

@@ -7,7 +7,6 @@
 namespace kumi {
 namespace {
 
-Span at(Buf buf, Block b) { return {buf, b.offset, b.count}; }
 Span shifted(Buf buf, Block b, std::uint64_t by) { return {buf, b.offset + by, b.count}; }
 
 }  // namespace

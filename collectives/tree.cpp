@@ -11,8 +11,6 @@
 namespace kumi {
 namespace {
 
-Span at(Buf buf, Block b) { return {buf, b.offset, b.count}; }
-
 // Binomial tree rooted at virtual rank 0: parent and children (nearest first) of virtual rank v.
 struct Binomial {
   int parent = -1;

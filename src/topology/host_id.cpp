@@ -20,6 +20,10 @@ std::string firstLine(const char* path) {
   return trim(line);
 }
 
+}  // namespace
+
+std::string bootId() { return firstLine("/proc/sys/kernel/random/boot_id"); }
+
 // The inode of a namespace link identifies the namespace (what `lsns` shows).
 std::string namespaceId(const char* kind) {
   struct stat st {};
@@ -27,11 +31,9 @@ std::string namespaceId(const char* kind) {
   return cat(st.st_dev, ':', st.st_ino);
 }
 
-}  // namespace
-
 HostIdentity localHostIdentity(const std::string& override, const std::string& shmDir) {
   if (!override.empty()) return {override, "KUMI_HOSTID"};
-  std::string boot = firstLine("/proc/sys/kernel/random/boot_id");
+  std::string boot = bootId();
   // Without a boot id (no /proc), fall back to the hostname: still keyed by the namespaces.
   if (boot.empty()) {
     char host[256] = {};

@@ -17,4 +17,9 @@ struct HostIdentity {
 // override: KUMI_HOSTID (empty = derive). shmDir: where segments are made (its device counts).
 HostIdentity localHostIdentity(const std::string& override, const std::string& shmDir);
 
+// The pieces: this boot of the kernel ("" without /proc), and a namespace of this process
+// ("ipc", "pid": device and inode of its /proc/self/ns link, "?" when unreadable).
+std::string bootId();
+std::string namespaceId(const char* kind);
+
 }  // namespace kumi

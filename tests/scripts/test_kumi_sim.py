@@ -48,22 +48,15 @@ class KumiSim(unittest.TestCase):
             self.assertTrue(rows(res.stdout), f"{coll}: no rows:{res.describe()}")
 
     def test_bad_descriptions_name_the_line(self):
-        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
-            f.write("nodes = 2\nranks_per_node = 2\nnic_gbits = 10\n")
-        try:
-            res = sim("allreduce", "--cluster", f.name)
-            self.assertEqual(res.returncode, 2, res.describe())
-            self.assertIn(":3: unknown key 'nic_gbits'", res.stderr, res.describe())
-        finally:
-            os.unlink(f.name)
-        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
-            f.write("nodes = two\n")
-        try:
-            res = sim("allreduce", "--cluster", f.name)
-            self.assertEqual(res.returncode, 2, res.describe())
-            self.assertIn("nodes must be a positive number, got 'two'", res.stderr, res.describe())
-        finally:
-            os.unlink(f.name)
+        for text, expected in (("nodes = 2\nranks_per_node = 2\nnic_gbits = 10\n", ":3: unknown key 'nic_gbits'"),
+                               ("nodes = two\n", "nodes must be a positive number, got 'two'")):
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "bad.conf")
+                with open(path, "w") as f:
+                    f.write(text)
+                res = sim("allreduce", "--cluster", path)
+                self.assertEqual(res.returncode, 2, res.describe())
+                self.assertIn(expected, res.stderr, res.describe())
         res = sim("allreduce")
         self.assertEqual(res.returncode, 2, res.describe())
         self.assertIn("--cluster FILE is required", res.stderr)

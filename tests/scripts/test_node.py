@@ -2,6 +2,7 @@
 and after a rank is killed), host ids that lie fall back to TCP with right results, a /dev/shm
 that is too small is a clear error on every rank, KUMI_BIND pins ranks, and kumirun --nodes
 makes the planner go hierarchical."""
+import contextlib
 import os
 import re
 import subprocess
@@ -23,6 +24,23 @@ def job_id():
 def leftovers(shm_dir, job):
     """Segments of this job still in the directory."""
     return [n for n in os.listdir(shm_dir) if n.startswith(f"kumi-{job}-")]
+
+
+@contextlib.contextmanager
+def small_tmpfs(test, size="256k"):
+    """A freshly mounted tmpfs of `size` (a container's small /dev/shm), unmounted afterwards; skips
+    the test, saying why, where it cannot be mounted (not root)."""
+    if os.geteuid() != 0:
+        test.skipTest("needs root to mount a small tmpfs")
+    with tempfile.TemporaryDirectory(prefix="kumi-small-") as path:
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+                               capture_output=True, text=True)
+        if mount.returncode != 0:
+            test.skipTest(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+        try:
+            yield path
+        finally:
+            subprocess.run(["umount", "-l", path], capture_output=True)
 
 
 def under_kumirun(np_, args, env, timeout=120, kumirun_args=()):
@@ -66,47 +84,29 @@ class SharedMemoryEndToEnd(unittest.TestCase):
             self.assertRegex(res.output, r"shared memory with 0 of 1 local peers", res.describe())
 
     def test_shm_dir_too_small_is_a_clear_error_on_every_rank(self):
-        if os.geteuid() != 0:
-            self.skipTest("needs root to mount a small tmpfs")
-        with tempfile.TemporaryDirectory(prefix="kumi-small-") as small:
-            mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small],
-                                   capture_output=True, text=True)
-            if mount.returncode != 0:
-                self.skipTest(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-            try:
-                res = under_kumirun(4, [bench(), "allreduce", "-b", "8", "-e", "8", "-n", "1"],
-                                    {"KUMI_SHM_DIR": small, "KUMI_TIMEOUT": "30"}, timeout=60)
-                self.assertNotEqual(res.returncode, 0, res.describe())
-                self.assertLess(res.elapsed, 20.0, res.describe())
-                for r in range(4):
-                    line = next((l for l in res.output.splitlines() if l.startswith(f"[{r}] kumi-bench:")), "")
-                    self.assertIn("too small", line, f"rank {r}:{res.describe()}")
-                    self.assertIn("KUMI_TRANSPORT=tcp", line, res.describe())
-                self.assertEqual(os.listdir(small), [], "segments left in the small directory")
-            finally:
-                subprocess.run(["umount", "-l", small], capture_output=True)
+        with small_tmpfs(self) as small:
+            res = under_kumirun(4, [bench(), "allreduce", "-b", "8", "-e", "8", "-n", "1"],
+                                {"KUMI_SHM_DIR": small, "KUMI_TIMEOUT": "30"}, timeout=60)
+            self.assertNotEqual(res.returncode, 0, res.describe())
+            self.assertLess(res.elapsed, 20.0, res.describe())
+            for r in range(4):
+                line = next((l for l in res.output.splitlines() if l.startswith(f"[{r}] kumi-bench:")), "")
+                self.assertIn("too small", line, f"rank {r}:{res.describe()}")
+                self.assertIn("KUMI_TRANSPORT=tcp", line, res.describe())
+            self.assertEqual(os.listdir(small), [], "segments left in the small directory")
 
     def test_one_host_without_room_fails_the_whole_job_with_its_story(self):
         # Host B (ranks 2, 3) has too small a /dev/shm; host A's ranks must not start as if all
         # were well: every rank fails, and A's ranks say why (B's message).
-        if os.geteuid() != 0:
-            self.skipTest("needs root to mount a small tmpfs")
-        with tempfile.TemporaryDirectory(prefix="kumi-small-") as small:
-            mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small],
-                                   capture_output=True, text=True)
-            if mount.returncode != 0:
-                self.skipTest(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-            try:
-                script = f'if [ "$KUMI_RANK" -ge 2 ]; then export KUMI_SHM_DIR={small}; fi; exec "$@"'
-                res = under_kumirun(4, ["sh", "-c", script, "sh", bench(), "allreduce", "-b", "8", "-e", "8", "-n", "1"],
-                                    {"KUMI_TIMEOUT": "30"}, timeout=60, kumirun_args=("--nodes", "2"))
-                self.assertNotEqual(res.returncode, 0, res.describe())
-                self.assertLess(res.elapsed, 20.0, res.describe())
-                for r in range(4):
-                    line = next((l for l in res.output.splitlines() if l.startswith(f"[{r}] kumi-bench:")), "")
-                    self.assertIn("too small", line, f"rank {r}:{res.describe()}")
-            finally:
-                subprocess.run(["umount", "-l", small], capture_output=True)
+        with small_tmpfs(self) as small:
+            script = f'if [ "$KUMI_RANK" -ge 2 ]; then export KUMI_SHM_DIR={small}; fi; exec "$@"'
+            res = under_kumirun(4, ["sh", "-c", script, "sh", bench(), "allreduce", "-b", "8", "-e", "8", "-n", "1"],
+                                {"KUMI_TIMEOUT": "30"}, timeout=60, kumirun_args=("--nodes", "2"))
+            self.assertNotEqual(res.returncode, 0, res.describe())
+            self.assertLess(res.elapsed, 20.0, res.describe())
+            for r in range(4):
+                line = next((l for l in res.output.splitlines() if l.startswith(f"[{r}] kumi-bench:")), "")
+                self.assertIn("too small", line, f"rank {r}:{res.describe()}")
 
 
 class NodeAwareness(unittest.TestCase):

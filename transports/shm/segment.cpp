@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <random>
 
 #include "core/bytes.hpp"
@@ -21,22 +20,10 @@
 #include "core/hash.hpp"
 #include "core/log.hpp"
 #include "core/socket.hpp"
+#include "topology/host_id.hpp"
 
 namespace kumi::shm {
 namespace {
-
-std::uint64_t bootHash() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return fnv1a(id);
-}
-
-std::uint64_t pidNamespaceHash() {
-  struct stat st {};
-  if (::stat("/proc/self/ns/pid", &st) != 0) return 0;
-  return fnv1aMix(fnv1aMix(kFnvOffset, st.st_dev), st.st_ino);
-}
 
 
 // Opens a would-be kumi segment without blocking (a FIFO planted under its name must not hang
@@ -68,9 +55,8 @@ bool removeIfAbandoned(const std::string& path) {
 }  // namespace
 
 SegmentOwner currentOwner() {
-  static const std::uint64_t boot = bootHash();
-  static const std::uint64_t pidNs = pidNamespaceHash();
-  return {kSegmentMagic, 0, boot, pidNs, static_cast<std::int64_t>(::getpid())};
+  static const std::uint64_t pidNs = fnv1a(namespaceId("pid"));
+  return {kSegmentMagic, 0, pidNs, static_cast<std::int64_t>(::getpid())};
 }
 
 int reclaimLeftovers(const std::string& dir) {

@@ -19,11 +19,10 @@ namespace kumi::shm {
 struct SegmentOwner {
   std::uint64_t magic;
   std::uint64_t token;      // random per segment: a peer checks it opened the right one
-  std::uint64_t bootHash;   // fnv1a of the boot id
   std::uint64_t pidNsHash;  // the creator's PID namespace (pids mean nothing outside it)
   std::int64_t pid;
 };
-constexpr std::uint64_t kSegmentMagic = 0x6b756d6973686d32ull;  // "kumishm2": bump when the layout changes
+constexpr std::uint64_t kSegmentMagic = 0x6b756d6973686d33ull;  // "kumishm3": bump when the layout changes
 
 class Segment {
  public:
@@ -55,7 +54,7 @@ class Segment {
   Fd lock_;  // the creator's flock, held while the name exists
 };
 
-// This process as a segment owner (boot, PID namespace, pid).
+// This process as a segment owner (PID namespace, pid).
 SegmentOwner currentOwner();
 // Removes kumi segments in dir whose owner is gone (nobody holds their lock); returns how many.
 int reclaimLeftovers(const std::string& dir);

@@ -17,6 +17,7 @@ Schedule hierarchicalAllGather(const ScheduleKey& key);  // needs key.hostOf, ev
 bool evenHosts(const std::vector<int>& hostOf);
 Schedule doubleBinaryTreeAllReduce(const ScheduleKey& key);
 Schedule rabenseifnerAllReduce(const ScheduleKey& key);
+Schedule rabenseifnerReduceScatter(const ScheduleKey& key);
 Schedule recursiveDoublingAllGather(const ScheduleKey& key);
 Schedule binomialBroadcast(const ScheduleKey& key);
 Schedule binomialReduce(const ScheduleKey& key);

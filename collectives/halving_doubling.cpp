@@ -1,9 +1,10 @@
 // Recursive halving and doubling. Rabenseifner's allreduce: a reduce-scatter by recursive
 // halving (each step exchanges half of what is left with a partner at distance n/2, n/4, ...)
 // and an allgather by recursive doubling, so it moves as little as a ring but in 2 log2(n)
-// steps. Recursive-doubling allgather likewise. A world that is not a power of two first folds
-// its extra ranks into partners (the even rank of each of the first pairs hands its data to
-// the odd one) and unfolds at the end: the standard Thakur-Rabenseifner-Gropp handling.
+// steps. The reduce-scatter half on its own, and recursive-doubling allgather, likewise. A world
+// that is not a power of two first folds its extra ranks into partners (the even rank of each of
+// the first pairs hands its data to the odd one) and unfolds at the end: the standard
+// Thakur-Rabenseifner-Gropp handling.
 #include <algorithm>
 
 #include "collectives/algorithms.hpp"
@@ -65,6 +66,79 @@ Schedule rabenseifnerAllReduce(const ScheduleKey& k) {
     each(it->giveLo, it->giveHi, [&](Block sl) { b.recv(it->partner, at(Buf::Recv, sl)); });
   }
   if (r < 2 * f.extra) each(0, f.pow2, [&](Block sl) { b.send(r - 1, at(Buf::Recv, sl)); });
+  return s;
+}
+
+Schedule rabenseifnerReduceScatter(const ScheduleKey& k) {
+  Schedule s;
+  s.algorithm = "rabenseifner";
+  const int n = k.worldSize, r = k.rank;
+  const std::uint64_t rc = k.count;
+  // In place, Recv is block r of Send.
+  ScheduleBuilder b(s, k.inPlace, 0, static_cast<std::uint64_t>(r) * rc);
+  if (rc == 0) return s;
+  if (n == 1) {
+    if (!k.inPlace) b.copy({Buf::Send, 0, rc}, {Buf::Recv, 0, rc});
+    return s;
+  }
+  const Fold f(n);
+  const int half = f.pow2 / 2;
+  const auto slices = slicesOf({0, rc}, k.sliceCount);
+  auto input = [&](int j, Block sl) { return Span{Buf::Send, static_cast<std::uint64_t>(j) * rc + sl.offset, sl.count}; };
+  // Virtual ranks [g, g + size) stand for the blocks of real ranks firstOf(g) .. lastOf(g + size - 1).
+  auto blocks = [&](int g, int size, auto&& fn) {
+    for (int j = f.firstOf(g); j <= f.lastOf(g + size - 1); ++j)
+      for (Block sl : slices) fn(j, sl);
+  };
+  const int v = f.virtualOf(r);
+  if (v < 0) {  // folded away: hand all input over, the half the partner keeps first (see below)
+    const int theirs = f.virtualOf(r + 1) & half;
+    blocks(theirs, half, [&](int j, Block sl) { b.send(r + 1, input(j, sl)); });
+    blocks(theirs ^ half, half, [&](int j, Block sl) { b.send(r + 1, input(j, sl)); });
+    for (Block sl : slices) b.recv(r + 1, at(Buf::Recv, sl));
+    return s;
+  }
+  // Partial sums of the half kept at the first step: the own block's in Recv (in place that is
+  // its input block, which only its own first reduction reads, so Send is otherwise never
+  // written), the others' in Scratch. So scratch grows with the message: at most half the input
+  // in a power-of-two world, two thirds otherwise (a folded pair's blocks count double), where
+  // MPICH's recursive halving allocates two input-sized buffers.
+  const int kept = v & half;
+  const int first = f.firstOf(kept);
+  auto acc = [&](int j, Block sl) {
+    if (j == r) return at(Buf::Recv, sl);
+    const auto slot = static_cast<std::uint64_t>(j - first - (j > r ? 1 : 0));
+    return Span{Buf::Scratch, slot * rc + sl.offset, sl.count};
+  };
+  s.scratchCount = static_cast<std::uint64_t>(f.lastOf(kept + half - 1) - first) * rc;
+  const bool absorbs = r < 2 * f.extra;
+  if (absorbs) {
+    blocks(kept, half, [&](int j, Block sl) { b.recvReduce(r - 1, input(j, sl), acc(j, sl)); });
+    // The other half only passes through to the first partner: a few slots after the partial
+    // sums carry it. Their reuse waits on sends, but nothing the partner needs before receiving
+    // them does (its own kept half arrives first), so this cannot deadlock.
+    constexpr std::uint64_t kSlots = 4;
+    const std::uint64_t stride = std::min(std::max<std::uint64_t>(k.sliceCount, 1), rc), base = s.scratchCount;
+    s.scratchCount += kSlots * stride;
+    std::uint64_t use = 0;
+    blocks(kept ^ half, half, [&](int j, Block sl) {
+      const Span slot{Buf::Scratch, base + (use++ % kSlots) * stride, sl.count};
+      b.recvReduce(r - 1, input(j, sl), slot);
+      b.send(f.realOf(v ^ half), slot);
+    });
+  }
+  for (int d = half; d >= 1; d /= 2) {
+    const int keep = v & ~(d - 1), give = (v ^ d) & ~(d - 1);
+    const int partner = f.realOf(v ^ d);
+    const bool summed = absorbs || d < half;  // else the partial sums are still the input
+    auto from = [&](int j, Block sl) { return summed ? acc(j, sl) : input(j, sl); };
+    if (!(absorbs && d == half))
+      blocks(give, d, [&](int j, Block sl) { b.send(partner, from(j, sl)); });
+    blocks(keep, d, [&](int j, Block sl) { b.recvReduce(partner, from(j, sl), acc(j, sl)); });
+  }
+  if (k.divide) blocks(v, 1, [&](int j, Block sl) { b.divide(acc(j, sl)); });
+  if (absorbs)
+    for (Block sl : slices) b.send(r - 1, acc(r - 1, sl));
   return s;
 }
 

@@ -4,7 +4,6 @@
 
 #include "collectives/algorithms.hpp"
 #include "core/error.hpp"
-#include "core/log.hpp"
 #include "core/strings.hpp"
 
 namespace kumi {
@@ -26,10 +25,6 @@ constexpr Named kAlgorithmNames[] = {{"ring", Algorithm::Ring},
                                      {"rhd", Algorithm::Rabenseifner},
                                      {"binomial", Algorithm::Binomial}};
 
-// Below this many bytes per rank-pair exchange, latency dominates and recursive doubling's
-// log2(n) rounds beat the ring's 2(n-1) hops (measured on loopback TCP; see docs/PERFORMANCE.md).
-constexpr std::uint64_t kRecursiveDoublingMaxBytes = 64 * 1024;
-
 }  // namespace
 
 const char* algorithmName(Algorithm a) {
@@ -41,14 +36,14 @@ const char* algorithmName(Algorithm a) {
 std::span<const Algorithm> algorithmsFor(Collective c) {
   static constexpr Algorithm kAllReduce[] = {Algorithm::Ring, Algorithm::RecursiveDoubling, Algorithm::Hierarchical,
                                              Algorithm::Tree, Algorithm::Rabenseifner};
-  static constexpr Algorithm kRing[] = {Algorithm::Ring};
+  static constexpr Algorithm kReduceScatter[] = {Algorithm::Ring, Algorithm::Rabenseifner};
   static constexpr Algorithm kAllGather[] = {Algorithm::Ring, Algorithm::Hierarchical, Algorithm::RecursiveDoubling};
   static constexpr Algorithm kChain[] = {Algorithm::Chain, Algorithm::Binomial};
   static constexpr Algorithm kDissemination[] = {Algorithm::Dissemination};
   static constexpr Algorithm kDirect[] = {Algorithm::Direct};
   switch (c) {
     case Collective::AllReduce: return kAllReduce;
-    case Collective::ReduceScatter: return kRing;
+    case Collective::ReduceScatter: return kReduceScatter;
     case Collective::AllGather: return kAllGather;
     case Collective::Broadcast:
     case Collective::Reduce: return kChain;
@@ -59,7 +54,7 @@ std::span<const Algorithm> algorithmsFor(Collective c) {
   return {};
 }
 
-AlgorithmFilter::AlgorithmFilter(const std::string& spec) {
+AlgorithmFilter::AlgorithmFilter(const std::string& spec) : spec_(spec) {
   for (const std::string& part : splitList(spec, ';')) {
     if (part.empty()) continue;
     Rule rule{true, Collective::AllReduce, false, {}};
@@ -124,27 +119,11 @@ bool AlgorithmFilter::allows(Collective c, Algorithm a) const {
   return true;
 }
 
-Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, const CommShape& shape, const AlgorithmFilter& filter) {
-  // On every call: no allocation here.
-  const auto own = algorithmsFor(c);
-  const bool small = bytes <= kRecursiveDoublingMaxBytes || shape.worldSize == 1;
-  // Several hosts, some with several ranks: crossing the network once per host beats a flat
-  // ring that crosses it once per rank (docs/PERFORMANCE.md, virtual cluster).
-  const bool nodeAware = shape.hosts > 1 && shape.hosts < shape.worldSize;
-  Algorithm preferred = own.front();
-  if (c == Collective::AllReduce) preferred = small ? Algorithm::RecursiveDoubling
-                                              : nodeAware ? Algorithm::Hierarchical : Algorithm::Ring;
-  if (c == Collective::AllGather && nodeAware && shape.evenHosts) preferred = Algorithm::Hierarchical;
-  // The hierarchical allgather needs hosts of equal size (and every hierarchical a host map).
-  auto feasible = [&](Algorithm a) {
-    return a != Algorithm::Hierarchical || (shape.hosts > 0 && (c != Collective::AllGather || shape.evenHosts));
-  };
-  if (filter.allows(c, preferred) && feasible(preferred)) return preferred;
-  for (Algorithm a : own)
-    if (filter.allows(c, a) && feasible(a)) return a;
-  // Only a rule for all collectives (e.g. "^ring") can leave one with nothing; it has to run.
-  KUMI_INFO("KUMI_ALGO leaves ", collectiveName(c), " no algorithm; using ", algorithmName(own.front()));
-  return own.front();
+bool AlgorithmFilter::excludes(Collective c, Algorithm a) const {
+  for (const Rule& r : rules_)
+    if ((r.anyCollective || r.coll == c) && r.exclude && std::find(r.algos.begin(), r.algos.end(), a) != r.algos.end())
+      return true;
+  return false;
 }
 
 Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
@@ -158,6 +137,7 @@ Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
       break;
     case Algorithm::Rabenseifner:
       if (key.coll == Collective::AllReduce) return rabenseifnerAllReduce(key);
+      if (key.coll == Collective::ReduceScatter) return rabenseifnerReduceScatter(key);
       break;
     case Algorithm::Binomial:
       if (key.coll == Collective::Broadcast) return binomialBroadcast(key);

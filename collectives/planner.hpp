@@ -1,7 +1,7 @@
-// Chooses the algorithm for a call. Today a size rule between the two allreduce families; the
-// cost model of the planner issue replaces the rule, keeping this interface. KUMI_ALGO (NCCL
-// syntax: "allreduce:ring;broadcast:chain", a plain list for every collective, "^" to exclude)
-// restricts the candidates.
+// Algorithm names, KUMI_ALGO, and the dispatch from (collective, algorithm) to a schedule
+// generator. KUMI_ALGO (NCCL syntax: "allreduce:ring;broadcast:chain", a plain list for every
+// collective, "^" to exclude) restricts the candidates among which the cost model
+// (cost_planner.hpp) chooses.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +32,9 @@ class AlgorithmFilter {
   // Throws kumiInvalidArgument naming the unknown collective or algorithm.
   explicit AlgorithmFilter(const std::string& spec);
   bool allows(Collective c, Algorithm a) const;
+  // Whether a "^" rule names `a` for `c` (a positive list only prefers others).
+  bool excludes(Collective c, Algorithm a) const;
+  const std::string& spec() const { return spec_; }
 
  private:
   struct Rule {
@@ -40,20 +43,12 @@ class AlgorithmFilter {
     bool exclude;
     std::vector<Algorithm> algos;
   };
+  std::string spec_;
   std::vector<Rule> rules_;
 };
 
 // The algorithms that implement a collective, best-first for large messages.
 std::span<const Algorithm> algorithmsFor(Collective c);
-
-// The shape of a communicator that the choice depends on.
-struct CommShape {
-  int worldSize = 1;
-  int hosts = 1;  // distinct host ids; 0 when unknown
-  bool evenHosts = true;  // every host holds as many ranks as the others
-};
-
-Algorithm chooseAlgorithm(Collective c, std::uint64_t bytes, const CommShape& shape, const AlgorithmFilter& filter);
 
 Schedule buildSchedule(const ScheduleKey& key, Algorithm a);
 

@@ -17,7 +17,9 @@ enum class Collective : std::uint8_t { AllReduce, ReduceScatter, AllGather, Broa
 const char* collectiveName(Collective c);
 
 // Which buffer a span refers to. Send and Recv are the user's; Scratch belongs to kumi and is
-// bounded (a few pipeline slices), whatever the message size.
+// bounded (a few pipeline slices), whatever the message size, except in the recursive-halving
+// reduce-scatter, which keeps partial sums of up to half its input (two thirds when the world
+// is not a power of two) there.
 enum class Buf : std::uint8_t { Send, Recv, Scratch };
 
 struct Span {

@@ -40,13 +40,21 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
     for (int r = 0; r < n; ++r) localIndex[static_cast<std::size_t>(r)] = seen[static_cast<std::size_t>(c.hostOf[static_cast<std::size_t>(r)])]++;
   }
   const int nics = std::max(1, c.nicsPerHost);
+  // How much slower CPU work runs on each host when its ranks outnumber its cores.
+  std::vector<double> slowdown(static_cast<std::size_t>(hosts), 1);
+  if (c.coresPerHost > 0) {
+    std::vector<int> ranksOn(static_cast<std::size_t>(hosts), 0);
+    for (int h : c.hostOf) ++ranksOn[static_cast<std::size_t>(h)];
+    for (int h = 0; h < hosts; ++h)
+      slowdown[static_cast<std::size_t>(h)] = std::max(1.0, static_cast<double>(ranksOn[static_cast<std::size_t>(h)]) / c.coresPerHost);
+  }
+  auto slowdownOf = [&](int r) { return slowdown[static_cast<std::size_t>(c.hostOf[static_cast<std::size_t>(r)])]; };
   auto nicOf = [&](int r) {
     return static_cast<std::size_t>(c.hostOf[static_cast<std::size_t>(r)] * nics + localIndex[static_cast<std::size_t>(r)] % nics);
   };
   // When each shared resource is next free.
   std::vector<double> cpuFree(static_cast<std::size_t>(n), 0), egressFree(static_cast<std::size_t>(hosts * nics), 0),
       ingressFree(static_cast<std::size_t>(hosts * nics), 0);
-  std::map<std::pair<int, int>, double> pairFree;
   std::map<std::pair<int, int>, std::deque<Message>> mail;  // (from, to), in sending order
   // A receive whose message has not been sent yet waits here: (from, to) -> parked events.
   std::map<std::pair<int, int>, std::deque<Event>> parked;
@@ -111,7 +119,7 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
       case StepKind::Copy:
       case StepKind::Divide: {
         const double start = std::max(e.time, cpu);
-        cpu = start + bytes / (c.copyGbps * 1e9);
+        cpu = start + slowdownOf(e.rank) * bytes / (c.copyGbps * 1e9);
         complete(e.rank, e.step, cpu);
         break;
       }
@@ -120,16 +128,18 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
         const bool local = c.hostOf[static_cast<std::size_t>(e.rank)] == c.hostOf[static_cast<std::size_t>(to)];
         double start, finish, latency;
         if (local) {
-          double& free = pairFree[{e.rank, to}];
+          // Inside a host the bytes move by CPU copies (rings, cross-memory attach): a rank
+          // sending to several peers at once copies for one after the other.
+          double& free = cpu;
           start = std::max(e.time, free);
-          finish = start + bytes / (c.intra.gbps * 1e9);
+          finish = start + slowdownOf(e.rank) * (c.intra.overheadUs * 1e-6 + bytes / (c.intra.gbps * 1e9));
           free = finish;
           latency = c.intra.latencyUs * 1e-6;
         } else {
           double& out = egressFree[nicOf(e.rank)];
           double& in = ingressFree[nicOf(to)];
           start = std::max({e.time, out, in});
-          finish = start + bytes / (c.nic.gbps * 1e9);
+          finish = start + c.nic.overheadUs * 1e-6 + bytes / (c.nic.gbps * 1e9);
           out = in = finish;
           latency = c.nic.latencyUs * 1e-6;
         }
@@ -152,19 +162,25 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
           parked[{step.peer, e.rank}].push_back(e);
           break;
         }
+        if (box.front().arrival > e.time) {
+          // Come back when it has arrived: handling it now would book the CPU for a reduction
+          // in the future, ahead of work that becomes ready before then.
+          queue.push({box.front().arrival, e.rank, e.step});
+          break;
+        }
         const Message m = box.front();
         box.pop_front();
         if (m.bytes != static_cast<std::uint64_t>(bytes)) {
           result.error = cat("rank ", e.rank, " expected ", bytes, " bytes from rank ", step.peer, ", got ", m.bytes);
           return result;
         }
-        double t = std::max(e.time, m.arrival);
+        double t = e.time;
         if (step.kind == StepKind::RecvReduce) {
           const double start = std::max(t, cpu);
-          cpu = start + bytes / (c.reduceGbps * 1e9);
+          cpu = start + slowdownOf(e.rank) * bytes / (c.reduceGbps * 1e9);
           t = cpu;
         }
-        advanceChannel(e.rank, e.step, std::max(e.time, m.arrival));
+        advanceChannel(e.rank, e.step, e.time);
         complete(e.rank, e.step, t);
         break;
       }

@@ -1,7 +1,8 @@
 // Predicts how long a collective takes by running every rank's schedule against a model of the
-// cluster instead of a network: the same schedules the executor runs, timed. Messages cost
-// latency + bytes / bandwidth; what shares a resource queues for it: a rank's CPU (reductions,
-// copies), a host's NIC in each direction (flows between hosts), a pair's link inside a host.
+// cluster instead of a network: the same schedules the executor runs, timed. Messages hold their
+// link for overhead + bytes / bandwidth, then arrive after its latency; what shares a resource
+// queues for it: a rank's CPU (reductions, copies, and the copies that move bytes between ranks
+// of one host), a host's NIC in each direction (flows between hosts).
 // The base of kumi-sim and of the planner's cost model.
 #pragma once
 
@@ -14,17 +15,24 @@ namespace kumi {
 
 struct SimLink {
   double latencyUs = 1;
-  double gbps = 10;  // GB/s (10^9 bytes per second)
+  double gbps = 10;       // GB/s (10^9 bytes per second)
+  // Time each message holds the link before its bytes flow (system calls, protocol headers):
+  // what makes many small messages slower than one large one at the same bandwidth.
+  double overheadUs = 0;
+  bool operator==(const SimLink&) const = default;
 };
 
 struct SimCluster {
   std::string name;
   std::vector<int> hostOf;  // rank -> host
-  SimLink intra{0.5, 10};   // between ranks of one host (shared memory, NVLink)
+  SimLink intra{0.5, 10};   // between ranks of one host (shared memory, NVLink): the sender's CPU
   SimLink nic{10, 1.25};    // one NIC of a host, each direction
   int nicsPerHost = 1;      // local rank i uses NIC i mod nicsPerHost
   double reduceGbps = 10;   // bytes reduced per second per rank (both inputs counted once)
   double copyGbps = 10;
+  // Cores of a host (0: one per rank). More ranks than cores share them: reductions, copies and
+  // shared-memory transfers (CPU copies too) slow down by ranks / cores.
+  int coresPerHost = 0;
 };
 
 struct SimResult {

@@ -127,6 +127,17 @@ KUMI_API kumiResult_t kumiCommAbort(kumiComm_t comm);
 KUMI_API kumiResult_t kumiCommRank(kumiComm_t comm, int* rank);
 KUMI_API kumiResult_t kumiCommSize(kumiComm_t comm, int* size);
 
+/* The host of a rank of this communicator: 0 .. hosts-1, hosts numbered in order of their lowest
+ * rank (ranks with the same host id share a host; see KUMI_HOSTID). Every rank sees the same map.
+ * kumiInvalidArgument if rank is not in [0, size). */
+KUMI_API kumiResult_t kumiCommHost(kumiComm_t comm, int rank, int* host);
+
+/* The name of the algorithm this communicator's most recent operation ran ("ring",
+ * "recursive_doubling", "hierarchical", ...; "" before any; a barrier, send or recv counts too),
+ * as the planner chose it after KUMI_ALGO and its fallbacks: what ran, not what was asked for,
+ * so that a benchmark can tell when a forced algorithm could not serve. Static storage. */
+KUMI_API kumiResult_t kumiCommGetAlgorithm(kumiComm_t comm, const char** name);
+
 /* recvbuf[i] = op over ranks of sendbuf[i], on every rank. */
 KUMI_API kumiResult_t kumiAllReduce(const void* sendbuf, void* recvbuf, size_t count,
                                     kumiDataType_t datatype, kumiRedOp_t op, kumiComm_t comm,

@@ -85,6 +85,18 @@ class Comm {
     check(kumiCommSize(handle_, &s));
     return s;
   }
+  // Host index (0 .. hosts-1, in order of each host's lowest rank) of a rank of this communicator.
+  int host(int rank) const {
+    int h = -1;
+    check(kumiCommHost(handle_, rank, &h));
+    return h;
+  }
+  // Algorithm the most recent operation ran ("" before any): what ran after KUMI_ALGO and fallbacks.
+  std::string lastAlgorithm() const {
+    const char* name = "";
+    check(kumiCommGetAlgorithm(handle_, &name));
+    return name;
+  }
 
   // Ranks with equal color form a new communicator ordered by key; color < 0 gives an empty Comm.
   Comm split(int color, int key) const {

@@ -175,6 +175,26 @@ kumiResult_t kumiCommSize(kumiComm_t comm, int* size) {
   });
 }
 
+kumiResult_t kumiCommHost(kumiComm_t comm, int rank, int* host) {
+  InCall in(comm);
+  return guarded([&] {
+    needOut(host, "host");
+    const kumi::Communicator& c = need(comm);
+    if (rank < 0 || rank >= c.size())
+      kumi::fail(kumiInvalidArgument, "kumiCommHost: rank ", rank, " is outside the communicator of size ", c.size(),
+                 " (valid ranks: 0..", c.size() - 1, ")");
+    *host = c.world().hostOf(rank);
+  });
+}
+
+kumiResult_t kumiCommGetAlgorithm(kumiComm_t comm, const char** name) {
+  InCall in(comm);
+  return guarded([&] {
+    needOut(name, "name");
+    *name = need(comm).lastAlgorithm();
+  });
+}
+
 #define KUMI_STREAM_CHECK(stream)                                      \
   do {                                                                 \
     if (stream != nullptr) {                                           \

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "collectives/algorithms.hpp"
+#include "collectives/link_model.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
@@ -45,6 +46,36 @@ void bindOnce(int rank, int localRank, int localSize) {
 #endif
 }
 
+// What the planner depends on besides the host map, as text: every rank plans from rank 0's so
+// that all choose the same schedules even if their files or variables differ.
+std::string planningInputs(const Config& cfg) {
+  AlgorithmFilter check(cfg.algo);  // a malformed KUMI_ALGO fails init, naming the token
+  LinkModel model = cfg.tuningFile.empty() ? LinkModel{} : loadLinkModel(cfg.tuningFile);
+  if (model.coresPerHost == 0) {  // ranks that outnumber the cores share them: plan for it
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    model.coresPerHost = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  }
+  return cat("algo ", cfg.algo, "\nchunk ", cfg.chunkBytes, "\nshm ", cfg.transport == "tcp" ? 0 : 1, "\n",
+             formatLinkModel(model));
+}
+
+Planner plannerFrom(const std::string& inputs, const std::vector<int>& hostOf) {
+  // Three lines of settings, then the link model.
+  auto line = [&](std::size_t& pos, const char* key) {
+    const auto nl = inputs.find('\n', pos);
+    std::string v = inputs.substr(pos + std::strlen(key) + 1, nl - pos - std::strlen(key) - 1);
+    pos = nl + 1;
+    return v;
+  };
+  std::size_t pos = 0;
+  const std::string algo = line(pos, "algo");
+  const std::uint64_t chunk = std::stoull(line(pos, "chunk"));
+  const bool shm = line(pos, "shm") == "1";
+  const LinkModel model = parseLinkModel(inputs.substr(pos), "planning inputs");
+  return Planner(clusterFor(model, hostOf, shm), AlgorithmFilter(algo), chunk);
+}
+
 bool overlaps(const void* a, std::size_t an, const void* b, std::size_t bn) {
   auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
   return an && bn && pa < pb + bn && pb < pa + an;
@@ -77,10 +108,10 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
       size_(size),
       id_(std::move(id)),
       base_(std::move(base)),
-      listenAddress_(listenAddress),
-      filter_(cfg.algo) {
+      listenAddress_(listenAddress) {
   if (size_ == 1) {
     world_ = WorldMap({{localHostIdentity(cfg_.hostId, cfg_.shmDir).id, Registry::instance().hostname()}});
+    planner_ = plannerFrom(planningInputs(cfg_), world_.hostIndex());
     return;
   }
   const auto deadline = Deadline::after(cfg_.timeoutSeconds);
@@ -102,6 +133,7 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
 }
 
 void Communicator::connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel) {
+  const std::string inputs = planningInputs(cfg_);  // bad KUMI_ALGO or tuning file: every rank hears why
   const HostIdentity host = localHostIdentity(cfg_.hostId, cfg_.shmDir);
   KUMI_INFO("rank ", rank_, ": host id ", host.id, " (", host.detail, ")");
   TcpOptions o;
@@ -128,7 +160,7 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     places.push_back({v.substr(0, nl), nl == std::string::npos ? "?" : v.substr(nl + 1)});
   }
   world_ = WorldMap(places);
-  shape_ = {size_, world_.hosts(), evenHosts(world_.hostIndex())};
+  if (rank_ == 0) store_->set("plan", inputs);
   const std::vector<int> local = world_.localPeers(rank_);
   std::vector<std::unique_ptr<Transport>> transports;
   std::vector<int> routes(static_cast<std::size_t>(size_), 0);
@@ -153,6 +185,11 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   // Every rank's transports are up: no rank returns from init while another is failing (e.g.
   // a host whose /dev/shm is too small), and a failure posted meanwhile reaches everyone.
   waitForRanks(*store_, size_, "ready", deadline, cancel);
+  const std::string agreed = rank_ == 0 ? inputs : store_->get("plan", Store::Timeout(std::max(1, deadline.msLeft())));
+  if (agreed != inputs)
+    KUMI_WARN("rank ", rank_, ": KUMI_ALGO, KUMI_CHUNK_SIZE, KUMI_TRANSPORT or KUMI_TUNING_FILE differ from rank 0's;",
+              " planning with rank 0's so that every rank runs the same schedules");
+  planner_ = plannerFrom(agreed, world_.hostIndex());
 }
 
 Communicator::~Communicator() {
@@ -273,11 +310,12 @@ void Communicator::executeLocked(const CallArgs& a) {
   } catch (const Error& e) {
     fail(e.code(), "rank ", rank_, ": ", e.what());
   }
-  const Algorithm algo = chooseAlgorithm(a.coll, a.count * typeSize(a.type), shape_, filter_);
+  const Plan& plan = planner_.plan(a.coll, a.count, typeSize(a.type));
   ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg,
-                  sliceElements(a.coll, algo, a.count, typeSize(a.type), size_, cfg_.chunkBytes)};
+                  planner_.slice(plan, a.coll, a.count, typeSize(a.type))};
   key.hostOf = &world_.hostIndex();
-  PreparedSchedule& ps = scheduleFor(key, algo);
+  PreparedSchedule& ps = scheduleFor(key, plan.algo);
+  lastAlgorithm_ = algorithmName(plan.algo);
   if (ps.schedule.steps.empty()) return;
   const std::size_t es = typeSize(a.type);
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};

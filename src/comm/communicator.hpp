@@ -11,7 +11,7 @@
 #include <unordered_map>
 
 #include "collectives/executor.hpp"
-#include "collectives/planner.hpp"
+#include "collectives/cost_planner.hpp"
 #include "collectives/prepared.hpp"
 #include "core/config.hpp"
 #include "core/socket.hpp"
@@ -44,6 +44,7 @@ class Communicator {
   int size() const { return size_; }
   const std::string& id() const { return id_; }
   const WorldMap& world() const { return world_; }
+  const char* lastAlgorithm() const { return lastAlgorithm_; }  // of the most recent collective; "" before any
 
   void execute(const CallArgs& args);
 
@@ -71,12 +72,11 @@ class Communicator {
   std::shared_ptr<Store> store_;  // scoped to this communicator
   SockAddr listenAddress_;
   WorldMap world_;
-  CommShape shape_;  // what the planner needs to know of the world map
   bool sharedMemory_ = false;  // some peers are reached through shared memory
   int cpusAvailable_ = -1;     // CPUs this process may run on (spin policy); -1 until known
   std::unique_ptr<Transport> transport_;  // routes each peer to shm or tcp
   Executor executor_;
-  AlgorithmFilter filter_;  // KUMI_ALGO
+  Planner planner_;  // from rank 0's link model, KUMI_ALGO and KUMI_CHUNK_SIZE
   struct CacheKey {
     ScheduleKey key;
     Algorithm algo;
@@ -96,6 +96,7 @@ class Communicator {
   std::atomic<bool> aborted_{false};
   kumiResult_t failedCode_ = kumiSuccess;
   std::string failure_;
+  const char* lastAlgorithm_ = "";  // static storage (algorithmName); kumiCommGetAlgorithm
 };
 
 }  // namespace kumi

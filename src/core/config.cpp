@@ -22,6 +22,7 @@ Config Config::resolve(const kumiConfig_t* user) {
   if (auto v = envBytes("KUMI_SOCKET_BUFFER")) c.socketBufferBytes = *v;
   if (auto v = envBytes("KUMI_CHUNK_SIZE")) c.chunkBytes = *v;
   if (auto v = envString("KUMI_ALGO")) c.algo = *v;
+  if (auto v = envString("KUMI_TUNING_FILE")) c.tuningFile = *v;
   if (auto v = envString("KUMI_TRANSPORT")) c.transport = *v;
   if (auto v = envString("KUMI_HOSTID")) c.hostId = *v;
   if (auto v = envString("KUMI_SHM_DIR")) c.shmDir = *v;

@@ -4,12 +4,11 @@
 //   kumi-sim allreduce --cluster benchmarks/clusters/v100-128x8-roce.conf -b 64K -e 1G -f 4
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "collectives/algorithms.hpp"
+#include "collectives/link_model.hpp"
 #include "collectives/planner.hpp"
 #include "collectives/simulator.hpp"
 #include "core/env.hpp"
@@ -27,60 +26,19 @@ struct Options {
   std::uint64_t minBytes = 8, maxBytes = 64 << 20;
   double factor = 4;
   std::vector<std::string> algos;  // empty: every algorithm of the collective
+  std::string transport;           // "tcp": ranks of a node talk over loopback TCP (loopback_* keys)
 };
 
 [[noreturn]] void usage(int status) {
   std::fprintf(status ? stderr : stdout,
                "usage: kumi-sim [allreduce|allgather|reduce_scatter|broadcast|reduce] --cluster FILE\n"
                "                [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--algo A,B,...] [--nodes N] [--ranks-per-node R]\n"
+               "                [--transport auto|tcp]\n"
                "  Predicts float32 collective times on the cluster FILE describes (key = value lines: name,\n"
-               "  nodes, ranks_per_node, intra_gbps, intra_latency_us, nic_gbps, nic_latency_us, nics_per_node,\n"
-               "  oversubscription, reduce_gbps, copy_gbps; bandwidths in GB/s). See docs/SIMULATOR.md.\n");
+               "  nodes, ranks_per_node, {intra,loopback,nic}_{gbps,latency_us,overhead_us}, nics_per_node,\n"
+               "  oversubscription, reduce_gbps, copy_gbps; bandwidths in GB/s). A tuning file written by\n"
+               "  kumi-bench --calibrate is one too. See docs/SIMULATOR.md and docs/PLANNER.md.\n");
   std::exit(status);
-}
-
-struct ClusterSpec {
-  SimCluster sim;
-  int nodes = 1, ranksPerNode = 1;
-};
-
-ClusterSpec loadCluster(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(kumiInvalidArgument, "cannot read cluster file '", path, "'");
-  ClusterSpec c;
-  double oversubscription = 1;
-  std::string line;
-  int lineNo = 0;
-  while (std::getline(in, line)) {
-    ++lineNo;
-    line = trim(line.substr(0, line.find('#')));
-    if (line.empty()) continue;
-    const auto eq = line.find('=');
-    KUMI_REQUIRE_ARG(eq != std::string::npos, path, ":", lineNo, ": expected 'key = value', got '", line, "'");
-    const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
-    auto number = [&] {
-      char* end = nullptr;
-      const double v = std::strtod(value.c_str(), &end);
-      KUMI_REQUIRE_ARG(end && *end == '\0' && !value.empty() && v > 0, path, ":", lineNo, ": ", key,
-                       " must be a positive number, got '", value, "'");
-      return v;
-    };
-    if (key == "name") c.sim.name = value;
-    else if (key == "nodes") c.nodes = static_cast<int>(number());
-    else if (key == "ranks_per_node") c.ranksPerNode = static_cast<int>(number());
-    else if (key == "intra_gbps") c.sim.intra.gbps = number();
-    else if (key == "intra_latency_us") c.sim.intra.latencyUs = number();
-    else if (key == "nic_gbps") c.sim.nic.gbps = number();
-    else if (key == "nic_latency_us") c.sim.nic.latencyUs = number();
-    else if (key == "nics_per_node") c.sim.nicsPerHost = static_cast<int>(number());
-    else if (key == "oversubscription") oversubscription = number();
-    else if (key == "reduce_gbps") c.sim.reduceGbps = number();
-    else if (key == "copy_gbps") c.sim.copyGbps = number();
-    else fail(kumiInvalidArgument, path, ":", lineNo, ": unknown key '", key, "'");
-  }
-  // An oversubscribed fabric gives each NIC only its share of the core's bandwidth.
-  c.sim.nic.gbps /= oversubscription;
-  return c;
 }
 
 std::uint64_t bytesArg(const std::string& flag, const std::string& text) {
@@ -110,9 +68,12 @@ Options parse(int argc, char** argv) {
     else if (a == "--algo") o.algos = splitList(val(), ',');
     else if (a == "--nodes") o.nodes = std::atoi(val().c_str());
     else if (a == "--ranks-per-node") o.ranksPerNode = std::atoi(val().c_str());
+    else if (a == "--transport") o.transport = val();
     else fail(kumiInvalidArgument, "unknown argument '", a, "' (--help lists them)");
   }
   KUMI_REQUIRE_ARG(!o.clusterFile.empty(), "--cluster FILE is required");
+  KUMI_REQUIRE_ARG(o.transport.empty() || o.transport == "auto" || o.transport == "tcp", "--transport must be auto or tcp, got '",
+                   o.transport, "'");
   KUMI_REQUIRE_ARG(o.factor > 1, "-f must be > 1");
   KUMI_REQUIRE_ARG(o.minBytes <= o.maxBytes, "-b must be <= -e");
   return o;
@@ -126,13 +87,18 @@ double busFactor(Collective c, int n) {
 
 int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  ClusterSpec spec = loadCluster(o.clusterFile);
-  if (o.nodes > 0) spec.nodes = o.nodes;
-  if (o.ranksPerNode > 0) spec.ranksPerNode = o.ranksPerNode;
-  const int n = spec.nodes * spec.ranksPerNode;
-  KUMI_REQUIRE_ARG(n >= 1 && n <= 65536, "nodes x ranks_per_node must be in [1, 65536], got ", n);
-  spec.sim.hostOf.clear();
-  for (int r = 0; r < n; ++r) spec.sim.hostOf.push_back(r / spec.ranksPerNode);
+  LinkModel model = loadLinkModel(o.clusterFile);
+  if (o.nodes > 0) model.nodes = o.nodes;
+  if (o.ranksPerNode > 0) model.ranksPerNode = o.ranksPerNode;
+  const long long ranks = static_cast<long long>(model.nodes) * model.ranksPerNode;
+  KUMI_REQUIRE_ARG(ranks >= 1 && ranks <= 65536, "nodes x ranks_per_node must be in [1, 65536], got ", ranks);
+  const int n = static_cast<int>(ranks);
+  std::vector<int> hostOf;
+  for (int r = 0; r < n; ++r) hostOf.push_back(r / model.ranksPerNode);
+  struct {
+    SimCluster sim;
+    int nodes, ranksPerNode;
+  } spec{clusterFor(model, hostOf, o.transport != "tcp"), model.nodes, model.ranksPerNode};
   std::vector<Algorithm> algos;
   const AlgorithmFilter only(o.algos.empty() ? std::string() : [&] {
     std::string s;

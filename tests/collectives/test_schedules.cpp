@@ -251,22 +251,6 @@ TEST(Schedules, HierarchicalAllGatherOnEvenHostMaps) {
   EXPECT_FALSE(evenHosts({0, 0, 1}));
 }
 
-TEST(Planner, HierarchicalWhenSeveralHostsHoldSeveralRanks) {
-  AlgorithmFilter any;
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, any), Algorithm::Hierarchical);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 4}, any), Algorithm::Ring) << "one rank per host";
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 1}, any), Algorithm::Ring) << "one host";
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1024, CommShape{4, 2}, any), Algorithm::RecursiveDoubling);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, AlgorithmFilter("allreduce:ring")), Algorithm::Ring);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 16 << 20, CommShape{4, 2}, AlgorithmFilter("^hierarchical")), Algorithm::Ring);
-  EXPECT_EQ(chooseAlgorithm(Collective::ReduceScatter, 16 << 20, CommShape{4, 2}, any), Algorithm::Ring);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllGather, 16 << 20, CommShape{4, 2}, any), Algorithm::Hierarchical);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllGather, 16 << 20, CommShape{3, 2, false}, any), Algorithm::Ring)
-      << "uneven hosts";
-  EXPECT_EQ(chooseAlgorithm(Collective::AllGather, 16 << 20, CommShape{3, 2, false}, AlgorithmFilter("allgather:hierarchical")),
-            Algorithm::Ring) << "forcing what cannot run falls back";
-}
-
 // Every algorithm of every collective (the node-aware ones have their own tests), world sizes
 // 1..64 with primes and non-powers of two, in and out of place, sliced finely and not at all.
 TEST(Schedules, EveryAlgorithmOfEveryCollectiveWorldSizes1To64) {
@@ -315,6 +299,68 @@ TEST(Schedules, NewAlgorithmsEveryOpTypeAndRoot) {
     ag.mixed = true;
     ASSERT_EQ(runCase(ag, false), "") << describe(ag);
   }
+}
+
+// Whether the reduction of the reference inputs over n ranks is exact in type t, so that every
+// order of combining gives the reference result: sums reach 9n, products 2^ceil(n/4).
+bool exactIn(kumiDataType_t t, kumiRedOp_t op, int n) {
+  if (op == kumiMin || op == kumiMax) return true;
+  const double top = op == kumiProd ? std::ldexp(1.0, (n + 3) / 4) : 9.0 * n;
+  switch (t) {
+    case kumiInt8: return top <= 127;
+    case kumiUint8: return top <= 255;
+    case kumiFloat16: return top <= (op == kumiProd ? 32768 : 2048);
+    case kumiBfloat16: return op == kumiProd || top <= 256;
+    default: return true;
+  }
+}
+
+// The recursive-halving reduce-scatter wherever folding a world that is not a power of two can
+// go wrong: every world size to 64, outputs shorter than the world, slices that cut blocks
+// unevenly, each rank in or out of place on its own, every op (the average divides once, on
+// the rank that finishes a block, before it reaches a folded-away rank) and every type.
+TEST(Schedules, RabenseifnerReduceScatterWorldSizes1To64) {
+  int cases = 0;
+  const int top = std::min(64, 2 * maxWorld());
+  for (int n = 1; n <= top; ++n) {
+    const auto un = static_cast<std::uint64_t>(n);
+    for (std::uint64_t count : {std::uint64_t{0}, std::uint64_t{1}, un / 2 + 1, std::uint64_t{37}})
+      for (std::uint64_t slice : {std::uint64_t{2}, std::uint64_t{5}, std::uint64_t{1} << 20})
+        for (int placement = 0; placement < 3; ++placement) {
+          Case c{Collective::ReduceScatter, n, count, placement == 1, slice};
+          c.mixed = placement == 2;
+          c.op = static_cast<kumiRedOp_t>(cases % kumiNumOps);
+          c.algo = Algorithm::Rabenseifner;
+          ASSERT_EQ(runCase(c, n <= 8 && count * un <= 300), "") << describe(c);
+          ++cases;
+        }
+    for (int op = 0; op < kumiNumOps; ++op)
+      for (int t = 0; t < kumiNumTypes; ++t) {
+        Case c{Collective::ReduceScatter, n, 5, false, 2, 0, static_cast<kumiDataType_t>(t), static_cast<kumiRedOp_t>(op)};
+        if (!exactIn(c.type, c.op, n)) continue;
+        c.algo = Algorithm::Rabenseifner;
+        c.mixed = true;
+        ASSERT_EQ(runCase(c, false), "") << describe(c);
+        ++cases;
+      }
+  }
+  EXPECT_GT(cases, 70 * top);
+}
+
+TEST(Schedules, RabenseifnerReduceScatterScratchIsAFractionOfTheInput) {
+  // Partial sums of the half kept at the first step, and a few slices passing through on the
+  // ranks that absorb a folded-away one: at most half the input in a power-of-two world, two
+  // thirds otherwise.
+  const std::uint64_t count = 1 << 12, slice = 1 << 8;
+  for (int n = 1; n <= 64; ++n)
+    for (int r = 0; r < n; ++r) {
+      const Schedule s = rabenseifnerReduceScatter({Collective::ReduceScatter, n, r, count, 0, r % 2 == 0, false, slice});
+      const std::uint64_t input = count * static_cast<std::uint64_t>(n);
+      if ((n & (n - 1)) == 0) {
+        EXPECT_LE(2 * s.scratchCount, input) << "n=" << n << " rank " << r;
+      }
+      EXPECT_LE(3 * s.scratchCount, 2 * input + 3 * 4 * slice) << "n=" << n << " rank " << r;
+    }
 }
 
 TEST(Schedules, RanksMayChooseInPlaceIndependently) {
@@ -421,10 +467,11 @@ TEST(Planner, AlgoSpecFollowsNcclSyntax) {
   EXPECT_TRUE(perColl.allows(Collective::AllReduce, Algorithm::RecursiveDoubling));
   AlgorithmFilter exclude("allreduce:^ring");
   EXPECT_FALSE(exclude.allows(Collective::AllReduce, Algorithm::Ring));
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, CommShape{8, 1}, exclude), Algorithm::RecursiveDoubling);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 1 << 30, CommShape{8, 1}, any), Algorithm::Ring);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, CommShape{8, 1}, any), Algorithm::RecursiveDoubling);
-  EXPECT_EQ(chooseAlgorithm(Collective::AllReduce, 8, CommShape{8, 1}, AlgorithmFilter("allreduce:ring")), Algorithm::Ring);
+  EXPECT_TRUE(exclude.excludes(Collective::AllReduce, Algorithm::Ring));
+  EXPECT_FALSE(exclude.excludes(Collective::AllReduce, Algorithm::Tree));
+  EXPECT_FALSE(exclude.excludes(Collective::AllGather, Algorithm::Ring)) << "the rule is for allreduce only";
+  EXPECT_FALSE(perColl.excludes(Collective::AllReduce, Algorithm::Ring)) << "a positive list only prefers";
+  EXPECT_TRUE(AlgorithmFilter("^tree").excludes(Collective::AllReduce, Algorithm::Tree));
   auto message = [](const char* spec) {
     try {
       AlgorithmFilter f(spec);

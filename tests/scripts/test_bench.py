@@ -1,5 +1,6 @@
 """kumi-bench under kumirun: every collective checks its results, the table has the nccl-tests
-shape, --json is valid and consistent, and bad flags are refused."""
+shape, --json is valid and consistent, --algo all compares every algorithm with the planner's
+choice, --calibrate writes a tuning file the planner can read, and bad flags are refused."""
 import json
 import os
 import re
@@ -22,6 +23,16 @@ COLLECTIVES = [
 ]
 COLUMNS = ["size", "count", "type", "redop", "root", "time", "algbw", "busbw", "wrong",
            "ip_time", "ip_algbw", "ip_busbw", "ip_wrong"]
+# --algo all adds what was asked for and what the library reports it ran, after root.
+COMPARE_COLUMNS = COLUMNS[:5] + ["algo", "ran"] + COLUMNS[5:]
+# The planner's algorithms (collectives/planner.cpp, algorithmsFor).
+ALGORITHMS = {
+    "allreduce": ["ring", "recursive_doubling", "hierarchical", "tree", "rabenseifner"],
+    "allgather": ["ring", "hierarchical", "recursive_doubling"],
+}
+# --calibrate's file: (key prefix, suffixes) as the planner's KUMI_TUNING_FILE parser reads them.
+LINK_KEYS = ["latency_us", "gbps", "overhead_us"]
+CALIBRATE_QUICK = ["-n", "2", "-w", "1"]
 
 
 def setUpModule():
@@ -30,9 +41,9 @@ def setUpModule():
     kt.program("kumi-bench")
 
 
-def bench(*args, np_=NP, timeout=120):
-    return kt.run([kt.kumirun(), "-np", str(np_), "--", kt.program("kumi-bench"), *map(str, args)], timeout=timeout,
-                  env=kt.clean_env(KUMI_TIMEOUT=60))
+def bench(*args, np_=NP, nodes=1, timeout=120):
+    return kt.run([kt.kumirun(), "-np", str(np_), "--nodes", str(nodes), "--", kt.program("kumi-bench"),
+                   *map(str, args)], timeout=timeout, env=kt.clean_env(KUMI_TIMEOUT=60))
 
 
 def table_rows(res):
@@ -142,6 +153,149 @@ class Collectives(unittest.TestCase):
             self.assertEqual(float(row[7]), 0.0, f"busbw of 1 rank must be 0: {row}")
 
 
+def summary_rows(res):
+    """Rank 0's "# Algorithm summary" rows: {size: (best, best time, auto ran, auto time, ratio)}."""
+    rows, inside = {}, False
+    for line in res.stdout.splitlines():
+        m = re.match(r"^\[0\] # (.*)$", line)
+        if not m:
+            continue
+        text = m.group(1)
+        if text.startswith("Algorithm summary"):
+            inside = True
+            continue
+        if inside and re.match(r"^\s*\d", text):
+            size, _type, _op, best, best_t, auto_ran, auto_t, ratio = text.split()
+            rows[int(size)] = (best, float(best_t), auto_ran, float(auto_t), float(ratio))
+    return rows
+
+
+class Compare(unittest.TestCase):
+    """--algo all: one communicator per algorithm (KUMI_ALGO=coll:algo), every row checked."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="kumi-bench-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def compare_run(self, coll, sizes, *args, nodes=1):
+        path = os.path.join(self.tmp, f"{coll}.json")
+        res = bench(coll, "-n", "2", "-w", "1", *args, "--algo", "all", "--json", path, nodes=nodes)
+        self.assertEqual(res.returncode, 0, res.describe())
+        self.assertIn("[0] # Out of bounds values : 0 OK", res.stdout.splitlines(), res.describe())
+        rows = [dict(zip(COMPARE_COLUMNS, r)) for r in table_rows(res)]
+        for row in rows:
+            self.assertEqual(len(row), len(COMPARE_COLUMNS), f"{row}:{res.describe()}")
+            self.assertEqual((row["wrong"], row["ip_wrong"]), ("0", "0"), f"wrong elements in {row}:{res.describe()}")
+            for c in ("time", "ip_time"):
+                self.assertGreater(float(row[c]), 0, row)
+        labels = ["auto"] + ALGORITHMS[coll]
+        got = sorted((int(r["size"]), r["algo"]) for r in rows)
+        self.assertEqual(got, sorted((b, a) for b in sizes for a in labels),
+                         f"want one row per size and algorithm (auto included):{res.describe()}")
+        for r in rows:
+            self.assertIn(r["ran"], ALGORITHMS[coll],
+                          f"the library did not report a known algorithm (kumiCommGetAlgorithm) in {r}:"
+                          f"{res.describe()}")
+        summary = summary_rows(res)
+        self.assertEqual(sorted(summary), sorted(sizes), f"want a summary row per size:{res.describe()}")
+        for size, (best, best_t, auto_ran, auto_t, ratio) in summary.items():
+            self.assertIn(best.split("->")[0], ALGORITHMS[coll], res.describe())
+            # Times are printed with 2 decimals, the ratio with 3: allow their rounding.
+            lo, hi = (auto_t - 0.005) / (best_t + 0.005), (auto_t + 0.005) / max(best_t - 0.005, 1e-9)
+            self.assertTrue(lo - 0.0005 <= ratio <= hi + 0.0005, f"ratio {ratio} for {size}:{res.describe()}")
+        m = re.search(r"^\[0\] # Worst auto/best ratio : ([0-9.]+) at (\d+) B", res.stdout, re.M)
+        self.assertIsNotNone(m, f"no worst-ratio line:{res.describe()}")
+        self.assertAlmostEqual(float(m.group(1)), max(v[4] for v in summary.values()), delta=0.002)
+        with open(path) as f:
+            doc = json.load(f)
+        self.assertEqual(doc["algorithms"], labels)
+        self.assertEqual(sorted((r["bytes"], r["algo"], r["inplace"]) for r in doc["results"]),
+                         sorted((b, a, ip) for b in sizes for a in labels for ip in (False, True)))
+        self.assertTrue(all(r["ran"] in ALGORITHMS[coll] and r["wrong"] == 0 for r in doc["results"]), doc)
+        self.assertEqual(sorted(s["bytes"] for s in doc["summary"]), sorted(sizes))
+        self.assertGreater(doc["worst_ratio"], 0)
+        return rows
+
+    def test_allreduce_all(self):
+        rows = self.compare_run("allreduce", [8, 256, 8192], "-b", "8", "-e", "64K", "-f", "32")
+        for r in rows:
+            if r["algo"] != "auto":  # every allreduce algorithm serves 3 ranks on one host
+                self.assertEqual(r["ran"], r["algo"], r)
+
+    def test_allgather_uneven_hosts(self):
+        # kumirun --nodes 2 with 3 ranks: hosts of 2 and 1 ranks. The hierarchical allgather needs
+        # equal hosts: forced anyway, the library falls back, and the row says to what.
+        sizes = [(b // 4) // NP * NP * 4 for b in (64, 2048)]
+        rows = self.compare_run("allgather", sizes, "-b", "64", "-e", "2K", "-f", "32", nodes=2)
+        for r in rows:
+            if r["algo"] == "hierarchical":
+                self.assertIn(r["ran"], ["ring", "recursive_doubling"], r)
+            elif r["algo"] != "auto":
+                self.assertEqual(r["ran"], r["algo"], r)
+
+
+def parse_tuning(test, path, res):
+    """The tuning file as {key: float}; every line a comment or `key = number`."""
+    test.assertTrue(os.path.isfile(path), f"--calibrate did not write {path}:{res.describe()}")
+    with open(path) as f:
+        text = f.read()
+    lines = text.splitlines()
+    test.assertTrue(lines and lines[0].startswith("# kumi tuning file: written by kumi-bench --calibrate on "), text)
+    values = {}
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = re.match(r"^([a-z_]+) = (\S+)$", line)
+        test.assertIsNotNone(m, f"not `key = value`: {line!r}\n{text}")
+        test.assertNotIn(m.group(1), values, f"{m.group(1)} twice:\n{text}")
+        values[m.group(1)] = float(m.group(2))
+    return values, text
+
+
+class Calibrate(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="kumi-bench-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def calibrate(self, np_, nodes, hosts):
+        path = os.path.join(self.tmp, "kumi.tuning")
+        res = bench("--calibrate", path, *CALIBRATE_QUICK, np_=np_, nodes=nodes, timeout=90)
+        self.assertEqual(res.returncode, 0, res.describe())
+        values, text = parse_tuning(self, path, res)
+        self.assertIn(f"{np_} ranks on {hosts} host", text.splitlines()[0])
+        classes = ["intra", "loopback"] + (["nic"] if hosts > 1 else [])
+        want = {f"{c}_{k}" for c in classes for k in LINK_KEYS} | {"reduce_gbps", "copy_gbps"}
+        self.assertEqual(set(values), want, text)
+        for key, v in values.items():
+            self.assertGreater(v, 0, f"{key}:\n{text}")
+        for c in classes:
+            self.assertGreaterEqual(values[f"{c}_latency_us"], 0.1, text)
+        if hosts == 1:
+            self.assertRegex(text, r"(?m)^# nic_.*not measured", text)
+        self.assertIn(f"[0] wrote {path}", res.stdout, res.describe())
+        return values
+
+    def test_one_host(self):
+        self.calibrate(2, 1, 1)
+
+    def test_two_hosts(self):
+        self.calibrate(4, 2, 2)
+
+    def test_one_rank(self):
+        path = os.path.join(self.tmp, "kumi.tuning")
+        res = bench("--calibrate", path, *CALIBRATE_QUICK, np_=1, timeout=30)
+        self.assertEqual(res.returncode, 2, res.describe())
+        self.assertIn("--calibrate needs at least 2 ranks", res.stderr, res.describe())
+        self.assertFalse(os.path.exists(path), "nothing may be written without a measurement")
+
+    def test_unwritable_file(self):
+        path = os.path.join(self.tmp, "no-such-dir", "kumi.tuning")
+        res = bench("--calibrate", path, *CALIBRATE_QUICK, np_=2, timeout=30)
+        self.assertEqual(res.returncode, 2, res.describe())
+        self.assertIn(f"cannot write tuning file {path}", res.stderr, res.describe())
+        self.assertLess(res.elapsed, 10, "the file is checked before measuring")
+
+
 class BadFlags(unittest.TestCase):
     def check_refused(self, args, needle):
         # Directly (argument errors come before any rendezvous) and under kumirun.
@@ -169,6 +323,14 @@ class BadFlags(unittest.TestCase):
         self.check_refused(["allreduce", "-b", "4K", "-e", "1K"], "-e must be >= -b")
         self.check_refused(["allreduce", "-b", "12Q"], "bad size '12Q'")
         self.check_refused(["allreduce", "-f", "1"], "-f must be > 1")
+
+    def test_unknown_algorithm_in_list(self):
+        self.check_refused(["allreduce", "--algo", "ring,butterfly"], "'butterfly' is not an algorithm of allreduce")
+        self.check_refused(["allgather", "--algo", "ring,tree"], "'tree' is not an algorithm of allgather")
+
+    def test_calibrate_conflicts(self):
+        self.check_refused(["--calibrate", "x.tuning", "--algo", "all"], "--calibrate and --algo all do not go together")
+        self.check_refused(["--calibrate", "x.tuning", "--transport", "tcp"], "drop --transport")
 
     def test_root_outside(self):
         res = bench("broadcast", "-r", str(NP), "-b", "8", "-e", "8", timeout=30)

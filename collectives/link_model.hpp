@@ -1,0 +1,39 @@
+// What the planner and kumi-sim believe about links, and the one text format that carries it:
+// `key = value` lines, '#' comments. A tuning file (KUMI_TUNING_FILE, written by kumi-bench
+// --calibrate) and a kumi-sim cluster description are the same format; a cluster adds its
+// shape (nodes, ranks_per_node, name), which a communicator ignores since it knows its own.
+// docs/PLANNER.md lists the keys.
+#pragma once
+
+#include <string>
+
+#include "collectives/simulator.hpp"
+
+namespace kumi {
+
+struct LinkModel {
+  SimLink intra{0.5, 8, 0.5};       // shared memory between ranks of one host
+  SimLink loopback{12, 2.5, 4};     // TCP between ranks of one host (KUMI_TRANSPORT=tcp)
+  SimLink nic{25, 1.1, 4};          // TCP between hosts, per NIC and direction
+  int nicsPerHost = 1;
+  int coresPerHost = 0;             // 0: as many as ranks (a communicator fills in rank 0's CPUs)
+  double oversubscription = 1;      // fabric: each NIC gets 1/oversubscription of its rate
+  double reduceGbps = 8;
+  double copyGbps = 10;
+  // Only in cluster descriptions (kumi-sim).
+  std::string name;
+  int nodes = 1, ranksPerNode = 1;
+  bool operator==(const LinkModel&) const = default;
+};
+
+// Throws kumiInvalidArgument naming the source, line and bad token.
+LinkModel parseLinkModel(const std::string& text, const std::string& source);
+LinkModel loadLinkModel(const std::string& path);
+// The exact text parseLinkModel reads back into an equal model (for sharing it through the store).
+std::string formatLinkModel(const LinkModel& m);
+
+// The cluster a communicator plans against: its host map, with ranks of one host joined by
+// shared memory or, with sharedMemory false, by loopback TCP.
+SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool sharedMemory);
+
+}  // namespace kumi

@@ -29,6 +29,8 @@ constexpr Field kFields[] = {
     {"nic_latency_us", nullptr, &LinkModel::nic, &SimLink::latencyUs},
     {"nic_gbps", nullptr, &LinkModel::nic, &SimLink::gbps},
     {"nic_overhead_us", nullptr, &LinkModel::nic, &SimLink::overheadUs},
+    {"nic_burst_bytes", &LinkModel::nicBurstBytes},
+    {"nic_peak_gbps", &LinkModel::nicPeakGbps},
     {"oversubscription", &LinkModel::oversubscription},
     {"reduce_gbps", &LinkModel::reduceGbps},
     {"copy_gbps", &LinkModel::copyGbps},
@@ -80,7 +82,8 @@ LinkModel parseLinkModel(const std::string& text, const std::string& source) {
         for (const Field& c : kFields) known += cat(", ", c.key);
         fail(kumiInvalidArgument, source, ":", lineNo, ": unknown key '", key, "' (known: ", known, ")");
       }
-      const bool overhead = key.ends_with("_overhead_us");
+      // Overheads and the optional bucket may be zero.
+      const bool overhead = key.ends_with("_overhead_us") || key.starts_with("nic_burst") || key.starts_with("nic_peak");
       if (f->number) m.*(f->number) = number(overhead);
       else (m.*(f->link)).*(f->linkField) = number(overhead);
     }
@@ -121,6 +124,8 @@ SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool s
   c.nic = m.nic;
   c.nic.gbps /= m.oversubscription;
   c.nicsPerHost = m.nicsPerHost;
+  c.nicBurstBytes = m.nicBurstBytes;
+  c.nicPeakGbps = m.nicPeakGbps / m.oversubscription;
   c.coresPerHost = m.coresPerHost;
   c.reduceGbps = m.reduceGbps;
   c.copyGbps = m.copyGbps;

@@ -16,6 +16,8 @@ struct LinkModel {
   SimLink loopback{12, 2.5, 4};     // TCP between ranks of one host (KUMI_TRANSPORT=tcp)
   SimLink nic{25, 1.1, 4};          // TCP between hosts, per NIC and direction
   int nicsPerHost = 1;
+  double nicBurstBytes = 0;         // token bucket of a shaped NIC (0: none); see SimCluster
+  double nicPeakGbps = 0;
   int coresPerHost = 0;             // 0: as many as ranks (a communicator fills in rank 0's CPUs)
   double oversubscription = 1;      // fabric: each NIC gets 1/oversubscription of its rate
   double reduceGbps = 8;

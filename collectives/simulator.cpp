@@ -55,6 +55,23 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
   // When each shared resource is next free.
   std::vector<double> cpuFree(static_cast<std::size_t>(n), 0), egressFree(static_cast<std::size_t>(hosts * nics), 0),
       ingressFree(static_cast<std::size_t>(hosts * nics), 0);
+  // Token buckets of shaped NICs: bytes up to the tokens go at the peak rate.
+  const bool shaped = c.nicBurstBytes > 0 && c.nicPeakGbps > c.nic.gbps;
+  struct Bucket {
+    double tokens, at = 0;  // bytes, and when they were counted
+    double burst, rate, peak;
+    // Seconds to send `bytes` from `start`; takes the tokens.
+    double transfer(double start, double bytes) {
+      tokens = std::min(burst, tokens + (start - at) * rate);
+      const double fast = std::min(tokens, bytes);
+      const double seconds = fast / peak + (bytes - fast) / rate;
+      tokens = bytes <= tokens ? std::min(burst, tokens - bytes + seconds * rate) : 0;
+      at = start + seconds;
+      return seconds;
+    }
+  };
+  const Bucket fresh{c.nicBurstBytes, 0, c.nicBurstBytes, c.nic.gbps * 1e9, c.nicPeakGbps * 1e9};
+  std::vector<Bucket> egressBucket(static_cast<std::size_t>(hosts * nics), fresh), ingressBucket = egressBucket;
   std::map<std::pair<int, int>, std::deque<Message>> mail;  // (from, to), in sending order
   // A receive whose message has not been sent yet waits here: (from, to) -> parked events.
   std::map<std::pair<int, int>, std::deque<Event>> parked;
@@ -139,7 +156,13 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
           double& out = egressFree[nicOf(e.rank)];
           double& in = ingressFree[nicOf(to)];
           start = std::max({e.time, out, in});
-          finish = start + c.nic.overheadUs * 1e-6 + bytes / (c.nic.gbps * 1e9);
+          double wire = bytes / (c.nic.gbps * 1e9);
+          if (shaped) {
+            Bucket& bo = egressBucket[nicOf(e.rank)];
+            Bucket& bi = ingressBucket[nicOf(to)];
+            wire = std::max(bo.transfer(start, bytes), bi.transfer(start, bytes));
+          }
+          finish = start + c.nic.overheadUs * 1e-6 + wire;
           out = in = finish;
           latency = c.nic.latencyUs * 1e-6;
         }

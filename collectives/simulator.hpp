@@ -27,6 +27,10 @@ struct SimCluster {
   std::vector<int> hostOf;  // rank -> host
   SimLink intra{0.5, 10};   // between ranks of one host (shared memory, NVLink): the sender's CPU
   SimLink nic{10, 1.25};    // one NIC of a host, each direction
+  // A token bucket in front of each NIC direction (a shaped link, e.g. Linux tbf or cloud burst
+  // credits): up to nicBurstBytes pass at nicPeakGbps, the rest at nic.gbps. 0: none.
+  double nicBurstBytes = 0;
+  double nicPeakGbps = 0;
   int nicsPerHost = 1;      // local rank i uses NIC i mod nicsPerHost
   double reduceGbps = 10;   // bytes reduced per second per rank (both inputs counted once)
   double copyGbps = 10;

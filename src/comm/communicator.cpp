@@ -120,13 +120,12 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
     connectTransports(deadline, cancel);
   } catch (const Error& e) {
     std::string msg = cat("rank ", rank_, ": ", e.what());
-    if (e.code() != kumiRemoteError) {
-      postAbort(*store_, msg);
-      // If this process hosts the store, it leaves with the store: give the other ranks (who
-      // poll for the notice twice a second) a moment to read why, instead of a lost store.
-      if (Registry::instance().hosts("store-server:" + cfg_.store))
-        std::this_thread::sleep_for(std::chrono::milliseconds(1200));
-    }
+    if (e.code() != kumiRemoteError) postAbort(*store_, msg);
+    // If this process hosts the store, it leaves with the store: give the other ranks (who
+    // poll for the notice twice a second) a moment to read why, instead of a lost store, also
+    // when the notice came from another rank and some have not read it yet.
+    if (Registry::instance().hosts("store-server:" + cfg_.store))
+      std::this_thread::sleep_for(std::chrono::milliseconds(1200));
     fail(e.code(), msg);
   }
   KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready on ", world_.describe());

@@ -91,6 +91,28 @@ TEST(Simulator, FlowsOnOneNicShareIt) {
   EXPECT_NEAR(simulate(two, c, 4).seconds / t1, 1.0, 0.01);
 }
 
+TEST(Simulator, ShapedNicsLetABurstThroughAtPeakRate) {
+  // One message from host 0 to host 1; the NIC's bucket holds 1 MB at 10 GB/s, then 1 GB/s.
+  SimCluster c = oneRankPerHost(2);
+  c.nic = {0, 1.0};
+  c.nicBurstBytes = 1e6;
+  c.nicPeakGbps = 10;
+  auto oneMessage = [&](std::uint64_t bytes) {
+    std::vector<PreparedSchedule> v;
+    for (int r = 0; r < 2; ++r) {
+      Schedule s;
+      if (r == 0) s.add({StepKind::Send, 1, {Buf::Send, 0, bytes / 4}, {}});
+      else s.add({StepKind::Recv, 0, {}, {Buf::Recv, 0, bytes / 4}});
+      v.emplace_back(s);
+    }
+    return simulate(v, c, 4).seconds;
+  };
+  EXPECT_NEAR(oneMessage(800'000), 800e3 / 10e9, 1e-9) << "within the bucket: peak rate";
+  EXPECT_NEAR(oneMessage(4'000'000), 1e6 / 10e9 + 3e6 / 1e9, 1e-9) << "the rest at the shaped rate";
+  c.nicBurstBytes = 0;
+  EXPECT_NEAR(oneMessage(800'000), 800e3 / 1e9, 1e-9) << "no bucket: the rate throughout";
+}
+
 TEST(Simulator, ReportsDeadlocksAndMismatches) {
   SimCluster c = oneRankPerHost(2);
   std::vector<PreparedSchedule> dead;

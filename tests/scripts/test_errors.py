@@ -180,6 +180,39 @@ class ByHand(unittest.TestCase):
             self.assertLess(res.elapsed, 12.0, info)
         self.assertTrue(any("world size" in self.single_result(res).message for res in procs), info)
 
+    def test_malformed_planner_inputs_fail_every_rank_at_init(self):
+        # One rank's tuning file has a bad token: init fails on every rank, at once, naming it.
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".tuning", delete=False) as f:
+            f.write("nic_gbps = 12\nnic_latency_us = fast\n")
+        for bad, needle in ((dict(KUMI_TUNING_FILE=f.name), "nic_latency_us must be a positive number, got 'fast'"),
+                            (dict(KUMI_ALGO="allreduce:ring;allgather:butterfly"), "unknown algorithm 'butterfly'")):
+            store = self.store()
+            procs = ranks_by_hand([dict(KUMI_STORE=store, KUMI_RANK=0, KUMI_WORLD_SIZE=3, KUMI_TIMEOUT=30),
+                                   dict(KUMI_STORE=store, KUMI_RANK=1, KUMI_WORLD_SIZE=3, KUMI_TIMEOUT=30, **bad),
+                                   dict(KUMI_STORE=store, KUMI_RANK=2, KUMI_WORLD_SIZE=3, KUMI_TIMEOUT=30)],
+                                  "init-only", timeout=60)
+            info = describe_all(procs)
+            for r, res in enumerate(procs):
+                self.assertNotEqual(res.returncode, 0, f"rank {r} initialised despite {bad}:{info}")
+                self.assertLess(res.elapsed, 10.0, f"must fail at once, not at the deadline:{info}")
+                self.assertIn(needle, self.single_result(res).message, info)
+
+    def test_kumi_algo_excluding_every_servable_algorithm_fails_at_init(self):
+        # Hosts of 2 and 1 ranks: the hierarchical allgather cannot serve; excluding the others
+        # leaves nothing, and init says so on every rank.
+        store = self.store()
+        common = dict(KUMI_STORE=store, KUMI_WORLD_SIZE=3, KUMI_TIMEOUT=30, KUMI_ALGO="allgather:^ring,rd")
+        procs = ranks_by_hand([dict(common, KUMI_RANK=0, KUMI_HOSTID="a"), dict(common, KUMI_RANK=1, KUMI_HOSTID="a"),
+                               dict(common, KUMI_RANK=2, KUMI_HOSTID="b")], "init-only", timeout=60)
+        info = describe_all(procs)
+        for r, res in enumerate(procs):
+            self.assertNotEqual(res.returncode, 0, f"rank {r} initialised:{info}")
+            self.assertLess(res.elapsed, 10.0, info)
+            msg = self.single_result(res).message
+            self.assertIn("leaves allgather no algorithm that can serve this communicator", msg, info)
+            self.assertIn("hierarchical allgather needs every host to hold as many ranks", msg, info)
+
     def test_rank_outside_the_world(self):
         res = kt.run([scenarios(), "init-only"], timeout=20,
                      env=kt.clean_env(KUMI_STORE=self.store(), KUMI_RANK=5, KUMI_WORLD_SIZE=2, KUMI_TIMEOUT=10))

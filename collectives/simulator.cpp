@@ -167,7 +167,9 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
           latency = c.nic.latencyUs * 1e-6;
         }
         ++result.messages;
-        mail[{e.rank, to}].push_back({finish + latency, static_cast<std::uint64_t>(bytes)});
+        // The latency (measured end to end, mostly software on both sides) overlaps the bytes'
+        // transfer: a message arrives once its bytes are through and its latency has passed.
+        mail[{e.rank, to}].push_back({std::max(finish, start + latency), static_cast<std::uint64_t>(bytes)});
         // Wake a receive that was waiting for this message.
         auto& waiting = parked[{e.rank, to}];
         if (!waiting.empty()) {

@@ -1,8 +1,9 @@
 // Predicts how long a collective takes by running every rank's schedule against a model of the
 // cluster instead of a network: the same schedules the executor runs, timed. Messages hold their
-// link for overhead + bytes / bandwidth, then arrive after its latency; what shares a resource
-// queues for it: a rank's CPU (reductions, copies, and the copies that move bytes between ranks
-// of one host), a host's NIC in each direction (flows between hosts).
+// link for overhead + bytes / bandwidth and arrive when that is done and their latency (which
+// overlaps the transfer) has passed; what shares a resource queues for it: a rank's CPU
+// (reductions, copies, and the copies that move bytes between ranks of one host), a host's NIC
+// in each direction (flows between hosts).
 // The base of kumi-sim and of the planner's cost model.
 #pragma once
 

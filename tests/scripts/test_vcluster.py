@@ -372,31 +372,46 @@ class VirtualClusterTest(unittest.TestCase):
 
     # e) node awareness: the planner picks the hierarchical allreduce across nodes ---------------
     def test_planner_picks_hierarchical_across_nodes_and_results_are_right(self):
-        # Which algorithm runs (and that every element is right), not how fast: speed is
-        # benchmarks/vcluster_compare.py's to measure.
+        # Which algorithm the cost model picks with the cluster's own link model (and that every
+        # element is right), not how fast: speed is benchmarks/vcluster_compare.py's to measure.
         bench = os.path.join(BUILD, "kumi-bench")
         if not os.access(bench, os.X_OK):
             self.skipTest(f"{bench} is not built (KUMI_BUILD_BENCHMARKS=OFF)")
+        tuning = os.path.join(SOURCE, "benchmarks", "clusters", "vcluster-2x2-1gbit.conf")
+        env = {"KUMI_TIMEOUT": "60", "KUMI_DEBUG": "INFO", "KUMI_TUNING_FILE": tuning}
         with vcluster.VirtualCluster(nodes=2, rate="1gbit", name=fresh_name("hier")) as vc:
             for counts in (2, [2, 1], [1, 3]):
                 res = vc.launch([bench, "allreduce", "-b", "4M", "-e", "4M", "-n", "2", "-w", "1", "-c", "1"],
-                                counts, env={"KUMI_TIMEOUT": "60", "KUMI_DEBUG": "INFO"}, timeout=150)
+                                counts, env=env, timeout=150)
                 self.assertTrue(res.ok, res.describe())
                 log = res[0].stdout + res[0].stderr
-                self.assertRegex(log, r"allreduce count 1048576 on \d+ ranks: hierarchical", log[-3000:])
+                # Every candidate priced, the cheapest run.
+                plan = re.search(r"plan allreduce 4 MiB on \d+ ranks, 2 host\(s\): (.*) -> (\w+)", log)
+                self.assertIsNotNone(plan, log[-3000:])
+                for algo in ("ring", "recursive_doubling", "hierarchical", "tree", "rabenseifner"):
+                    self.assertIn(f"{algo} ", plan.group(1), log[-3000:])
+                self.assertRegex(log, rf"allreduce count 1048576 on \d+ ranks: {plan.group(2)}", log[-3000:])
+                if counts == 2:  # 2 x 2: the network crossed once per node, predicted 0.68x the ring
+                    self.assertEqual(plan.group(2), "hierarchical", log[-3000:])
                 self.assertIn("Out of bounds values : 0 OK", log, log[-3000:])
                 # Two hosts in the world map; ranks of one node reach each other through shared
                 # memory (every local peer), the others by TCP.
                 self.assertIn("ready on 2 hosts", log, log[-3000:])
                 everyone = "".join(r.stdout + r.stderr for r in res)
                 self.assertRegex(everyone, r"shared memory with (\d+) of \1 local peers", everyone[-3000:])
-            # Allgather goes hierarchical on even hosts only.
-            for counts, algo in ((2, "hierarchical"), ([2, 1], "ring")):
+            # Allgather goes hierarchical on even hosts; on uneven ones it is no candidate.
+            for counts in (2, [2, 1]):
                 res = vc.launch([bench, "allgather", "-b", "4M", "-e", "4M", "-n", "2", "-w", "1"],
-                                counts, env={"KUMI_TIMEOUT": "60", "KUMI_DEBUG": "INFO"}, timeout=150)
+                                counts, env=env, timeout=150)
                 self.assertTrue(res.ok, res.describe())
                 log = res[0].stdout + res[0].stderr
-                self.assertRegex(log, rf"allgather count \d+ on \d+ ranks: {algo}", log[-3000:])
+                ran = re.search(r"allgather count \d+ on \d+ ranks: (\w+)", log)
+                self.assertIsNotNone(ran, log[-3000:])
+                if counts == 2:
+                    self.assertEqual(ran.group(1), "hierarchical", log[-3000:])
+                else:
+                    self.assertNotEqual(ran.group(1), "hierarchical", log[-3000:])
+                    self.assertNotIn("hierarchical", re.search(r"plan allgather [^\n]*", log).group(0))
                 self.assertIn("Out of bounds values : 0 OK", log, log[-3000:])
 
 

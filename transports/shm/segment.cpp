@@ -11,9 +11,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <thread>
 
 #include "core/bytes.hpp"
 #include "core/error.hpp"
@@ -110,8 +112,13 @@ Segment Segment::create(const std::string& dir, const std::string& name, std::si
     fd = Fd(::open(s.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   }
   if (!fd.valid()) fail(kumiSystemError, "cannot create shared-memory segment ", s.path_, ": ", std::strerror(errno));
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
-    fail(kumiSystemError, "cannot lock shared-memory segment ", s.path_, ": ", std::strerror(errno));
+  // Another process's reclaimLeftovers may hold the lock for a moment while it looks at the new,
+  // still empty file (and leaves it: no magic yet, not old); wait for it, boundedly.
+  for (int tries = 0; ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0; ++tries) {
+    if (errno != EWOULDBLOCK || tries == 1000)
+      fail(kumiSystemError, "cannot lock shared-memory segment ", s.path_, ": ", std::strerror(errno));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   s.linked_ = true;
   // Reserve the pages now: tmpfs is sparse, and a full one only shows when a page is touched,
   // as SIGBUS. posix_fallocate makes that an error here, with the numbers.

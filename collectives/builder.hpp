@@ -43,6 +43,14 @@ class ScheduleBuilder {
   std::map<Key, Access> access_;
 };
 
+// A world of one rank: the result is the input, copied unless in place. Returns whether that
+// was the case (and the schedule is complete).
+inline bool singleRank(ScheduleBuilder& b, int worldSize, std::uint64_t count, bool inPlace) {
+  if (worldSize != 1) return false;
+  if (!inPlace) b.copy({Buf::Send, 0, count}, {Buf::Recv, 0, count});
+  return true;
+}
+
 // Partition of `count` elements into `parts` nearly equal blocks (the first ones one larger).
 struct Block {
   std::uint64_t offset, count;

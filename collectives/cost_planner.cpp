@@ -41,11 +41,9 @@ Planner::Planner(SimCluster cluster, AlgorithmFilter filter, std::uint64_t chunk
   for (int h : cluster_.hostOf) hosts_ = std::max(hosts_, h + 1);
   const bool even = evenHosts(cluster_.hostOf);
   for (Collective c : kPlanned) {
-    // What can serve this host map at all: the hierarchical allgather needs equal hosts.
-    auto serves = [&](Algorithm a) { return !(a == Algorithm::Hierarchical && c == Collective::AllGather && !even); };
     std::vector<Algorithm> allowed, servable, notExcluded;
     for (Algorithm a : algorithmsFor(c)) {
-      if (!serves(a)) continue;
+      if (!canServe(c, a, even)) continue;
       servable.push_back(a);
       if (filter_.allows(c, a)) allowed.push_back(a);
       if (!filter_.excludes(c, a)) notExcluded.push_back(a);
@@ -71,23 +69,26 @@ std::uint64_t Planner::slice(const Plan& p, Collective c, std::uint64_t count, s
   return std::max<std::uint64_t>(s, 1);
 }
 
-std::optional<double> Planner::predict(Collective c, Algorithm a, std::uint64_t count, std::size_t elemSize,
-                                       int sliceShift) const {
-  const int n = worldSize();
-  Plan p{a, sliceShift, 0};
-  const std::uint64_t sl = slice(p, c, count, elemSize);
+std::optional<double> simulateCall(const SimCluster& cluster, Collective c, Algorithm a, std::uint64_t count,
+                                   std::size_t elemSize, std::uint64_t slice, std::uint64_t maxSteps) {
+  const int n = static_cast<int>(cluster.hostOf.size());
   std::vector<PreparedSchedule> schedules;
   schedules.reserve(static_cast<std::size_t>(n));
   for (int r = 0; r < n; ++r) {
-    ScheduleKey k{c, n, r, count, 0, false, false, sl};
-    k.hostOf = &cluster_.hostOf;
+    ScheduleKey k{c, n, r, count, 0, false, false, slice};
+    k.hostOf = &cluster.hostOf;
     schedules.emplace_back(buildSchedule(k, a));
     // Ranks' schedules are about equally long: rank 0's size tells the whole cost early.
-    if (r == 0 && schedules[0].schedule.steps.size() * static_cast<std::uint64_t>(n) > kMaxSimulatedSteps) return std::nullopt;
+    if (r == 0 && schedules[0].schedule.steps.size() * static_cast<std::uint64_t>(n) > maxSteps) return std::nullopt;
   }
-  const SimResult res = simulate(schedules, cluster_, elemSize);
-  if (!res.error.empty()) fail(kumiInternalError, "planner: ", algorithmName(a), " ", collectiveName(c), ": ", res.error);
+  const SimResult res = simulate(schedules, cluster, elemSize);
+  if (!res.error.empty()) fail(kumiInternalError, "simulating ", algorithmName(a), " ", collectiveName(c), ": ", res.error);
   return res.seconds;
+}
+
+std::optional<double> Planner::predict(Collective c, Algorithm a, std::uint64_t count, std::size_t elemSize,
+                                       int sliceShift) const {
+  return simulateCall(cluster_, c, a, count, elemSize, slice({a, sliceShift, 0}, c, count, elemSize), kMaxSimulatedSteps);
 }
 
 const Plan& Planner::plan(Collective c, std::uint64_t count, std::size_t elemSize) {
@@ -106,12 +107,13 @@ Plan Planner::decide(Collective c, std::uint64_t count, std::size_t elemSize) co
   std::optional<Plan> best;
   std::string report;
   for (Algorithm a : own) {
-    std::uint64_t seen[3] = {0, 0, 0};
+    std::vector<std::uint64_t> tried;  // slices (capped at the message) already simulated
     for (int shift : {0, -1, 1}) {
       if (shift != 0 && chunkBytes_ != 0) continue;  // KUMI_CHUNK_SIZE fixes the slice
       const std::uint64_t sl = std::min(slice({a, shift, 0}, c, count, elemSize), count);
-      if (shift != 0 && (sl * elemSize < kMinSliceBytes || sl == seen[0] || sl == seen[1])) continue;
-      seen[shift + 1] = sl;
+      if (shift != 0 && (sl * elemSize < kMinSliceBytes || std::find(tried.begin(), tried.end(), sl) != tried.end()))
+        continue;
+      tried.push_back(sl);
       const auto t = predict(c, a, count, elemSize, shift);
       if (!t) {
         Plan rule = ruleOfThumb(c, bytes);

@@ -17,6 +17,12 @@
 
 namespace kumi {
 
+// Simulates one call of `c` with `a` on every rank of `cluster` (count and slice in elements, as
+// in ScheduleKey). nullopt when the schedules hold more than maxSteps steps in all; throws
+// kumiInternalError when they deadlock or mismatch. The planner and kumi-sim both use it.
+std::optional<double> simulateCall(const SimCluster& cluster, Collective c, Algorithm a, std::uint64_t count,
+                                   std::size_t elemSize, std::uint64_t slice, std::uint64_t maxSteps);
+
 struct Plan {
   Algorithm algo = Algorithm::Ring;
   int sliceShift = 0;      // slice = the automatic slice (sliceElements) * 4^sliceShift

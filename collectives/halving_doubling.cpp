@@ -18,10 +18,7 @@ Schedule rabenseifnerAllReduce(const ScheduleKey& k) {
   const int n = k.worldSize, r = k.rank;
   ScheduleBuilder b(s, k.inPlace);
   if (k.count == 0) return s;
-  if (n == 1) {
-    if (!k.inPlace) b.copy({Buf::Send, 0, k.count}, {Buf::Recv, 0, k.count});
-    return s;
-  }
+  if (singleRank(b, n, k.count, k.inPlace)) return s;
   const Fold f(n);
   // pow2 blocks, each cut into pipeline slices; every step moves whole runs of blocks.
   std::vector<std::vector<Block>> blocks(static_cast<std::size_t>(f.pow2));
@@ -77,10 +74,7 @@ Schedule rabenseifnerReduceScatter(const ScheduleKey& k) {
   // In place, Recv is block r of Send.
   ScheduleBuilder b(s, k.inPlace, 0, static_cast<std::uint64_t>(r) * rc);
   if (rc == 0) return s;
-  if (n == 1) {
-    if (!k.inPlace) b.copy({Buf::Send, 0, rc}, {Buf::Recv, 0, rc});
-    return s;
-  }
+  if (singleRank(b, n, rc, k.inPlace)) return s;
   const Fold f(n);
   const int half = f.pow2 / 2;
   const auto slices = slicesOf({0, rc}, k.sliceCount);

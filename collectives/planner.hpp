@@ -52,6 +52,12 @@ std::span<const Algorithm> algorithmsFor(Collective c);
 
 Schedule buildSchedule(const ScheduleKey& key, Algorithm a);
 
+// Whether `a` can serve `c` on a host map whose hosts are (or are not) all of one size: the
+// hierarchical allgather needs equal hosts; everything else serves any map.
+inline bool canServe(Collective c, Algorithm a, bool evenHosts) {
+  return !(a == Algorithm::Hierarchical && c == Collective::AllGather && !evenHosts);
+}
+
 // Pipeline slice in elements for a call (chunkBytes: KUMI_CHUNK_SIZE, 0 = automatic). The
 // communicator and kumi-sim use the same, so predictions run the schedules that run for real.
 std::uint64_t sliceElements(Collective c, Algorithm a, std::uint64_t count, std::size_t elemSize, int worldSize,

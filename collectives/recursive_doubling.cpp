@@ -12,10 +12,7 @@ Schedule recursiveDoublingAllReduce(const ScheduleKey& k) {
   const int n = k.worldSize, r = k.rank;
   ScheduleBuilder b(s, k.inPlace);
   if (k.count == 0) return s;
-  if (n == 1) {
-    if (!k.inPlace) b.copy({Buf::Send, 0, k.count}, {Buf::Recv, 0, k.count});
-    return s;
-  }
+  if (singleRank(b, n, k.count, k.inPlace)) return s;
   // Every exchange goes in pipeline slices, so staging memory stays bounded when a large
   // message is forced onto this algorithm.
   const auto slices = slicesOf({0, k.count}, k.sliceCount);

@@ -112,10 +112,7 @@ Schedule doubleBinaryTreeAllReduce(const ScheduleKey& k) {
   const int n = k.worldSize, r = k.rank;
   ScheduleBuilder b(s, k.inPlace);
   if (k.count == 0) return s;
-  if (n == 1) {
-    if (!k.inPlace) b.copy({Buf::Send, 0, k.count}, {Buf::Recv, 0, k.count});
-    return s;
-  }
+  if (singleRank(b, n, k.count, k.inPlace)) return s;
   std::vector<BinaryNode> nodes(static_cast<std::size_t>(n));
   buildInOrder(0, n, -1, nodes);
   // Tree t places rank r at position (r + t) mod n; positions map back the other way.

@@ -46,16 +46,20 @@ void bindOnce(int rank, int localRank, int localSize) {
 #endif
 }
 
+// CPUs this process may run on now.
+int cpusOfThisProcess() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
 // What the planner depends on besides the host map, as text: every rank plans from rank 0's so
 // that all choose the same schedules even if their files or variables differ.
 std::string planningInputs(const Config& cfg) {
   AlgorithmFilter check(cfg.algo);  // a malformed KUMI_ALGO fails init, naming the token
   LinkModel model = cfg.tuningFile.empty() ? LinkModel{} : loadLinkModel(cfg.tuningFile);
-  if (model.coresPerHost == 0) {  // ranks that outnumber the cores share them: plan for it
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    model.coresPerHost = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-  }
+  // Ranks that outnumber the cores share them: plan for it.
+  if (model.coresPerHost == 0) model.coresPerHost = cpusOfThisProcess();
   return cat("algo ", cfg.algo, "\nchunk ", cfg.chunkBytes, "\nshm ", cfg.transport == "tcp" ? 0 : 1, "\n",
              formatLinkModel(model));
 }
@@ -320,11 +324,7 @@ void Communicator::executeLocked(const CallArgs& a) {
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
   if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
   ExecParams p{a.type, a.op, size_, cfg_.timeoutSeconds, &aborted_, [this](int r) { return peerName(r); }};
-  if (cpusAvailable_ < 0) {  // after KUMI_BIND, which runs once the communicator exists
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    cpusAvailable_ = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-  }
+  if (cpusAvailable_ < 0) cpusAvailable_ = cpusOfThisProcess();  // after KUMI_BIND, which runs once the communicator exists
   // Waking a rank asleep on a futex or epoll costs tens of microseconds, more than a whole
   // shared-memory message: spin longer where peers share the host (each poll yields the CPU,
   // so ranks that outnumber the cores still run). Over TCP a short spin is enough.

@@ -267,7 +267,12 @@ class Calibrate(unittest.TestCase):
         want = {f"{c}_{k}" for c in classes for k in LINK_KEYS} | {"reduce_gbps", "copy_gbps"}
         self.assertEqual(set(values), want, text)
         for key, v in values.items():
-            self.assertGreater(v, 0, f"{key}:\n{text}")
+            # The fitted per-message overhead is clamped at 0 (shared memory's is often below
+            # what the fit resolves); every latency, bandwidth and rate must be positive.
+            if key.endswith("_overhead_us"):
+                self.assertGreaterEqual(v, 0, f"{key}:\n{text}")
+            else:
+                self.assertGreater(v, 0, f"{key}:\n{text}")
         for c in classes:
             self.assertGreaterEqual(values[f"{c}_latency_us"], 0.1, text)
         if hosts == 1:

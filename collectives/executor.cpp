@@ -24,6 +24,8 @@ inline void cpuRelax() {
 // slices, within 32 MiB in all, whatever slice size is configured.
 constexpr std::size_t kMaxStagingPerChannel = 8;
 constexpr std::size_t kStagingBudgetBytes = 32u << 20;
+// How often a blocked call runs ExecParams::onLongWait.
+constexpr auto kLongWaitPeriod = std::chrono::seconds(1);
 }  // namespace
 
 std::byte* Executor::scratch(std::size_t bytes) {
@@ -146,6 +148,7 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   drainWork();
 
   int idle = 0;
+  std::optional<Deadline::Clock::time_point> lastLongWaitCheck;  // from the first block on
   Deadline deadline = p.deadline.value_or(Deadline{});
   bool deadlineSet = p.deadline.has_value();
   while (done < n) {
@@ -202,6 +205,14 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
       continue;
     }
     tp->waitForEvents(std::min(deadline.msLeft(), 200));
+    if (p.onLongWait) {
+      const auto now = Deadline::Clock::now();
+      if (!lastLongWaitCheck) lastLongWaitCheck = now;
+      if (now - *lastLongWaitCheck >= kLongWaitPeriod) {
+        lastLongWaitCheck = now;
+        p.onLongWait();
+      }
+    }
   }
 }
 

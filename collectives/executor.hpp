@@ -29,6 +29,9 @@ struct ExecParams {
   int spinBeforeBlock = 8;                   // idle polls (yielding) before blocking
   int busyPolls = 0;                         // idle polls before those, without yielding
   std::optional<Deadline> deadline;          // set when the caller's clock already runs
+  // Called about once a second while the call is blocked (e.g. to look for a failure another
+  // rank posted); may throw to end the call.
+  std::function<void()> onLongWait;
 };
 
 class Executor {

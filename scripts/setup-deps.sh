@@ -15,6 +15,7 @@ declare -A WHY=(
   [libgmock-dev]="GoogleMock (ships with GoogleTest)"
   [libbenchmark-dev]="Google Benchmark micro-benchmarks of the reduction kernels"
   [libhwy-dev]="Google Highway: SIMD reduction kernels with runtime AVX2/AVX-512 dispatch"
+  [libssl-dev]="libcrypto (HMAC-SHA256, random nonces) for the KUMI_SECRET challenge-response"
   [libhwloc-dev]="hwloc topology discovery"
   [libibverbs-dev]="rdma-core verbs for the RDMA transport"
   [libopenmpi-dev]="Open MPI, a peer in the comparison benchmark"

@@ -2,7 +2,9 @@
 # Quick start, command 2: installs what is missing, builds kumi and runs the whole test suite:
 #   lane 1  Release build: unit tests, the exhaustive schedule checks, multi-process tests under
 #           kumirun (1-5 ranks), script tests (kumirun, bad input, examples, install, kumi-bench);
-#   lane 2  AddressSanitizer + UndefinedBehaviorSanitizer build: unit and multi-process tests.
+#   lane 2  AddressSanitizer + UndefinedBehaviorSanitizer build: unit and multi-process tests;
+#   lane 3  ThreadSanitizer build: unit and multi-process tests;
+#   fuzz    libFuzzer (clang, ASan+UBSan) on every wire parser, 30 s per target (scripts/fuzz.sh).
 # Exits non-zero if anything fails. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +25,20 @@ cmake --build build-asan -j"$jobs"
 # The sanitized schedule checks cover world sizes 1..8 (lane 1 covers 1..32 at full speed).
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   KUMI_TEST_MAX_WORLD=8 ctest --output-on-failure -L 'unit|mp' --timeout 1500)
+
+echo "== lane 3: ThreadSanitizer"
+# Optimised (TSan slows code 5-15x; -O0 would double that), with debug info for the reports.
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKUMI_SANITIZE=thread \
+  -DKUMI_BUILD_BENCHMARKS=OFF -DKUMI_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-tsan -j"$jobs"
+# halt_on_error: a report ends the process with status 66, so its test (or its kumirun job) fails.
+# Left out, to keep the lane's tests near 6 minutes instead of 15: tests that run no second thread,
+# where TSan cannot report anything (the schedule checks and float16 rounding, 3 min under TSan),
+# and the multi-process runs with a forced KUMI_ALGO, whose threads, transports and executor are
+# those of the default runs (6 min). Lanes 1 and 2 run them all.
+(cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  KUMI_TEST_MAX_WORLD=8 ctest --output-on-failure -L 'unit|mp' --timeout 1500 \
+  -E '^(Schedules\.|Half\.|mp\.collectives\.(tree_binomial|rabenseifner|rd)\.)')
+
+echo "== fuzz lane: libFuzzer on the store protocol, the transport handshake, the shared-memory checks and the tuning file"
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} FUZZ_BUILD_JOBS="$jobs" bash scripts/fuzz.sh

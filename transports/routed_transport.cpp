@@ -20,6 +20,10 @@ void RoutedTransport::connect(const std::vector<int>& peers, const Deadline& dea
   }
 }
 
+void RoutedTransport::setCallStamp(const CallStamp& stamp) {
+  for (auto& t : transports_) t->setCallStamp(stamp);
+}
+
 void RoutedTransport::postSend(int peer, const void* data, std::size_t bytes, Request* req) {
   ++outstanding_[static_cast<std::size_t>(routes_[static_cast<std::size_t>(peer)])];
   to(peer).postSend(peer, data, bytes, req);
@@ -64,6 +68,10 @@ void RoutedTransport::waitForEvents(int timeoutMs) {
 
 void RoutedTransport::interrupt() {
   for (auto& t : transports_) t->interrupt();
+}
+
+void RoutedTransport::publishFailure(const std::string& story) {
+  for (auto& t : transports_) t->publishFailure(story);
 }
 
 void RoutedTransport::shutdown() {

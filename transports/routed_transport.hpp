@@ -22,11 +22,13 @@ class RoutedTransport final : public Transport {
   Transport& to(int peer) const { return *transports_[static_cast<std::size_t>(routes_[static_cast<std::size_t>(peer)])]; }
 
   void connect(const std::vector<int>& peers, const Deadline& deadline) override;
+  void setCallStamp(const CallStamp& stamp) override;
   void postSend(int peer, const void* data, std::size_t bytes, Request* req) override;
   void postRecv(int peer, void* data, std::size_t bytes, Request* req) override;
   bool progress(std::vector<Request*>& completed) override;
   void waitForEvents(int timeoutMs) override;
   void interrupt() override;
+  void publishFailure(const std::string& story) override;
   void shutdown() override;
   void cancelAll() override;
 

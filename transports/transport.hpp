@@ -8,8 +8,74 @@
 #include <vector>
 
 #include "core/deadline.hpp"
+#include "core/error.hpp"
 
 namespace kumi {
+
+// What the sender was doing when it sent a message: its call (kind, count, type, op, root,
+// sequence number) packed in 16 bytes by the communicator (src/comm/call_stamp.hpp). Every
+// message carries its sender's stamp and a receive accepts only a message with its own, so
+// ranks that called different collectives, or the same one with different arguments, are told
+// so at the first message instead of exchanging wrong data. Transports treat it as opaque.
+struct CallStamp {
+  std::uint64_t lo = 0;
+  std::uint64_t hi = 0;
+  bool operator==(const CallStamp&) const = default;
+};
+
+// A message from `peer` carried another call's stamp; the communicator names both calls.
+class CallMismatch : public Error {
+ public:
+  CallMismatch(int peer, const CallStamp& expected, const CallStamp& received)
+      : Error(kumiRemoteError, "call mismatch"), peer(peer), expected(expected), received(received) {}
+  int peer;
+  CallStamp expected, received;
+};
+
+// A failure on the link with `peer` (e.g. corrupted data): the communicator names both ends.
+class LinkError : public Error {
+ public:
+  LinkError(int peer, std::string message) : Error(kumiRemoteError, std::move(message)), peer(peer) {}
+  int peer;
+};
+
+// The connection to `peer` is gone: it exited, crashed, aborted or failed (a peer that fails
+// says why through the store first; the communicator tells the two apart).
+class PeerLost : public LinkError {
+ public:
+  using LinkError::LinkError;
+};
+
+// The connection to `peer` ended and the peer (or the store) said why: `what()` is the story of
+// the failure that the peer reported, to be told as the root cause.
+class PeerFailed : public PeerLost {
+ public:
+  using PeerLost::PeerLost;
+};
+
+[[noreturn]] inline void failPeerFailed(int peer, const std::string& story) { throw PeerFailed(peer, story); }
+
+template <class... Args>
+[[noreturn]] void failPeerLost(int peer, const Args&... args) {
+  throw PeerLost(peer, cat(args...));
+}
+
+template <class... Args>
+[[noreturn]] void failLink(int peer, const Args&... args) {
+  throw LinkError(peer, cat(args...));
+}
+
+// End-to-end integrity of payloads (KUMI_CHECKSUM): the sender puts a CRC32C of every message
+// part in its header, the receiver recomputes it and fails naming the link on a difference.
+struct WireChecks {
+  bool checksum = false;
+  // Tests only (KUMI_TEST_CORRUPT_EVERY): flips one bit of every n-th message part a rank
+  // receives, after it crossed the link and before it is checked, as a faulty link would.
+  std::uint32_t corruptEvery = 0;
+};
+
+// Flips a bit of a received part when WireChecks asks for it; true if it did.
+bool injectCorruption(const WireChecks& checks, std::uint32_t& counter, void* data, std::size_t bytes);
 
 // One posted send or receive. The transport may split it into parts (several sockets or
 // queue pairs); it is complete when every part is.
@@ -26,8 +92,12 @@ class Transport {
   // Ensures connections to these peers exist; collective between each pair. Bounded by deadline.
   virtual void connect(const std::vector<int>& peers, const Deadline& deadline) = 0;
 
+  // Sends and receives posted from now on carry (and expect) this stamp.
+  virtual void setCallStamp(const CallStamp& stamp) = 0;
+
   // Messages to one peer are delivered in posting order and must be matched, in the same order,
-  // by receives of the same size; a size mismatch is an error naming both sizes.
+  // by receives of the same stamp and size: a different stamp throws CallMismatch, a different
+  // size an error naming both sizes; with WireChecks::checksum a corrupted part is an error too.
   virtual void postSend(int peer, const void* data, std::size_t bytes, Request* req) = 0;
   virtual void postRecv(int peer, void* data, std::size_t bytes, Request* req) = 0;
 
@@ -41,6 +111,11 @@ class Transport {
   // Thread-safe, for abort: interrupts waitForEvents now, and makes a connect in progress (or a
   // later one) fail with kumiAborted.
   virtual void interrupt() = 0;
+
+  // Before shutdown() after a failure: leaves `story` where the peers look when they see this
+  // rank go (the shared-memory control block; a last frame on idle TCP sockets), so that they
+  // can name the root cause even when the rendezvous store is gone. Best effort, never blocks.
+  virtual void publishFailure(const std::string& story) = 0;
 
   // Closes every connection so that peers see the failure at once; no further use.
   virtual void shutdown() = 0;

@@ -11,6 +11,12 @@
  *    on host buffers are blocking: they return when the caller's buffers may be reused.
  *  - A communicator may be used from one thread at a time; different communicators may be
  *    used concurrently from different threads. kumiCommAbort may be called from any thread.
+ *    A collective or split started while another thread runs one on the same communicator
+ *    fails at once with kumiInvalidUsage (and leaves the running one alone).
+ *  - Handles are checked before use: NULL, a destroyed (or aborted) handle, or an address that
+ *    is not a communicator gives kumiInvalidUsage, never a use of freed memory. kumi keeps
+ *    a few dozen bytes per communicator ever created so that a handle's address is never
+ *    reused and a stale handle cannot be taken for a newer communicator.
  */
 #ifndef KUMI_KUMI_H_
 #define KUMI_KUMI_H_
@@ -116,12 +122,18 @@ KUMI_API kumiResult_t kumiCommInitConfig(kumiComm_t* comm, const kumiConfig_t* c
 #define KUMI_SPLIT_NOCOLOR (-1)
 KUMI_API kumiResult_t kumiCommSplit(kumiComm_t comm, int color, int key, kumiComm_t* newcomm);
 
-/* Releases a communicator after its operations have finished. NULL is accepted. */
+/* Releases a communicator after its operations have finished. NULL is accepted (kumiSuccess).
+ * A handle already destroyed or aborted gives kumiInvalidUsage (nothing is released twice).
+ * While a call on another thread is inside the communicator, nothing is released and the result
+ * is kumiInvalidUsage: destroy it after that call returns, or stop the call with kumiCommAbort. */
 KUMI_API kumiResult_t kumiCommDestroy(kumiComm_t comm);
 
 /* Aborts a communicator from any thread: operations in progress (a split included) fail with
  * kumiAborted, peers see the connections close, resources are released once those calls have
- * returned. The handle is invalid afterwards: no call may start with it after this one. */
+ * returned. The handle is invalid afterwards: calls that start with it, kumiCommDestroy and a
+ * second kumiCommAbort included, give kumiInvalidUsage. NULL is accepted (kumiSuccess). It cannot
+ * interrupt kumiCommInit*, which has no handle until it returns; it can interrupt kumiCommSplit
+ * through the parent's handle. */
 KUMI_API kumiResult_t kumiCommAbort(kumiComm_t comm);
 
 KUMI_API kumiResult_t kumiCommRank(kumiComm_t comm, int* rank);
@@ -174,6 +186,13 @@ KUMI_API kumiResult_t kumiSend(const void* sendbuf, size_t count, kumiDataType_t
                                int peer, kumiComm_t comm, kumiStream_t stream);
 KUMI_API kumiResult_t kumiRecv(void* recvbuf, size_t count, kumiDataType_t datatype, int peer,
                                kumiComm_t comm, kumiStream_t stream);
+
+/* Writes the communicator's flight recorder: its last KUMI_FLIGHT_RECORDER operations (call,
+ * sequence number, algorithm, bytes, peers, state, start time and duration), see
+ * docs/RELIABILITY.md. path NULL: a file in KUMI_FLIGHT_RECORDER_DIR (default $TMPDIR or /tmp),
+ * or the log when that is "none". Safe from any thread, also while a collective on comm hangs.
+ * kumi writes it by itself when an operation fails. */
+KUMI_API kumiResult_t kumiCommDumpFlightRecorder(kumiComm_t comm, const char* path);
 
 /* Size in bytes of one element (0 for an invalid type). */
 KUMI_API size_t kumiTypeSize(kumiDataType_t datatype);

@@ -98,6 +98,11 @@ class Comm {
     return name;
   }
 
+  // Writes the flight recorder (last operations) to path, or to KUMI_FLIGHT_RECORDER_DIR when empty.
+  void dumpFlightRecorder(const std::string& path = "") const {
+    check(kumiCommDumpFlightRecorder(handle_, path.empty() ? nullptr : path.c_str()));
+  }
+
   // Ranks with equal color form a new communicator ordered by key; color < 0 gives an empty Comm.
   Comm split(int color, int key) const {
     kumiComm_t h = nullptr;

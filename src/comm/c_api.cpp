@@ -10,14 +10,27 @@
 
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/registry.hpp"
 #include "core/types.hpp"
 
 struct kumiComm {
   std::unique_ptr<kumi::Communicator> impl;
-  std::atomic<int> calls{0};  // API calls inside impl now; abort frees impl only at zero
+  std::atomic<int> calls{0};              // API calls inside impl now; abort frees impl only at zero
+  std::atomic<bool> inCollective{false};  // a collective or split is running on some thread
+
+  kumiComm() = default;
+  kumiComm(const kumiComm&) = delete;
+  kumiComm& operator=(const kumiComm&) = delete;
+  // The handle table outlives main(): a communicator the program never destroyed is left to the
+  // operating system, as before, rather than torn down during static destruction, when the
+  // services it would touch on the way out (store, logging) may already be gone.
+  ~kumiComm() { static_cast<void>(impl.release()); }
 };
 
 namespace {
+
+using HandleState = kumi::HandleTable::State;
 
 thread_local std::string lastError;
 
@@ -39,22 +52,64 @@ kumiResult_t guarded(F&& f) {
   }
 }
 
+kumi::HandleTable& handles() { return kumi::Registry::instance().handles; }
+
+// Why a handle that is not live cannot be used. Only its address is printed: it is not read.
+[[noreturn]] void failNotLive(kumiComm_t comm, HandleState state) {
+  if (comm == nullptr) kumi::fail(kumiInvalidUsage, "communicator handle is NULL");
+  if (state == HandleState::Retired)
+    kumi::fail(kumiInvalidUsage, "communicator handle ", static_cast<const void*>(comm),
+               " was destroyed (kumiCommDestroy or kumiCommAbort) and may not be used again");
+  kumi::fail(kumiInvalidUsage, "communicator handle ", static_cast<const void*>(comm),
+             " is not a communicator (kumiCommInit* and kumiCommSplit make them)");
+}
+
+// The communicator behind a live handle. The handle is looked up by address before anything
+// reads it, so a destroyed or made-up one is refused; call it within an InCall, which keeps the
+// handle from being destroyed while the call uses it.
 kumi::Communicator& need(kumiComm_t comm) {
-  if (comm == nullptr || !comm->impl) kumi::fail(kumiInvalidUsage, "communicator handle is NULL");
+  const HandleState state = comm == nullptr ? HandleState::Unknown : handles().state(comm);
+  if (state != HandleState::Live) failNotLive(comm, state);
   return *comm->impl;
 }
 
-// Counts a call that uses the communicator, for kumiCommAbort from another thread.
+// Counts a call that uses the communicator, for kumiCommDestroy (which refuses while any runs)
+// and kumiCommAbort (which frees the communicator only once they have left). The count is taken
+// under the handle table's lock, so no call can slip in after destroy or abort retired the
+// handle; a handle that is not live is not touched (need() then says why).
 class InCall {
  public:
-  explicit InCall(kumiComm_t comm) : comm_(comm) {
-    if (comm_) comm_->calls.fetch_add(1);
+  explicit InCall(kumiComm_t comm) {
+    if (comm != nullptr) handles().ifLive(comm, [&] {
+        comm->calls.fetch_add(1);
+        comm_ = comm;
+      });
   }
   ~InCall() {
     if (comm_) comm_->calls.fetch_sub(1);
   }
   InCall(const InCall&) = delete;
   InCall& operator=(const InCall&) = delete;
+
+ private:
+  kumiComm_t comm_ = nullptr;
+};
+
+// Held while a collective or split runs. A second one from another thread is refused at once:
+// serialising the two would let each rank pair its calls in a different order, so that ranks
+// exchange data of different calls (wrong results or a mismatch error far from the cause).
+class OneCollective {
+ public:
+  explicit OneCollective(kumiComm_t comm) : comm_(comm) {
+    bool idle = false;
+    if (!comm_->inCollective.compare_exchange_strong(idle, true))
+      kumi::fail(kumiInvalidUsage, "communicator handle ", static_cast<const void*>(comm),
+                 " is already running a collective on another thread (a communicator may be used"
+                 " from one thread at a time)");
+  }
+  ~OneCollective() { comm_->inCollective.store(false); }
+  OneCollective(const OneCollective&) = delete;
+  OneCollective& operator=(const OneCollective&) = delete;
 
  private:
   kumiComm_t comm_;
@@ -64,16 +119,24 @@ void needOut(const void* p, const char* what) {
   if (p == nullptr) kumi::fail(kumiInvalidArgument, what, " is NULL");
 }
 
+// A handle for a new communicator, live in the handle table from now on (the table holds its
+// memory; the caller holds it until kumiCommDestroy or kumiCommAbort).
 kumiResult_t wrap(std::unique_ptr<kumi::Communicator> impl, kumiComm_t* out) {
-  auto handle = std::make_unique<kumiComm>();
-  handle->impl = std::move(impl);
-  *out = handle.release();  // owned by the caller until kumiCommDestroy
-  return kumiSuccess;
+  return guarded([&] {
+    auto handle = std::make_shared<kumiComm>();
+    handle->impl = std::move(impl);
+    handles().adopt(handle);
+    *out = handle.get();
+  });
 }
 
 kumiResult_t run(kumiComm_t comm, const kumi::CallArgs& args) {
   InCall in(comm);
-  return guarded([&] { need(comm).execute(args); });
+  return guarded([&] {
+    kumi::Communicator& c = need(comm);
+    OneCollective one(comm);
+    c.execute(args);
+  });
 }
 
 void needNoStream(kumiStream_t stream) {
@@ -138,30 +201,52 @@ kumiResult_t kumiCommSplit(kumiComm_t comm, int color, int key, kumiComm_t* newc
   kumiResult_t r = guarded([&] {
     needOut(newcomm, "newcomm");
     *newcomm = nullptr;
-    impl = need(comm).split(color, key);
+    kumi::Communicator& c = need(comm);
+    OneCollective one(comm);
+    impl = c.split(color, key);
   });
   if (r != kumiSuccess || !impl) return r;
   return wrap(std::move(impl), newcomm);
 }
 
 kumiResult_t kumiCommDestroy(kumiComm_t comm) {
-  std::unique_ptr<kumiComm> owned(comm);
-  return guarded([&] { owned.reset(); });
+  return guarded([&] {
+    if (comm == nullptr) return;  // accepted, as free(NULL) is
+    int busy = 0;
+    const HandleState before = handles().retireIf(comm, [&] {
+      busy = comm->calls.load();
+      return busy == 0;
+    });
+    if (before != HandleState::Live) failNotLive(comm, before);
+    if (busy > 0)
+      kumi::fail(kumiInvalidUsage, "kumiCommDestroy: communicator handle ", static_cast<const void*>(comm), " is in use by ",
+                 busy, " call(s) on other threads; destroy it once they have returned, or stop them with kumiCommAbort");
+    comm->impl.reset();  // retired: no call can reach it any more
+  });
 }
 
 kumiResult_t kumiCommAbort(kumiComm_t comm) {
-  std::unique_ptr<kumiComm> owned(comm);
   return guarded([&] {
-    if (owned && owned->impl) {
-      owned->impl->abort();  // running operations give up at once
-      // Calls on other threads leave within moments of the abort; free only then.
-      while (owned->calls.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    owned.reset();
+    if (comm == nullptr) return;  // accepted, as for kumiCommDestroy
+    // Retired first, whatever runs: from here on no call can start with the handle, and a
+    // second abort or a destroy racing with this one is refused instead of freeing it twice.
+    const HandleState before = handles().retireIf(comm, [] { return true; });
+    if (before != HandleState::Live) failNotLive(comm, before);
+    // The communicator is freed once calls on other threads have left, which they do within
+    // moments of the abort; also if the abort itself fails, since nobody else can free it now.
+    struct FreeWhenIdle {
+      kumiComm_t c;
+      ~FreeWhenIdle() {
+        while (c->calls.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        c->impl.reset();
+      }
+    } freeWhenIdle{comm};
+    comm->impl->abort();  // running operations give up at once
   });
 }
 
 kumiResult_t kumiCommRank(kumiComm_t comm, int* rank) {
+  InCall in(comm);
   return guarded([&] {
     needOut(rank, "rank");
     *rank = need(comm).rank();
@@ -169,6 +254,7 @@ kumiResult_t kumiCommRank(kumiComm_t comm, int* rank) {
 }
 
 kumiResult_t kumiCommSize(kumiComm_t comm, int* size) {
+  InCall in(comm);
   return guarded([&] {
     needOut(size, "size");
     *size = need(comm).size();
@@ -192,6 +278,15 @@ kumiResult_t kumiCommGetAlgorithm(kumiComm_t comm, const char** name) {
   return guarded([&] {
     needOut(name, "name");
     *name = need(comm).lastAlgorithm();
+  });
+}
+
+kumiResult_t kumiCommDumpFlightRecorder(kumiComm_t comm, const char* path) {
+  // Not an operation: it must not wait for one that hangs.
+  InCall in(comm);
+  return guarded([&] {
+    const std::string file = need(comm).dumpFlightRecorder(path ? path : "", "requested (kumiCommDumpFlightRecorder)");
+    if (!file.empty()) KUMI_INFO("flight recorder written to ", file);
   });
 }
 

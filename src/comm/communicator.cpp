@@ -3,11 +3,15 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
 #include "collectives/algorithms.hpp"
 #include "collectives/link_model.hpp"
+#include "comm/call_stamp.hpp"
+#include "comm/flight_dumper.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
@@ -80,6 +84,14 @@ Planner plannerFrom(const std::string& inputs, const std::vector<int>& hostOf) {
   return Planner(clusterFor(model, hostOf, shm), AlgorithmFilter(algo), chunk);
 }
 
+// A failure notice another rank posted, seen while this rank waited: the notice is the story.
+class NoticeSeen : public Error {
+ public:
+  explicit NoticeSeen(std::string notice) : Error(kumiRemoteError, std::move(notice)) {}
+};
+
+WireChecks wireChecks(const Config& cfg) { return WireChecks{cfg.checksum != 0, cfg.testCorruptEvery}; }
+
 bool overlaps(const void* a, std::size_t an, const void* b, std::size_t bn) {
   auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
   return an && bn && pa < pb + bn && pb < pa + an;
@@ -106,13 +118,18 @@ std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
 }
 
 Communicator::Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
-                           const SockAddr& listenAddress, const std::atomic<bool>* cancel)
+                           const SockAddr& listenAddress, const std::atomic<bool>* cancel, Store* parentStore)
     : cfg_(cfg),
       rank_(rank),
       size_(size),
       id_(std::move(id)),
       base_(std::move(base)),
       listenAddress_(listenAddress) {
+  if (cfg_.flightRecorderEntries > 0)
+    recorder_ = std::make_shared<FlightRecorder>(
+        static_cast<std::size_t>(cfg_.flightRecorderEntries),
+        FlightRecorder::Identity{id_, cfg_.jobId, rank_, size_, Registry::instance().hostname()}, cfg_.flightRecorderDir);
+  if (recorder_ && !cfg_.flightRecorderSignal.empty()) dumpOnSignal(parseSignal(cfg_.flightRecorderSignal), recorder_);
   if (size_ == 1) {
     world_ = WorldMap({{localHostIdentity(cfg_.hostId, cfg_.shmDir).id, Registry::instance().hostname()}});
     planner_ = plannerFrom(planningInputs(cfg_), world_.hostIndex());
@@ -121,7 +138,7 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
   const auto deadline = Deadline::after(cfg_.timeoutSeconds);
   store_ = std::make_shared<PrefixStore>(id_, base_);
   try {
-    connectTransports(deadline, cancel);
+    connectTransports(deadline, cancel, parentStore);
   } catch (const Error& e) {
     std::string msg = cat("rank ", rank_, ": ", e.what());
     if (e.code() != kumiRemoteError) postAbort(*store_, msg);
@@ -135,7 +152,7 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
   KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready on ", world_.describe());
 }
 
-void Communicator::connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel) {
+void Communicator::connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel, Store* parentStore) {
   const std::string inputs = planningInputs(cfg_);  // bad KUMI_ALGO or tuning file: every rank hears why
   const HostIdentity host = localHostIdentity(cfg_.hostId, cfg_.shmDir);
   KUMI_INFO("rank ", rank_, ": host id ", host.id, " (", host.detail, ")");
@@ -149,12 +166,15 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   o.bufferBytes = static_cast<std::size_t>(cfg_.socketBufferBytes);
   o.listenAddress = listenAddress_;
   o.handshakeSeconds = std::min(30.0, cfg_.timeoutSeconds);
+  o.secret = cfg_.secret;
+  o.checks = wireChecks(cfg_);
+  o.heartbeatSeconds = cfg_.heartbeatSeconds;
   // Agree on the world size before publishing an address: a rank that disagrees must never
   // see a complete set of peers.
   agreeOnWorldSize(*store_, rank_, size_);
   store_->set(cat("place/", rank_), cat(host.id, '\n', Registry::instance().hostname()));
   auto tcp = std::make_unique<TcpTransport>(o, store_);
-  waitForRanks(*store_, size_, "tcp", deadline, cancel);
+  waitForRanks(*store_, size_, "tcp", deadline, cancel, parentStore);
   // Everyone has arrived, so every place is there to read.
   std::vector<RankPlace> places;
   for (int r = 0; r < size_; ++r) {
@@ -175,6 +195,7 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     so.segmentPrefix = shmSegmentPrefix(cfg_.jobId, cfg_.generation, id_);
     so.channelBytes = static_cast<std::size_t>(cfg_.shmBufferBytes);
     so.crossMemoryAttach = cfg_.shmCrossMemory != 0;
+    so.checks = wireChecks(cfg_);
     auto shm = std::make_unique<ShmTransport>(so, *store_, deadline, cancel);
     for (int p : shm->connectedPeers()) routes[static_cast<std::size_t>(p)] = 1;
     if (!shm->connectedPeers().empty()) {
@@ -187,7 +208,7 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
                              : std::unique_ptr<Transport>(std::move(tcp));
   // Every rank's transports are up: no rank returns from init while another is failing (e.g.
   // a host whose /dev/shm is too small), and a failure posted meanwhile reaches everyone.
-  waitForRanks(*store_, size_, "ready", deadline, cancel);
+  waitForRanks(*store_, size_, "ready", deadline, cancel, parentStore);
   const std::string agreed = rank_ == 0 ? inputs : store_->get("plan", Store::Timeout(std::max(1, deadline.msLeft())));
   if (agreed != inputs)
     KUMI_WARN("rank ", rank_, ": KUMI_ALGO, KUMI_CHUNK_SIZE, KUMI_TRANSPORT or KUMI_TUNING_FILE differ from rank 0's;",
@@ -303,7 +324,6 @@ void Communicator::execute(const CallArgs& a) {
 }
 
 void Communicator::executeLocked(const CallArgs& a) {
-  const std::uint64_t seq = ++opSeq_;
   if (aborted_.load()) fail(kumiAborted, "rank ", rank_, ": ", collectiveName(a.coll), " on an aborted communicator");
   if (failedCode_ != kumiSuccess)
     fail(failedCode_, "rank ", rank_, ": ", collectiveName(a.coll), " on a communicator that failed earlier: ", failure_);
@@ -313,14 +333,27 @@ void Communicator::executeLocked(const CallArgs& a) {
   } catch (const Error& e) {
     fail(e.code(), "rank ", rank_, ": ", e.what());
   }
-  const Plan& plan = planner_.plan(a.coll, a.count, typeSize(a.type));
-  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg,
-                  planner_.slice(plan, a.coll, a.count, typeSize(a.type))};
+  // Numbered only once valid: a call refused here never reached the other ranks.
+  std::uint64_t seq;
+  if (a.coll == Collective::Send || a.coll == Collective::Recv) {
+    auto& counts = a.coll == Collective::Send ? sentTo_ : receivedFrom_;
+    if (counts.empty()) counts.assign(static_cast<std::size_t>(size_), 0);
+    seq = ++counts[static_cast<std::size_t>(a.root)];
+  } else {
+    seq = ++collSeq_;
+  }
+  const CallStamp stamp = stampCall(a, seq, a.coll == Collective::Recv ? a.root : rank_);
+  const std::size_t es = typeSize(a.type);
+  const Plan& plan = planner_.plan(a.coll, a.count, es);
+  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, planner_.slice(plan, a.coll, a.count, es)};
   key.hostOf = &world_.hostIndex();
   PreparedSchedule& ps = scheduleFor(key, plan.algo);
   lastAlgorithm_ = algorithmName(plan.algo);
-  if (ps.schedule.steps.empty()) return;
-  const std::size_t es = typeSize(a.type);
+  const std::uint64_t rec = recorder_ ? recorder_->begin(stamp, lastAlgorithm_, ps.peers, a.count * es) : 0;
+  if (ps.schedule.steps.empty()) {
+    if (recorder_) recorder_->finish(rec, FlightRecorder::State::Done);
+    return;
+  }
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
   if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
   ExecParams p{a.type, a.op, size_, cfg_.timeoutSeconds, &aborted_, [this](int r) { return peerName(r); }};
@@ -332,6 +365,14 @@ void Communicator::executeLocked(const CallArgs& a) {
   // cores it would keep the awaited peer off the CPU.
   p.spinBeforeBlock = cfg_.spinBeforeBlock >= 0 ? cfg_.spinBeforeBlock : sharedMemory_ ? 2000 : 8;
   p.busyPolls = sharedMemory_ && world_.localSize(rank_) <= cpusAvailable_ ? 256 : 0;
+  // A call that waits long looks for trouble elsewhere: a failure another rank posted, or
+  // peers stuck in a different call with nothing sent (e.g. broadcasts with different roots,
+  // where every rank waits to receive, so no message can show the mismatch).
+  bool published = false;
+  if (store_) p.onLongWait = [&] {
+    checkFailureNotice();
+    if (a.coll != Collective::Send && a.coll != Collective::Recv) compareStuckCalls(stamp, ps.peers, published);
+  };
   try {
     if (size_ > 1 && !ps.connected) {
       // One deadline for connecting and running, as for any call.
@@ -339,17 +380,100 @@ void Communicator::executeLocked(const CallArgs& a) {
       transport_->connect(ps.peers, *p.deadline);
       ps.connected = true;
     }
+    if (transport_) transport_->setCallStamp(stamp);
     executor_.run(ps, bufs, transport_.get(), p);
   } catch (const Error& e) {
-    failedCode_ = aborted_.load() ? kumiAborted : e.code();
-    failure_ = cat(describe(a, seq), ": ", e.what());
-    if (transport_) {
-      transport_->cancelAll();
-      transport_->shutdown();  // peers see closed connections and fail fast too
-    }
-    KUMI_WARN("rank ", rank_, ": ", failure_);
-    fail(failedCode_, "rank ", rank_, ": ", failure_);
+    if (recorder_) recorder_->finish(rec, FlightRecorder::State::Failed);
+    failOperation(a, seq, e);
   }
+  if (recorder_) recorder_->finish(rec, FlightRecorder::State::Done);
+}
+
+void Communicator::checkFailureNotice() {
+  std::string notice;
+  try {
+    if (!store_->check({"abort"})) return;
+    notice = store_->get("abort", Store::Timeout(1000));
+  } catch (const Error&) {
+    return;  // a lost store is no verdict on this call; connections and the deadline still are
+  }
+  throw NoticeSeen(notice);
+}
+
+void Communicator::compareStuckCalls(const CallStamp& mine, const std::vector<int>& peers, bool& published) {
+  auto encode = [](const CallStamp& c) { return cat(c.lo, ' ', c.hi); };
+  try {
+    if (!published) {
+      store_->set(cat("call/", rank_), encode(mine));
+      published = true;
+    }
+    for (int peer : peers) {
+      const std::string key = cat("call/", peer);
+      if (!store_->check({key})) continue;
+      CallStamp theirs;
+      if (std::sscanf(store_->get(key, Store::Timeout(1000)).c_str(), "%" SCNu64 " %" SCNu64, &theirs.lo, &theirs.hi) != 2) continue;
+      // Only the same call number can disagree; a peer at another is merely behind or ahead.
+      if ((theirs.hi & 0xffffffffu) == (mine.hi & 0xffffffffu) && theirs != mine) throw CallMismatch(peer, mine, theirs);
+    }
+  } catch (const CallMismatch&) {
+    throw;
+  } catch (const Error&) {
+    // A lost store: connections and the deadline still judge this call.
+  }
+}
+
+void Communicator::failOperation(const CallArgs& a, std::uint64_t seq, const Error& e) {
+  const bool aborted = aborted_.load();
+  const std::string call = describe(a, seq);
+  const std::string here = cat("rank ", rank_, " on ", Registry::instance().hostname());
+  // What this rank saw, and what it tells the others if it is the first to fail.
+  std::string seen = e.what(), story;
+  if (const auto* m = dynamic_cast<const CallMismatch*>(&e)) {
+    seen = cat("ranks called different operations: ", peerName(m->peer), ": ", describeStamp(m->received), "; ",
+               here, ": ", describeStamp(m->expected));
+    story = seen;
+  } else if (const auto* lost = dynamic_cast<const PeerLost*>(&e)) {
+    // Had the peer failed on its own, it would have said so before closing: it died or left.
+    story = cat(peerName(lost->peer), " failed or left during ", call, " (", here, " saw: ", e.what(), ")");
+  } else if (const auto* link = dynamic_cast<const LinkError*>(&e)) {
+    seen = cat(e.what(), " [link ", peerName(link->peer), " -> ", here, "]");
+    story = cat(here, " failed in ", call, ": ", seen);
+  } else {
+    story = cat(here, " failed in ", call, ": ", e.what());
+  }
+  std::string first;
+  if (dynamic_cast<const NoticeSeen*>(&e)) first = e.what();
+  else if (!aborted && store_) first = postAbort(*store_, story);  // before closing: peers read it when they see us go
+  // With the store gone, a story a peer left on its way out is the best root cause there is.
+  if (first.empty() && dynamic_cast<const PeerFailed*>(&e)) first = e.what();
+  failedCode_ = aborted ? kumiAborted : e.code();
+  if (aborted) failure_ = cat(call, ": the communicator was aborted (kumiCommAbort)");
+  else if (first.empty() || first == story) failure_ = cat(call, ": ", seen);
+  else if (first == seen) failure_ = cat(call, ": ", first);
+  else failure_ = cat(call, ": ", first, " (here: ", seen, ")");
+  if (transport_) {
+    transport_->publishFailure(aborted ? abortStory() : first.empty() ? story : first);
+    transport_->cancelAll();
+    transport_->shutdown();  // peers see closed connections and fail fast too
+  }
+  KUMI_WARN("rank ", rank_, ": ", failure_);
+  if (recorder_ && !aborted) {
+    KUMI_WARN("rank ", rank_, ": last operations of communicator ", id_, ":\n", recorder_->render(failure_, 16));
+    try {
+      const std::string file = recorder_->write(failure_);
+      if (!file.empty()) KUMI_WARN("rank ", rank_, ": flight recorder written to ", file);
+    } catch (const Error& w) {
+      KUMI_WARN("rank ", rank_, ": ", w.what());
+    }
+  }
+  fail(failedCode_, "rank ", rank_, ": ", failure_);
+}
+
+std::string Communicator::dumpFlightRecorder(const std::string& path, const std::string& reason) const {
+  if (!recorder_) fail(kumiInvalidUsage, "the flight recorder is off (KUMI_FLIGHT_RECORDER=0)");
+  std::string file = recorder_->write(reason, path);
+  if (file.empty()) KUMI_WARN("rank ", rank_, ": ", recorder_->render(reason));
+  return file;
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
@@ -376,22 +500,29 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   c.worldSize = newSize;
   if (newSize == 1) return std::make_unique<Communicator>(c, 0, 1, childId, nullptr, SockAddr{});
   try {
-    return std::make_unique<Communicator>(c, newRank, newSize, childId, base_, listenAddress_, &aborted_);
+    return std::make_unique<Communicator>(c, newRank, newSize, childId, base_, listenAddress_, &aborted_, store_.get());
   } catch (const Error& e) {
     if (aborted_.load()) fail(kumiAborted, "rank ", rank_, ": split aborted: ", e.what());
     throw;
   }
 }
 
+std::string Communicator::abortStory() const {
+  return cat("rank ", rank_, " on ", Registry::instance().hostname(), " aborted the communicator");
+}
+
 void Communicator::abort() {
-  aborted_.store(true);
+  // The story first, then the closing: peers that see the connections go find why. (The store
+  // client is thread-safe; the transport is touched only under the operation lock.)
+  const bool first = !aborted_.exchange(true);
+  if (first && store_) postAbort(*store_, abortStory());
   if (transport_) transport_->interrupt();
   std::lock_guard<std::mutex> lock(opMutex_);  // waits for the running operation to give up
   if (transport_) {
+    transport_->publishFailure(abortStory());
     transport_->cancelAll();
     transport_->shutdown();
   }
-  if (store_) postAbort(*store_, cat("rank ", rank_, " aborted the communicator"));
 }
 
 }  // namespace kumi

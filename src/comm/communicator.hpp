@@ -13,6 +13,7 @@
 #include "collectives/executor.hpp"
 #include "collectives/cost_planner.hpp"
 #include "collectives/prepared.hpp"
+#include "comm/flight_recorder.hpp"
 #include "core/config.hpp"
 #include "core/socket.hpp"
 #include "rendezvous/store.hpp"
@@ -51,18 +52,35 @@ class Communicator {
   // From any thread: fails the operation in progress, closes connections.
   void abort();
 
+  // From any thread, even while a collective hangs: writes the flight recorder to path (or to
+  // KUMI_FLIGHT_RECORDER_DIR when path is empty) and returns where it went.
+  std::string dumpFlightRecorder(const std::string& path, const std::string& reason) const;
+  const std::shared_ptr<FlightRecorder>& flightRecorder() const { return recorder_; }
+
   // Use create() or split(); public for make_unique. listenAddress is where peers reach us.
-  // cancel: the parent's abort flag while a split builds this communicator.
+  // cancel: the parent's abort flag while a split builds this communicator; parentStore: the
+  // parent's store, whose failure notice (another rank aborted the split) ends the start-up.
   Communicator(const Config& cfg, int rank, int size, std::string id, std::shared_ptr<Store> base,
-               const SockAddr& listenAddress, const std::atomic<bool>* cancel = nullptr);
+               const SockAddr& listenAddress, const std::atomic<bool>* cancel = nullptr,
+               Store* parentStore = nullptr);
 
  private:
   PreparedSchedule& scheduleFor(const ScheduleKey& key, Algorithm algo);
   void executeLocked(const CallArgs& args);  // opMutex_ held
   void validate(const CallArgs& a, bool* inPlace) const;
   std::string describe(const CallArgs& a, std::uint64_t seq) const;
+  // Turns a failed operation into the error every rank reports: the first failure posted on
+  // the communicator (the root cause), then what this rank saw. Leaves the communicator failed.
+  [[noreturn]] void failOperation(const CallArgs& a, std::uint64_t seq, const Error& e);
+  // While a call waits long: fails it at once if another rank posted a failure.
+  void checkFailureNotice();
+  std::string abortStory() const;  // what peers are told when this rank aborts
+  // While a collective waits long: publishes its stamp (once) and compares with the stamps the
+  // schedule's peers published; throws CallMismatch when a peer is in the same call number with
+  // different arguments.
+  void compareStuckCalls(const CallStamp& mine, const std::vector<int>& peers, bool& published);
   std::string peerName(int peer);
-  void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel);
+  void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel, Store* parentStore);
 
   Config cfg_;
   int rank_;
@@ -90,7 +108,10 @@ class Communicator {
   CacheKey lastKey_{};
   PreparedSchedule* last_ = nullptr;
   std::unordered_map<int, std::string> peerHosts_;
-  std::uint64_t opSeq_ = 0;
+  // Call numbers for stamps: collectives count alike on every rank; sends and receives per pair.
+  std::uint64_t collSeq_ = 0;
+  std::vector<std::uint64_t> sentTo_, receivedFrom_;
+  std::shared_ptr<FlightRecorder> recorder_;  // shared with the process's signal-driven dumper
   std::uint64_t splitSeq_ = 0;
   std::mutex opMutex_;  // held while an operation or a split runs; abort waits on it
   std::atomic<bool> aborted_{false};

@@ -4,6 +4,7 @@
 
 #include "core/env.hpp"
 #include "core/error.hpp"
+#include "core/secret.hpp"
 
 namespace kumi {
 
@@ -15,6 +16,7 @@ Config Config::resolve(const kumiConfig_t* user) {
   if (auto v = envString("KUMI_STORE")) c.store = *v;
   if (auto v = envIntIn("KUMI_STORE_SERVE", 0, 1)) c.storeServe = *v;
   if (auto v = envString("KUMI_JOB_ID")) c.jobId = *v;
+  c.secret = secretFromEnv();
   if (auto v = envIntIn("KUMI_GENERATION", 0, INT32_MAX)) c.generation = *v;
   if (auto v = envDouble("KUMI_TIMEOUT")) c.timeoutSeconds = *v;
   if (auto v = envString("KUMI_SOCKET_IFNAME")) c.socketIfname = *v;
@@ -29,6 +31,15 @@ Config Config::resolve(const kumiConfig_t* user) {
   if (auto v = envBytes("KUMI_SHM_BUFFER")) c.shmBufferBytes = *v;
   if (auto v = envIntIn("KUMI_SHM_CMA", 0, 1)) c.shmCrossMemory = *v;
   if (auto v = envIntIn("KUMI_SPIN", 0, 1000000)) c.spinBeforeBlock = *v;
+  if (auto v = envIntIn("KUMI_CHECKSUM", 0, 1)) c.checksum = *v;
+  if (auto v = envIntIn("KUMI_HEARTBEAT", 0, 3600)) c.heartbeatSeconds = *v;
+  if (auto v = envIntIn("KUMI_TEST_CORRUPT_EVERY", 0, 1 << 30)) c.testCorruptEvery = static_cast<std::uint32_t>(*v);
+  if (auto v = envIntIn("KUMI_FLIGHT_RECORDER", 0, 1 << 20)) c.flightRecorderEntries = *v;
+  if (auto v = envString("KUMI_FLIGHT_RECORDER_SIGNAL")) c.flightRecorderSignal = *v;
+  // Dumps go to the temporary directory unless told otherwise; "none": to the log only.
+  if (auto v = envString("KUMI_FLIGHT_RECORDER_DIR")) c.flightRecorderDir = *v == "none" ? "" : *v;
+  else if (auto t = envString("TMPDIR"); t && !t->empty()) c.flightRecorderDir = *t;
+  else c.flightRecorderDir = "/tmp";
 
   if (user != nullptr) {
     if (user->structSize != sizeof(kumiConfig_t))

@@ -15,6 +15,7 @@ struct Config {
   std::string store;          // KUMI_STORE host:port
   int storeServe = -1;        // KUMI_STORE_SERVE: 1 serve, 0 connect only, -1 rank 0 serves
   std::string jobId;          // KUMI_JOB_ID
+  std::string secret;         // KUMI_SECRET or KUMI_SECRET_FILE ("" = none); never printed
   int generation = 0;         // KUMI_GENERATION (restart count)
   double timeoutSeconds = 600;  // KUMI_TIMEOUT
   std::string socketIfname;   // KUMI_SOCKET_IFNAME
@@ -29,6 +30,12 @@ struct Config {
   std::uint64_t shmBufferBytes = 512 << 10;  // KUMI_SHM_BUFFER: ring per peer and direction
   int shmCrossMemory = 1;                    // KUMI_SHM_CMA: process_vm_readv for large messages
   int spinBeforeBlock = -1;   // KUMI_SPIN: idle polls (each yielding the CPU) before blocking; -1 auto
+  int heartbeatSeconds = 5;   // KUMI_HEARTBEAT: probe idle connections every N s; dead after ~4 N (0 = kernel default)
+  int checksum = 0;           // KUMI_CHECKSUM: CRC32C of every message part, checked on arrival
+  std::uint32_t testCorruptEvery = 0;  // KUMI_TEST_CORRUPT_EVERY: tests flip a bit of every n-th part received
+  int flightRecorderEntries = 256;     // KUMI_FLIGHT_RECORDER: operations kept per communicator (0 = off)
+  std::string flightRecorderSignal;    // KUMI_FLIGHT_RECORDER_SIGNAL: dump every recorder on it (e.g. USR2); off if ""
+  std::string flightRecorderDir;       // KUMI_FLIGHT_RECORDER_DIR: where dumps go (default $TMPDIR or /tmp; "" = the log only)
 
   // Environment first, then non-default fields of user (may be null).
   static Config resolve(const kumiConfig_t* user);

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <string>
 
+#include "core/handle_table.hpp"
+
 namespace kumi {
 
 class Registry {
@@ -20,6 +22,8 @@ class Registry {
   // Counts communicators created from scratch in this process. Ranks that create them in the
   // same order derive the same store namespace, so repeated init/destroy cycles do not collide.
   std::atomic<long long> rootCommCount{0};
+  // The C API's communicator handles: which are live, so that a destroyed one is refused.
+  HandleTable handles;
 
   // Whether a service is held under key (e.g. this process serves a store).
   bool hosts(const std::string& key) {

@@ -140,6 +140,17 @@ void setNoDelay(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void setHeartbeat(int fd, int seconds) {
+  if (seconds <= 0) return;
+  int on = 1, count = 3;
+  unsigned int userTimeoutMs = static_cast<unsigned int>(seconds) * 4000u;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &seconds, sizeof seconds);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &seconds, sizeof seconds);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &userTimeoutMs, sizeof userTimeoutMs);
+}
+
 void setBufferSizes(int fd, std::size_t bytes) {
   if (bytes == 0) return;
   int v = static_cast<int>(std::min<std::size_t>(bytes, 1u << 30));

@@ -71,6 +71,11 @@ Fd connectWithRetry(const std::vector<SockAddr>& addrs, const Deadline& deadline
 
 void setNonBlocking(int fd, bool on);
 void setNoDelay(int fd);
+// Kernel heartbeats on a connection: an idle connection is probed every `seconds` and given up
+// after three unanswered probes, and data unacknowledged for four periods fails it too, so a
+// peer whose host died or was cut off (no FIN ever comes) is found in ~4 periods, not at the
+// deadline. 0 leaves the kernel defaults (two hours).
+void setHeartbeat(int fd, int seconds);
 void setBufferSizes(int fd, std::size_t bytes);  // 0 keeps kernel autotuning
 
 // Blocking full transfers bounded by a deadline; throw kumiTimeout / kumiRemoteError.

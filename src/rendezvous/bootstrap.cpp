@@ -14,13 +14,13 @@
 namespace kumi {
 
 namespace {
-std::shared_ptr<TcpStoreServer> serveStore(const std::string& hostPort) {
+std::shared_ptr<TcpStoreServer> serveStore(const std::string& hostPort, const std::string& secret) {
   return Registry::instance().service<TcpStoreServer>("store-server:" + hostPort, [&] {
     auto [host, port] = splitHostPort(hostPort, "KUMI_STORE");
     auto addrs = resolve(host, port, "KUMI_STORE");
     std::shared_ptr<TcpStoreServer> server;
     try {
-      server = std::make_shared<TcpStoreServer>(addrs.front());
+      server = std::make_shared<TcpStoreServer>(addrs.front(), secret);
     } catch (const Error& e) {
       // A service name (e.g. a Kubernetes Service) may resolve to an address this pod does not
       // own; then listen on every address of that family, as torch's store does.
@@ -28,7 +28,11 @@ std::shared_ptr<TcpStoreServer> serveStore(const std::string& hostPort) {
       SockAddr any = addrs.front();
       auto fam = any.family();
       any = resolve(fam == AF_INET6 ? "::" : "0.0.0.0", port, "KUMI_STORE").front();
-      server = std::make_shared<TcpStoreServer>(any);
+      server = std::make_shared<TcpStoreServer>(any, secret);
+      if (secret.empty())
+        KUMI_WARN("the rendezvous store listens on every interface (", any.str(), ": KUMI_STORE=", hostPort,
+                  " is not an address of this host) and without a secret: anyone who reaches the port can read and "
+                  "write the job's keys; set KUMI_SECRET or KUMI_SECRET_FILE on every rank");
     }
     server->start();
     KUMI_INFO("serving the rendezvous store at ", server->address().str());
@@ -46,16 +50,17 @@ StoreConnection connectStore(const Config& cfg, const Deadline& deadline) {
     return {std::make_shared<FileStore>(dir), std::nullopt};
   }
   const bool serve = cfg.storeServe == 1 || (cfg.storeServe == -1 && cfg.rank == 0);
-  if (serve) serveStore(cfg.store);
-  auto client = std::make_shared<TcpStoreClient>(cfg.store, deadline);
+  if (serve) serveStore(cfg.store, cfg.secret);
+  auto client = std::make_shared<TcpStoreClient>(cfg.store, deadline, cfg.secret);
   return {client, client->serverAddress()};
 }
 
-void postAbort(Store& store, const std::string& message) {
+std::string postAbort(Store& store, const std::string& message) {
   try {
-    store.compareSet("abort", "", message);
+    return store.compareSet("abort", "", message);
   } catch (const Error&) {
     // The store may be gone too; the peers will see closed connections instead.
+    return "";
   }
 }
 
@@ -72,7 +77,7 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize) {
 }
 
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
-                  const std::atomic<bool>* cancel) {
+                  const std::atomic<bool>* cancel, Store* parent) {
   // Arrival is counted, and the last rank to arrive raises one flag that everyone waits for:
   // the store does O(1) work per rank instead of checking every rank's key for every rank.
   const std::string allKey = what + "/all";
@@ -97,8 +102,12 @@ void waitForRanks(Store& store, int worldSize, const std::string& what, const De
     bool done = false;
     try {
       done = store.waitFor({allKey}, std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 500))).empty();
-      if (store.check({"abort"}))
+      // Once everyone arrived, start-up succeeded: a notice posted since (a rank that already
+      // returned aborts) is for the communicator's first operation to report, not for init.
+      if (!done && store.check({"abort"}))
         fail(kumiRemoteError, "another rank failed during start-up: ", store.get("abort", Store::Timeout(1000)));
+      if (!done && parent && parent->check({"abort"}))
+        fail(kumiRemoteError, "another rank failed during start-up: ", parent->get("abort", Store::Timeout(1000)));
       const auto now = Deadline::Clock::now();
       if (!done && (deadline.expired() || (now - started > std::chrono::seconds(1) &&
                                            (!known || now - lastAsked > std::chrono::seconds(2))))) {

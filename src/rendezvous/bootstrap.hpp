@@ -33,15 +33,18 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize);
 // Last step: waits until every rank has published "<what>/<rank>". The timeout names the ranks
 // that never arrived; a posted abort or a lost store fails at once, naming those still missing.
 // A set `cancel` flag (abort) ends the wait with kumiAborted.
+// parent: while a split builds a communicator, the parent's store, whose failure notice (a rank
+// aborted or failed during the split) ends the wait too.
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
-                  const std::atomic<bool>* cancel = nullptr);
+                  const std::atomic<bool>* cancel = nullptr, Store* parent = nullptr);
 
 // Waits until every key exists (keys of a subset of ranks, e.g. those of one host), failing
 // at once on a posted abort or `cancel`, and at the deadline naming the keys still missing.
 void waitForKeys(Store& store, const std::vector<std::string>& keys, const std::string& what, const Deadline& deadline,
                  const std::atomic<bool>* cancel = nullptr);
 
-// Posts a failure for the peers of a communicator (best effort).
-void postAbort(Store& store, const std::string& message);
+// Posts a failure for the peers of a communicator (best effort). The first notice posted stays:
+// returns it (message itself when this was the first), or "" when the store cannot be reached.
+std::string postAbort(Store& store, const std::string& message);
 
 }  // namespace kumi

@@ -1,4 +1,6 @@
-// Wire format of the TCP store: one request, one reply, in order, per connection.
+// Wire format of the TCP store: after the connection's handshake (store_handshake.hpp), one
+// request, one reply, in order. The server's parsing is store_request.hpp, the client's
+// store_reply.hpp; both enforce the limits below.
 // request = u8 command, fields; reply = u8 status, fields. Strings are u32 length + bytes,
 // integers little-endian. Kept tiny so that a store serves thousands of ranks from one thread.
 #pragma once
@@ -16,6 +18,10 @@ enum Status : std::uint8_t { kOk = 0, kTimeout = 1, kBadRequest = 2 };
 constexpr std::uint32_t kMaxKeyBytes = 4096;
 constexpr std::uint32_t kMaxValueBytes = 64u << 20;
 constexpr std::uint32_t kMaxKeysPerWait = 1u << 20;
+// The largest request (compare-set: a key and two values) with room for its framing. A client
+// sends one request and waits for the reply, so unparsed bytes beyond this are a violation; it
+// also bounds a wait's key list, whatever its count says.
+constexpr std::uint32_t kMaxRequestBytes = 2 * kMaxValueBytes + kMaxKeyBytes + 64;
 
 class Writer {
  public:
@@ -58,6 +64,9 @@ class Reader {
     std::uint32_t n;
     if (!u32(n)) return false;
     if (n > kMaxKeysPerWait) { tooLarge_ = true; return false; }
+    // Every key takes at least its 4-byte length: a count the bytes at hand cannot hold is an
+    // incomplete request, not a reason to allocate n strings up front.
+    if (static_cast<std::size_t>(end_ - p_) / 4 < n) return false;
     v.resize(n);
     for (auto& s : v)
       if (!str(s, limitEach)) return false;

@@ -1,8 +1,12 @@
 // Client of the TCP store. Connecting retries with backoff until the deadline, because in a
-// gang job the server (rank 0) may start after the others. Thread-safe: one request at a time.
+// gang job the server (rank 0) may start after the others. Every connection starts with the
+// store's handshake (store_handshake.hpp): with a secret, client and server prove to each other
+// that they know it before any request. Thread-safe: one request at a time.
 #pragma once
 
 #include <mutex>
+
+#include "rendezvous/store_reply.hpp"
 
 #include "core/deadline.hpp"
 #include "core/socket.hpp"
@@ -12,7 +16,8 @@ namespace kumi {
 
 class TcpStoreClient final : public Store {
  public:
-  TcpStoreClient(const std::string& hostPort, const Deadline& connectDeadline);
+  // secret: KUMI_SECRET (Config::secret); "" connects only to a store that has none either.
+  TcpStoreClient(const std::string& hostPort, const Deadline& connectDeadline, const std::string& secret = {});
   void set(const std::string& key, const std::string& value) override;
   std::string get(const std::string& key, Timeout timeout) override;
   std::vector<std::string> waitFor(const std::vector<std::string>& keys, Timeout timeout) override;
@@ -26,10 +31,11 @@ class TcpStoreClient final : public Store {
 
  private:
   // Sends a request and reads the whole reply under the lock; any failure drops the connection.
-  template <class ReadReply>
-  auto exchange(const std::string& request, Timeout serverTimeout, const char* what, ReadReply read);
-  // A request whose reply is one integer (add, remove, check).
-  std::int64_t integerReply(const std::string& request, const char* what);
+  store_protocol::Reply exchange(const std::string& request, store_protocol::Command command, Timeout serverTimeout,
+                                 const char* what);
+  // The handshake on a fresh connection: false when the connection broke during it (worth a new
+  // one); throws when the server refuses or does not speak the protocol.
+  bool handshake(int fd, const Deadline& deadline, const std::string& secret, std::string* brokenBecause);
   std::string address_;
   SockAddr server_;
   std::mutex mutex_;

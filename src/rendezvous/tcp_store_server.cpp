@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,9 +13,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/auth.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "rendezvous/store_protocol.hpp"
+#include "core/rate_limit.hpp"
+#include "rendezvous/store_engine.hpp"
+#include "rendezvous/store_handshake.hpp"
 
 namespace kumi {
 namespace sp = store_protocol;
@@ -22,200 +26,181 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct Client;
-
-// A get or wait parked until its keys exist.
-struct Waiter {
-  Client* client;
-  std::vector<std::string> keys;
-  Clock::time_point deadline;
-  bool isGet;
-};
-
-struct Client {
+struct Client : StoreEngine::Session {
   Fd fd;
-  std::string in;   // bytes received, not yet parsed
-  std::string out;  // bytes to send
+  std::string from;          // "host:port", for warnings
   std::size_t outSent = 0;
-  bool parked = false;  // a waiter holds the reply; parse nothing more until it is answered
-  bool closing = false;
+  bool closing = false;      // dropped at the end of this turn of the loop
+  bool closeWhenFlushed = false;  // refused: the verdict goes out, then the connection closes
+  bool ready = false;        // handshake done: requests are served
+  Clock::time_point acceptedAt;
+  auth::Nonce serverNonce{};
+  bool inPending = false;    // in State::pending (the handshake is not over)
+  std::list<int>::iterator pendingPos;
 };
+
+// Handshakes in flight may use at most a quarter of this process's descriptors, so that a flood
+// never takes the ones real clients (and, in rank 0, the job itself) need.
+std::size_t pendingLimit() {
+  rlimit lim{};
+  std::size_t quarter = 256;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+    quarter = static_cast<std::size_t>(lim.rlim_cur / 4);
+  return std::clamp<std::size_t>(quarter, 16, TcpStoreServer::kMaxPendingHandshakes);
+}
 
 }  // namespace
 
 struct TcpStoreServer::State {
   int epfd = -1;
+  std::string secret;
+  std::size_t maxPending = pendingLimit();
+  StoreEngine engine;
   std::unordered_map<int, std::unique_ptr<Client>> clients;
-  std::unordered_map<std::string, std::string> data;
-  std::list<Waiter> waiters;
-  std::unordered_map<std::string, std::vector<std::list<Waiter>::iterator>> waitersByKey;
+  std::list<int> pending;  // clients in the handshake, oldest first
+  LogLimiter strangerWarnings;
 
   ~State() {
     if (epfd >= 0) ::close(epfd);
   }
 
-  void reply(Client& c, const sp::Writer& w) { c.out += w.bytes(); }
-
-  bool allPresent(const std::vector<std::string>& keys) const {
-    for (const auto& k : keys)
-      if (!data.count(k)) return false;
-    return true;
+  // A stranger's doing: logged, but a flood of them costs a few lines per 10 s.
+  template <class... Args>
+  void warnStranger(const Args&... args) {
+    std::size_t suppressed = 0;
+    if (!strangerWarnings.allow(&suppressed)) return;
+    if (suppressed)
+      KUMI_WARN("store server: ", args..., " (", suppressed, " similar warnings suppressed before this one)");
+    else
+      KUMI_WARN("store server: ", args...);
   }
 
-  void answerWaiter(const Waiter& w, bool timedOut) {
-    sp::Writer r;
-    if (timedOut) {
-      std::vector<std::string> missing;
-      for (const auto& k : w.keys)
-        if (!data.count(k)) missing.push_back(k);
-      r.u8(sp::kTimeout);
-      r.strs(missing);
-    } else {
-      r.u8(sp::kOk);
-      if (w.isGet) r.str(data.at(w.keys.front()));
-    }
-    reply(*w.client, r);
-    w.client->parked = false;
+  void leavePending(Client& c) {
+    if (!c.inPending) return;
+    pending.erase(c.pendingPos);
+    c.inPending = false;
   }
 
-  void removeWaiter(std::list<Waiter>::iterator it) {
-    for (const auto& k : it->keys) {
-      auto m = waitersByKey.find(k);
-      if (m == waitersByKey.end()) continue;
-      auto& v = m->second;
-      v.erase(std::remove(v.begin(), v.end(), it), v.end());
-      if (v.empty()) waitersByKey.erase(m);
-    }
-    waiters.erase(it);
+  void drop(Client& c) {
+    c.closing = true;
+    leavePending(c);
   }
 
-  // After key changed: wake the waiters whose keys are now all present.
-  void keyChanged(const std::string& key, std::vector<Client*>& touched) {
-    auto m = waitersByKey.find(key);
-    if (m == waitersByKey.end()) return;
-    auto candidates = m->second;  // copy: removeWaiter edits the index
-    for (auto it : candidates) {
-      if (!allPresent(it->keys)) continue;
-      answerWaiter(*it, false);
-      touched.push_back(it->client);
-      removeWaiter(it);
-    }
-  }
-
-  void dropClientWaiters(Client* c) {
-    for (auto it = waiters.begin(); it != waiters.end();) {
-      auto next = std::next(it);
-      if (it->client == c) removeWaiter(it);
-      it = next;
-    }
-  }
-
-  // Parses and executes complete requests of c. Returns false on a protocol violation.
-  bool handleInput(Client& c, std::vector<Client*>& touched) {
-    std::size_t pos = 0;
-    while (!c.parked && pos < c.in.size()) {
-      const char* begin = c.in.data() + pos;
-      sp::Reader r(begin, c.in.size() - pos);
-      std::uint8_t cmd;
-      if (!r.u8(cmd)) break;
-      sp::Writer w;
-      bool complete = true;
-      switch (cmd) {
-        case sp::kSet: {
-          std::string k, v;
-          if (!(complete = r.str(k, sp::kMaxKeyBytes) && r.str(v, sp::kMaxValueBytes))) break;
-          data[k] = std::move(v);
-          w.u8(sp::kOk);
-          reply(c, w);
-          keyChanged(k, touched);
-          break;
+  void accept(int listenFd) {
+    for (;;) {
+      int cfd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (cfd < 0) {
+        if (errno == EMFILE || errno == ENFILE) {
+          // Out of descriptors: a stranger's handshake gives its one back (at the end of this turn);
+          // with none to take, pause instead of spinning on the readable listener.
+          warnStranger("out of file descriptors with ", clients.size(), " clients (raise ulimit -n)");
+          if (!pending.empty()) drop(*clients.at(pending.front()));
+          else std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
-        case sp::kGet:
-        case sp::kWait: {
-          std::vector<std::string> keys;
-          std::uint32_t timeoutMs;
-          if (cmd == sp::kGet) {
-            keys.resize(1);
-            complete = r.str(keys[0], sp::kMaxKeyBytes);
-          } else {
-            complete = r.strs(keys, sp::kMaxKeyBytes);
-          }
-          if (!(complete = complete && r.u32(timeoutMs))) break;
-          Waiter wt{&c, std::move(keys), Clock::now() + std::chrono::milliseconds(timeoutMs), cmd == sp::kGet};
-          if (allPresent(wt.keys)) {
-            answerWaiter(wt, false);
-          } else {
-            c.parked = true;
-            auto it = waiters.insert(waiters.end(), std::move(wt));
-            // Index each distinct key once, even if the request repeats it.
-            std::vector<std::string> distinct = it->keys;
-            std::sort(distinct.begin(), distinct.end());
-            distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-            for (const auto& k : distinct) waitersByKey[k].push_back(it);
-          }
-          break;
-        }
-        case sp::kAdd: {
-          std::string k;
-          std::int64_t delta;
-          if (!(complete = r.str(k, sp::kMaxKeyBytes) && r.i64(delta))) break;
-          std::int64_t v = 0;
-          auto it = data.find(k);
-          if (it != data.end()) v = std::strtoll(it->second.c_str(), nullptr, 10);
-          v += delta;
-          data[k] = std::to_string(v);
-          w.u8(sp::kOk);
-          w.i64(v);
-          reply(c, w);
-          keyChanged(k, touched);
-          break;
-        }
-        case sp::kCompareSet: {
-          std::string k, expected, desired;
-          if (!(complete = r.str(k, sp::kMaxKeyBytes) && r.str(expected, sp::kMaxValueBytes) &&
-                           r.str(desired, sp::kMaxValueBytes)))
-            break;
-          auto it = data.find(k);
-          bool changed = false;
-          if ((it == data.end() && expected.empty()) || (it != data.end() && it->second == expected)) {
-            data[k] = desired;
-            changed = true;
-          }
-          w.u8(sp::kOk);
-          w.str(data.count(k) ? data[k] : std::string());
-          reply(c, w);
-          if (changed) keyChanged(k, touched);
-          break;
-        }
-        case sp::kRemove: {
-          std::string k;
-          if (!(complete = r.str(k, sp::kMaxKeyBytes))) break;
-          w.u8(sp::kOk);
-          w.i64(data.erase(k) ? 1 : 0);
-          reply(c, w);
-          break;
-        }
-        case sp::kCheck: {
-          std::vector<std::string> keys;
-          if (!(complete = r.strs(keys, sp::kMaxKeyBytes))) break;
-          w.u8(sp::kOk);
-          w.i64(allPresent(keys) ? 1 : 0);
-          reply(c, w);
-          break;
-        }
-        case sp::kPing:
-          w.u8(sp::kOk);
-          reply(c, w);
-          break;
-        default:
-          return false;
+        return;
       }
-      if (r.tooLarge()) return false;
-      if (!complete) break;
-      pos += r.consumed(begin);
+      setNoDelay(cfd);
+      auto c = std::make_unique<Client>();
+      c->fd = Fd(cfd);
+      c->from = peerAddress(cfd).str();
+      c->acceptedAt = Clock::now();
+      if (!secret.empty()) c->serverNonce = auth::randomNonce();
+      const sp::Greeting g = sp::makeGreeting(!secret.empty(), c->serverNonce);
+      c->out.assign(reinterpret_cast<const char*>(&g), sizeof g);
+      c->pendingPos = pending.insert(pending.end(), cfd);
+      c->inPending = true;
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLRDHUP;
+      ev.data.fd = cfd;
+      ::epoll_ctl(epfd, EPOLL_CTL_ADD, cfd, &ev);
+      Client& added = *c;
+      clients[cfd] = std::move(c);
+      flush(added);
+      // A stranger may open connections faster than it completes handshakes: keep the newest.
+      while (pending.size() > maxPending) {
+        Client& oldest = *clients.at(pending.front());
+        warnStranger("more than ", maxPending, " connections in the handshake; dropping the oldest, from ",
+                     oldest.from);
+        drop(oldest);
+      }
     }
-    c.in.erase(0, pos);
-    return true;
+  }
+
+  // The client's first bytes: its hello (with its proof when a secret is set).
+  void handshake(Client& c) {
+    sp::ClientHello hello;
+    switch (sp::checkClientHello(c.in.data(), c.in.size(), secret, c.serverNonce, &hello)) {
+      case sp::HelloCheck::kNeedMore:
+        return;
+      case sp::HelloCheck::kNotKumi:
+        warnStranger("dropped a connection from ", c.from, ": it did not start with a kumi store hello");
+        drop(c);
+        return;
+      case sp::HelloCheck::kBadVersion:
+        warnStranger("dropped a connection from ", c.from, ": kumi store protocol version ", int(hello.version),
+                     ", this server speaks ", int(sp::kWireVersion));
+        drop(c);
+        return;
+      case sp::HelloCheck::kNoSecret:
+      case sp::HelloCheck::kWrongSecret: {
+        warnStranger("refused ", c.from, ": authentication failed (",
+                     hello.flags & sp::kFlagAuth ? "wrong secret" : "no secret", "; KUMI_SECRET differs)");
+        const sp::Verdict v = sp::makeVerdict(false, secret, c.serverNonce, {});
+        c.out.append(reinterpret_cast<const char*>(&v), sizeof v);
+        c.in.clear();
+        c.closeWhenFlushed = true;
+        leavePending(c);  // it only waits for its verdict to go out
+        return;
+      }
+      case sp::HelloCheck::kOk:
+        break;
+    }
+    if (!secret.empty()) {
+      auth::Nonce clientNonce;
+      std::memcpy(clientNonce.data(), hello.nonce, clientNonce.size());
+      const sp::Verdict v = sp::makeVerdict(true, secret, c.serverNonce, clientNonce);
+      c.out.append(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+    c.in.erase(0, sizeof(sp::ClientHello));
+    leavePending(c);
+    c.ready = true;
+  }
+
+  // Reads what arrived, then handshakes or serves.
+  void receive(Client& c, std::vector<char>& buf, std::vector<StoreEngine::Session*>& touched) {
+    // Never buffer more than one request can hold: a client that streams bytes without end is
+    // dropped once it passes that, instead of growing this server's memory. Before its hello is
+    // judged, a connection gets no more than the hello (the rest waits in the socket).
+    const std::size_t limit = c.ready ? static_cast<std::size_t>(sp::kMaxRequestBytes) + 1 : sizeof(sp::ClientHello);
+    if (c.closeWhenFlushed) c.in.clear();  // refused: whatever it still sends is ignored
+    while (c.in.size() < limit) {
+      ssize_t r = ::recv(c.fd.get(), buf.data(), std::min(buf.size(), limit - c.in.size()), MSG_DONTWAIT);
+      if (r > 0) {
+        c.in.append(buf.data(), static_cast<std::size_t>(r));
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) drop(c);
+      break;
+    }
+    if (c.closing || c.closeWhenFlushed) return;
+    if (c.in.size() > sp::kMaxRequestBytes) {
+      warnStranger("dropped ", c.from, ": it sent more than the largest request (", sp::kMaxRequestBytes,
+                   " bytes) without waiting for replies");
+      drop(c);
+      return;
+    }
+    if (!c.ready) handshake(c);
+    serve(c, touched);
+  }
+
+  // Executes the client's complete requests, if it may make any.
+  void serve(Client& c, std::vector<StoreEngine::Session*>& touched) {
+    if (!c.ready || c.closing || c.closeWhenFlushed || c.parked || c.in.empty()) return;
+    if (!engine.handleInput(c, touched)) {
+      warnStranger("malformed request from ", c.from, "; closing it");
+      drop(c);
+    }
   }
 
   // Sends what it can; true when the client's output is drained.
@@ -228,19 +213,44 @@ struct TcpStoreServer::State {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
-      c.closing = true;
+      drop(c);
       return false;
     }
     c.out.clear();
     c.outSent = 0;
+    if (c.closeWhenFlushed) drop(c);
     return true;
+  }
+
+  // Handshakes that did not finish in time: a silent or slow stranger holds nothing for long.
+  void expireHandshakes(Clock::time_point now) {
+    const auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kHandshakeSeconds));
+    while (!pending.empty()) {
+      Client& c = *clients.at(pending.front());
+      if (now - c.acceptedAt < limit) break;
+      warnStranger("dropped ", c.from, ": no handshake within ", kHandshakeSeconds, " s");
+      drop(c);
+    }
+  }
+
+  int msUntilNextEvent(Clock::time_point now) const {
+    int ms = engine.msUntilNextExpiry(now, 1000);
+    if (!pending.empty()) {
+      const auto due = clients.at(pending.front())->acceptedAt +
+                       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kHandshakeSeconds));
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count() + 1;
+      ms = static_cast<int>(std::clamp<long long>(left, 0, ms));
+    }
+    return ms;
   }
 };
 
-TcpStoreServer::TcpStoreServer(const SockAddr& addr) : state_(std::make_unique<State>()) {
+TcpStoreServer::TcpStoreServer(const SockAddr& addr, std::string secret)
+    : secret_(std::move(secret)), state_(std::make_unique<State>()) {
   listener_ = listenOn(addr, 4096, "kumi store server");
   setNonBlocking(listener_.get(), true);
   address_ = localAddress(listener_.get());
+  state_->secret = secret_;
   wakeFd_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   state_->epfd = ::epoll_create1(EPOLL_CLOEXEC);
   if (state_->epfd < 0 || !wakeFd_.valid()) failErrno("kumi store server: epoll/eventfd");
@@ -250,7 +260,7 @@ TcpStoreServer::TcpStoreServer(const SockAddr& addr) : state_(std::make_unique<S
   ::epoll_ctl(state_->epfd, EPOLL_CTL_ADD, listener_.get(), &ev);
   ev.data.fd = wakeFd_.get();
   ::epoll_ctl(state_->epfd, EPOLL_CTL_ADD, wakeFd_.get(), &ev);
-  KUMI_INFO("store server listening on ", address_.str());
+  KUMI_INFO("store server listening on ", address_.str(), secret_.empty() ? " (no secret)" : " (clients must prove the secret)");
 }
 
 TcpStoreServer::~TcpStoreServer() { stop(); }
@@ -271,77 +281,37 @@ void TcpStoreServer::serve() {
   std::vector<epoll_event> events(256);
   std::vector<char> buf(64 * 1024);
   while (!stopping_.load()) {
-    int timeoutMs = 1000;
-    auto now = Clock::now();
-    for (const auto& w : s.waiters) {
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(w.deadline - now).count() + 1;
-      timeoutMs = static_cast<int>(std::max<long long>(0, std::min<long long>(timeoutMs, ms)));
-    }
-    int n = ::epoll_wait(s.epfd, events.data(), static_cast<int>(events.size()), timeoutMs);
-    std::vector<Client*> touched;
+    int n = ::epoll_wait(s.epfd, events.data(), static_cast<int>(events.size()), s.msUntilNextEvent(Clock::now()));
+    std::vector<StoreEngine::Session*> touched;
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
       if (fd == wakeFd_.get()) continue;
       if (fd == listener_.get()) {
-        for (;;) {
-          int cfd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (cfd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
-              // Out of descriptors: the listener stays readable, so pause instead of spinning.
-              KUMI_WARN("store server: out of file descriptors with ", s.clients.size(), " clients (raise ulimit -n)");
-              std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            }
-            break;
-          }
-          setNoDelay(cfd);
-          auto c = std::make_unique<Client>();
-          c->fd = Fd(cfd);
-          epoll_event ev{};
-          ev.events = EPOLLIN | EPOLLRDHUP;
-          ev.data.fd = cfd;
-          ::epoll_ctl(s.epfd, EPOLL_CTL_ADD, cfd, &ev);
-          s.clients[cfd] = std::move(c);
-        }
+        s.accept(listener_.get());
         continue;
       }
       auto it = s.clients.find(fd);
-      if (it == s.clients.end()) continue;
+      if (it == s.clients.end() || it->second->closing) continue;
       Client& c = *it->second;
-      if (events[i].events & EPOLLIN) {
-        for (;;) {
-          ssize_t r = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-          if (r > 0) {
-            c.in.append(buf.data(), static_cast<std::size_t>(r));
-            continue;
-          }
-          if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) c.closing = true;
-          if (r < 0 && errno == EINTR) continue;
-          break;
-        }
-        if (!s.handleInput(c, touched)) {
-          KUMI_WARN("store server: malformed request from ", peerAddress(fd).str(), "; closing it");
-          c.closing = true;
-        }
-      }
-      if (events[i].events & (EPOLLHUP | EPOLLERR)) c.closing = true;
+      if (events[i].events & EPOLLIN) s.receive(c, buf, touched);
+      if (events[i].events & (EPOLLHUP | EPOLLERR)) s.drop(c);
       touched.push_back(&c);
     }
-    // Expired waiters answer with the keys still missing.
-    now = Clock::now();
-    for (auto it = s.waiters.begin(); it != s.waiters.end();) {
-      auto next = std::next(it);
-      if (it->deadline <= now) {
-        s.answerWaiter(*it, true);
-        touched.push_back(it->client);
-        s.removeWaiter(it);
-      }
-      it = next;
-    }
+    const auto now = Clock::now();
+    s.engine.expire(now, touched);
+    s.expireHandshakes(now);
     // Flush replies; a client unparked by a reply may have more requests buffered.
     for (std::size_t i = 0; i < touched.size(); ++i) {
-      Client* c = touched[i];
-      if (!c->parked && !c->in.empty() && !c->closing) s.handleInput(*c, touched);
-      bool drained = s.flush(*c);
+      auto* c = static_cast<Client*>(touched[i]);
+      bool drained = false;
+      std::size_t before;
+      do {  // requests held back while a reply was unsent may go now
+        before = c->in.size();
+        s.serve(*c, touched);
+        if (c->closing) break;
+        drained = s.flush(*c);
+      } while (drained && !c->closing && !c->in.empty() && c->in.size() < before);
+      if (c->closing) continue;
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLRDHUP | (drained ? 0u : static_cast<unsigned>(EPOLLOUT));
       ev.data.fd = c->fd.get();
@@ -349,7 +319,7 @@ void TcpStoreServer::serve() {
     }
     for (auto it = s.clients.begin(); it != s.clients.end();) {
       if (it->second->closing) {
-        s.dropClientWaiters(it->second.get());
+        s.engine.forget(it->second.get());
         ::epoll_ctl(s.epfd, EPOLL_CTL_DEL, it->first, nullptr);
         it = s.clients.erase(it);
       } else {

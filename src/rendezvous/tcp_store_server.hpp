@@ -1,6 +1,11 @@
 // The TCP store server: one thread, epoll, non-blocking clients. Hosted by rank 0 in-process or
 // run alone as kumi-store. Blocking requests (get, wait) park the client until the keys appear
 // or the request's own timeout passes, so one thread serves thousands of ranks.
+//
+// Strangers: every connection starts with a handshake (store_handshake.hpp) that must finish
+// within kHandshakeSeconds; with a secret it proves the client knows it. Connections still in
+// the handshake are capped (the oldest is dropped first), garbage and oversized requests drop
+// only the client that sent them, and the warnings they cause are rate-limited.
 #pragma once
 
 #include <atomic>
@@ -14,13 +19,20 @@ namespace kumi {
 
 class TcpStoreServer {
  public:
-  // Listens on addr (port 0 picks a free one; see address()). Throws if the port is busy.
-  explicit TcpStoreServer(const SockAddr& addr);
+  static constexpr double kHandshakeSeconds = 10;
+  // At most this many connections in the handshake, and never more than a quarter of the
+  // process's file-descriptor limit; beyond that the oldest is dropped.
+  static constexpr std::size_t kMaxPendingHandshakes = 1024;
+
+  // Listens on addr (port 0 picks a free one; see address()). Throws if the port is busy. With a
+  // non-empty secret, only clients that prove they know it are served.
+  explicit TcpStoreServer(const SockAddr& addr, std::string secret = {});
   ~TcpStoreServer();
   TcpStoreServer(const TcpStoreServer&) = delete;
   TcpStoreServer& operator=(const TcpStoreServer&) = delete;
 
   SockAddr address() const { return address_; }
+  bool requiresSecret() const { return !secret_.empty(); }
   // Runs the loop on the calling thread until stop() (kumi-store) ...
   void serve();
   // ... or on a background thread (rank 0, kumirun).
@@ -30,6 +42,7 @@ class TcpStoreServer {
  private:
   struct State;
   SockAddr address_;
+  std::string secret_;
   Fd listener_;
   Fd wakeFd_;
   std::unique_ptr<State> state_;

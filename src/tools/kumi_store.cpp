@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/secret.hpp"
 #include "core/socket.hpp"
 #include "rendezvous/tcp_store_server.hpp"
 
@@ -25,7 +26,8 @@ int main(int argc, char** argv) {
       listen = argv[++i];
     } else if (a == "-h" || a == "--help") {
       std::printf("usage: kumi-store [--listen HOST:PORT]   (default 0.0.0.0:29400)\n"
-                  "Serves the kumi rendezvous store until SIGINT or SIGTERM.\n");
+                  "Serves the kumi rendezvous store until SIGINT or SIGTERM. With KUMI_SECRET or\n"
+                  "KUMI_SECRET_FILE set, only clients that prove they know the secret are served.\n");
       return 0;
     } else {
       std::fprintf(stderr, "kumi-store: unknown argument '%s' (try --help)\n", a.c_str());
@@ -34,8 +36,16 @@ int main(int argc, char** argv) {
   }
   try {
     auto [host, port] = kumi::splitHostPort(listen, "--listen");
-    kumi::TcpStoreServer server(kumi::resolve(host, port, "--listen").front());
-    std::printf("kumi-store: serving on %s\n", server.address().str().c_str());
+    const std::string secret = kumi::secretFromEnv();
+    kumi::TcpStoreServer server(kumi::resolve(host, port, "--listen").front(), secret);
+    std::printf("kumi-store: serving on %s%s\n", server.address().str().c_str(),
+                secret.empty() ? "" : " (clients must prove KUMI_SECRET)");
+    const std::string bound = server.address().host();
+    if (secret.empty() && (bound == "0.0.0.0" || bound == "::"))
+      std::fprintf(stderr,
+                   "kumi-store: warning: listening on every interface without a secret: anyone who can reach "
+                   "this port can read and write the job's keys (set KUMI_SECRET or KUMI_SECRET_FILE here and "
+                   "in the ranks, or --listen on one address)\n");
     std::fflush(stdout);
     running = &server;
     signal(SIGINT, onSignal);

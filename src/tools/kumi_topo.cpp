@@ -8,6 +8,8 @@
 
 #include "core/env.hpp"
 #include "core/error.hpp"
+#include "launch/launch.hpp"
+#include "launch/launch_report.hpp"
 #include "topology/binding.hpp"
 #include "topology/json_writer.hpp"
 #include "topology/machine_loader.hpp"
@@ -20,6 +22,7 @@ using namespace kumi::topo;
 const char kUsage[] =
     "usage: kumi-topo [--json] [--xml FILE | --synthetic DESCRIPTION]\n"
     "                 [--bind-preview LOCAL_SIZE [--bind off|numa|device]]\n"
+    "       kumi-topo --launch [--json]\n"
     "Describes this machine as kumi sees it: packages, NUMA nodes, cores, caches, PCI devices,\n"
     "GPUs with their nearest NIC and closest CPUs, and NICs.\n"
     "  --json                 print JSON instead of text\n"
@@ -27,9 +30,12 @@ const char kUsage[] =
     "  --synthetic DESC       use an hwloc synthetic topology, e.g. \"pack:2 numa:1 core:8 pu:2\"\n"
     "  --bind-preview N       print the CPUs each of N local ranks would be bound to\n"
     "  --bind MODE            the KUMI_BIND mode to preview (default: KUMI_BIND, which must be set)\n"
+    "  --launch               print the launcher detected from this environment (torchrun, Slurm,\n"
+    "                         Kubernetes jobs...) and each value with its source (docs/LAUNCH.md)\n"
     "  -h, --help             this text\n"
     "Exit status: 0 done, 1 this machine's topology could not be read, 2 bad arguments\n"
-    "(including an unreadable --xml file or an invalid --synthetic description).\n";
+    "(including an unreadable --xml file or an invalid --synthetic description, and with\n"
+    "--launch an environment whose variables are malformed or contradict each other).\n";
 
 struct UsageError {
   std::string message;
@@ -41,6 +47,7 @@ struct Options {
   std::optional<std::string> synthetic;
   std::optional<int> previewSize;
   std::optional<std::string> bind;
+  bool launch = false;
 };
 
 int parseLocalSize(const std::string& text) {
@@ -65,9 +72,12 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "--synthetic") o.synthetic = operand();
     else if (a == "--bind-preview") o.previewSize = parseLocalSize(operand());
     else if (a == "--bind") o.bind = operand();
+    else if (a == "--launch") o.launch = true;
     else throw UsageError{"unknown argument '" + a + "'"};
   }
   if (o.xml && o.synthetic) throw UsageError{"--xml and --synthetic are exclusive: pick one machine"};
+  if (o.launch && (o.xml || o.synthetic || o.previewSize))
+    throw UsageError{"--launch reads the environment, not a machine: it takes only --json"};
   if (o.bind && !o.previewSize) throw UsageError{"--bind only applies to --bind-preview LOCAL_SIZE"};
   return o;
 }
@@ -119,6 +129,16 @@ int main(int argc, char** argv) {
   } catch (const UsageError& e) {
     std::fprintf(stderr, "kumi-topo: %s (try --help)\n", e.message.c_str());
     return 2;
+  }
+  if (opt.launch) {
+    try {
+      auto info = kumi::launch::detectFromProcess();
+      std::fputs((opt.json ? kumi::launch::formatJson(info) : kumi::launch::formatText(info)).c_str(), stdout);
+      return 0;
+    } catch (const kumi::Error& e) {
+      std::fprintf(stderr, "kumi-topo: %s\n", e.what());
+      return 2;  // the environment contradicts itself: bad input, like a bad argument
+    }
   }
   try {
     Machine m = opt.xml         ? loadMachineFromXml(*opt.xml)

@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "core/auth.hpp"
 #include "core/error.hpp"
+#include "core/secret.hpp"
 #include "core/socket.hpp"
 #include "rendezvous/tcp_store_server.hpp"
 
@@ -38,6 +40,8 @@ void usage(FILE* out) {
                "usage: kumirun -np N [--nodes M] [--timeout SECONDS] [--no-prefix] -- PROGRAM [ARGS...]\n"
                "  Starts N ranks of PROGRAM on this machine with a rendezvous store, and sets\n"
                "  KUMI_RANK, KUMI_WORLD_SIZE, KUMI_LOCAL_RANK, KUMI_LOCAL_SIZE, KUMI_STORE, KUMI_JOB_ID.\n"
+               "  The store and every connection between ranks require the job's secret: KUMI_SECRET or\n"
+               "  KUMI_SECRET_FILE when set (passed on to the ranks), else a random one made for this job.\n"
                "  --nodes M     split the ranks into M simulated hosts (KUMI_HOSTID differs per host)\n"
                "  --timeout S   stop the job after S seconds (exit status 124)\n"
                "  --no-prefix   do not prefix output lines with [rank]\n"
@@ -116,10 +120,23 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // The job's secret: the user's, passed on to the ranks as they were given it, or else a random
+  // one made for this job, so that other users of this machine can neither join the job nor read
+  // its store (the ranks' environment, where it travels, is readable only by this user).
+  std::string secret;
+  try {
+    secret = kumi::secretFromEnv();
+  } catch (const kumi::Error& e) {
+    std::fprintf(stderr, "kumirun: %s\n", e.what());
+    return 2;
+  }
+  const bool madeSecret = secret.empty();
+  if (madeSecret) secret = kumi::auth::randomHex(32);
+
   // The store serves this job only, on loopback.
   std::unique_ptr<kumi::TcpStoreServer> store;
   try {
-    store = std::make_unique<kumi::TcpStoreServer>(kumi::resolve("127.0.0.1", 0, "kumirun").front());
+    store = std::make_unique<kumi::TcpStoreServer>(kumi::resolve("127.0.0.1", 0, "kumirun").front(), secret);
     store->start();
   } catch (const kumi::Error& e) {
     std::fprintf(stderr, "kumirun: cannot start the store: %s\n", e.what());
@@ -166,6 +183,7 @@ int main(int argc, char** argv) {
       ::setenv("KUMI_STORE", storeAddr.c_str(), 1);
       ::setenv("KUMI_STORE_SERVE", "0", 1);
       ::setenv("KUMI_JOB_ID", jobId.c_str(), 1);
+      if (madeSecret) ::setenv("KUMI_SECRET", secret.c_str(), 1);
       if (nodes > 1) ::setenv("KUMI_HOSTID", kumi::cat(jobId, "-node", node).c_str(), 1);
       ::execvp(argv[i], argv + i);
       std::fprintf(stderr, "kumirun: cannot run %s: %s\n", argv[i], std::strerror(errno));

@@ -745,6 +745,7 @@ class VirtualCluster:
         job_id = f"vc-{self.name}-{self._job_counter}-{secrets.token_hex(3)}"
         store = f"{self.hostname(store_node)}:{self._port}"
         base = {k: None for k in _RANK_VARS}
+        base["KUMI_FLIGHT_RECORDER_DIR"] = "none"  # failing test jobs must not litter /tmp; env may override
         base.update(env or {})
         procs: List[subprocess.Popen] = []
         outs: List[Dict[str, List[str]]] = []

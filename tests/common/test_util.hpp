@@ -3,8 +3,14 @@
 
 #include <gtest/gtest.h>
 #include <kumi/kumi.hpp>
+#include <poll.h>
+#include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <string>
+
+#include "core/deadline.hpp"
 
 namespace kumi::test {
 
@@ -19,6 +25,20 @@ std::string errorOf(F&& f, kumiResult_t code = kumiInvalidArgument) {
   }
   ADD_FAILURE() << "expected a kumi::Error";
   return "";
+}
+
+// True when the peer closes fd (EOF or reset) within `seconds`; discards what arrives.
+inline bool closedByPeer(int fd, double seconds) {
+  auto deadline = Deadline::after(seconds);
+  char buf[4096];
+  while (!deadline.expired()) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, std::max(1, deadline.msLeft())) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return true;
+  }
+  return false;
 }
 
 }  // namespace kumi::test

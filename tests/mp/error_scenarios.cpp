@@ -12,14 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include "common/scenario.hpp"
+
 namespace {
 
-int failures = 0;
+using kumi::scenario::initOrDie;
+using kumi::scenario::report;
 
-void report(const char* what, kumiResult_t r) {
-  std::printf("RESULT %s %d %s: %s\n", what, static_cast<int>(r), kumiGetErrorString(r), r == kumiSuccess ? "" : kumiGetLastError());
-  std::fflush(stdout);
-}
+int failures = 0;
 
 // Expects failure with `code` and a message containing `needle`.
 void expectFail(const char* what, kumiResult_t r, kumiResult_t code, const char* needle) {
@@ -28,16 +28,6 @@ void expectFail(const char* what, kumiResult_t r, kumiResult_t code, const char*
     std::printf("MISMATCH %s: wanted code %d and \"%s\"\n", what, static_cast<int>(code), needle);
     ++failures;
   }
-}
-
-kumiComm_t initOrDie() {
-  kumiComm_t comm = nullptr;
-  kumiResult_t r = kumiCommInitFromEnv(&comm);
-  if (r != kumiSuccess) {
-    report("init", r);
-    std::exit(3);
-  }
-  return comm;
 }
 
 // Every rank makes the same local mistakes; each must be refused before any traffic, and the

@@ -33,6 +33,7 @@
 #include "core/socket.hpp"
 #include "rendezvous/file_store.hpp"
 #include "rendezvous/store.hpp"
+#include "rendezvous/store_handshake.hpp"
 #include "rendezvous/store_protocol.hpp"
 #include "rendezvous/tcp_store_client.hpp"
 #include "rendezvous/tcp_store_server.hpp"
@@ -384,11 +385,18 @@ TYPED_TEST(StoreTest, PrefixStoresAreIsolated) {
 // ---------------------------------------------------------------------------------------------
 // TCP only.
 
-// Connects a raw socket to the server (no protocol).
+// Connects a raw socket to the server and goes through the handshake (no secret), so that what
+// the test sends next is read as requests. Strangers before the handshake: test_store_auth.cpp.
 kumi::Fd rawConnect(const kumi::SockAddr& addr) {
   std::string err;
   kumi::Fd fd = kumi::tryConnect(addr, kumi::Deadline::after(5), &err);
   EXPECT_TRUE(fd.valid()) << err;
+  namespace sp = kumi::store_protocol;
+  sp::Greeting greeting;
+  kumi::readFull(fd.get(), &greeting, sizeof greeting, kumi::Deadline::after(5), "greeting");
+  EXPECT_EQ(sp::checkGreeting(greeting, false), sp::GreetingCheck::kOk);
+  const sp::ClientHello hello = sp::makeClientHello("", {}, {});
+  kumi::writeFull(fd.get(), &hello, sizeof hello, kumi::Deadline::after(5), "hello");
   return fd;
 }
 

@@ -84,6 +84,8 @@ def clean_env(extra: Optional[Mapping[str, str]] = None, **kwargs: str) -> Dict[
     """The current environment without KUMI_* variables (so that a developer's settings do not
     leak into a test), plus `extra` and keyword overrides (values converted to str)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMI_")}
+    # Failing tests must not litter /tmp with flight-recorder dumps; tests of the recorder set it.
+    env["KUMI_FLIGHT_RECORDER_DIR"] = "none"
     for src in (extra or {}), kwargs:
         for k, v in src.items():
             env[k] = str(v)

@@ -349,6 +349,34 @@ class VirtualClusterTest(unittest.TestCase):
             self.assertTrue(res.timed_out)
             self.assertEqual(res.exit_status, 124)
 
+    def test_a_host_cut_off_is_found_by_heartbeats(self):
+        # Node 2's link goes down mid-loop: no FIN or RST ever reaches the others, so only the
+        # heartbeats (KUMI_HEARTBEAT=1: ~4 s) can tell them, long before KUMI_TIMEOUT=60.
+        prog = os.path.join(BUILD, "tests", "reliability_scenarios")
+        with vcluster.VirtualCluster(nodes=3, rate=None, name=fresh_name("cut")) as vc:
+            cut = {}
+
+            def on_line(rank, stream, line):
+                if rank == 2 and line.startswith("LOOPING") and not cut:
+                    time.sleep(0.5)
+                    subprocess.run(["ip", "-n", vc.namespace(2), "link", "set", vc.node_ifname, "down"], check=True)
+                    cut["at"] = time.time()
+
+            res = vc.launch([prog, "loop", "40"], 1, env={"KUMI_TIMEOUT": "60", "KUMI_HEARTBEAT": "1"}, timeout=90,
+                            grace=15, on_line=on_line)
+            self.assertIn("at", cut, res.describe())
+            for rank in (0, 1):
+                out = res[rank].stdout
+                self.assertNotIn("NO ERROR SEEN", out, res.describe())
+                m = re.search(r"^RESULT loop (\d+) [^:]*: (.*)$", out, re.M)
+                self.assertIsNotNone(m, f"rank {rank} reported no failure:{res.describe()}")
+                self.assertNotEqual(m.group(1), "0", res.describe())
+                self.assertRegex(m.group(2), r"\brank 2\b", f"rank {rank} does not name rank 2:{res.describe()}")
+                failed_at = float(re.search(r"^FAILED_AT ([\d.]+)", out, re.M).group(1))
+                print(f"rank {rank}: failed {failed_at - cut['at']:.1f} s after the cut", file=sys.stderr)
+                self.assertLess(failed_at - cut["at"], 15, f"rank {rank}:{res.describe()}")
+            self.assertTrue(any("no heartbeat answered" in res[r].stdout for r in (0, 1)), res.describe())
+
     def run_mp_collectives(self, ranks_per_node):
         prog = os.path.join(BUILD, "tests", "test_mp_collectives")
         self.assertTrue(os.access(prog, os.X_OK), f"{prog} is not built")

@@ -22,7 +22,7 @@ struct SegmentOwner {
   std::uint64_t pidNsHash;  // the creator's PID namespace (pids mean nothing outside it)
   std::int64_t pid;
 };
-constexpr std::uint64_t kSegmentMagic = 0x6b756d6973686d33ull;  // "kumishm3": bump when the layout changes
+constexpr std::uint64_t kSegmentMagic = 0x6b756d6973686d34ull;  // "kumishm4": bump when the layout changes
 
 class Segment {
  public:

@@ -19,12 +19,14 @@
 #include <map>
 #include <random>
 
+#include "core/crc32c.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
 #include "core/socket.hpp"
 #include "core/strings.hpp"
 #include "rendezvous/bootstrap.hpp"
+#include "transports/shm/layout_check.hpp"
 #include "transports/shm/segment.hpp"
 
 namespace kumi {
@@ -38,6 +40,8 @@ constexpr std::size_t kLine = 64;
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
 
 enum SlotKind : std::uint32_t { kInline = 1, kDescriptor = 2 };
+constexpr std::uint32_t kKindMask = 0xff;
+constexpr std::uint32_t kHasChecksum = 0x100;  // flag in Slot::kind
 
 // A slot is full when its seq is the number of the message part it holds plus one: receivers
 // poll the slot itself, so a small message costs the receiver one or two cache lines, and
@@ -48,9 +52,11 @@ struct alignas(kLine) Slot {
   std::uint64_t offset;        // of this fragment in the message (inline)
   std::uint64_t bytes;         // of this fragment (inline)
   std::uint64_t address;       // in the sender's address space (descriptor)
-  std::uint32_t kind;
-  std::uint32_t pad;
+  std::uint32_t kind;          // SlotKind, plus kHasChecksum
+  std::uint32_t checksum;      // CRC32C of the fragment (inline) or of the whole message (descriptor)
+  CallStamp stamp;             // the sender's call (transport.hpp)
 };
+static_assert(sizeof(Slot) == kLine, "a slot's header must stay one cache line: receivers poll it");
 
 // The receiver's tail on its own cache line: senders read it only when the ring looks full or a
 // descriptor waits to be read.
@@ -61,6 +67,8 @@ struct alignas(kLine) Channel {
   Slot slots[kSlots];
 };
 
+constexpr std::size_t kStoryBytes = 1024;
+
 struct alignas(kLine) Control {
   alignas(kLine) std::atomic<std::uint32_t> doorbell;  // futex word, bumped by every notifier
   std::atomic<std::uint32_t> sleeping;
@@ -70,6 +78,10 @@ struct alignas(kLine) Control {
   std::uint64_t slotBytes;
   std::uint64_t probeAddress;  // where peers test cross-memory attach, and what they must read
   std::uint64_t probeValue;
+  // A failing rank's story, written before `closed` is set: peers that see it go name the root
+  // cause from here even when the rendezvous store is gone.
+  std::atomic<std::uint32_t> storyBytes;
+  char story[kStoryBytes];
 };
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
@@ -107,12 +119,14 @@ struct SendOp {
   Request* req;
   const std::byte* data;
   std::size_t bytes;
+  CallStamp stamp;
   std::size_t offset = 0;
 };
 struct RecvOp {
   Request* req;
   std::byte* data;
   std::size_t bytes;
+  CallStamp expect;
   std::size_t offset = 0;
 };
 
@@ -148,6 +162,49 @@ std::string shmSegmentPrefix(const std::string& jobId, int generation, const std
   return cat("kumi-", job.empty() ? "job" : job, "-g", generation, "-", hash);
 }
 
+namespace shm {
+
+std::size_t channelOffset(std::size_t slotBytes, std::size_t index) { return kChannelsOffset + index * channelStride(slotBytes); }
+
+std::size_t segmentBytes(std::size_t slotBytes, int localPeers) {
+  return channelOffset(slotBytes, static_cast<std::size_t>(localPeers));
+}
+
+std::size_t checkPeerLayout(const std::byte* data, std::size_t size, std::size_t slotBytes, int localPeers, int myRank,
+                            int peerRank, const std::string& path) {
+  if (size < kChannelsOffset) fail(kumiSystemError, path, " is truncated");
+  const auto* peer = reinterpret_cast<const Control*>(data + kControlOffset);
+  if (peer->slotBytes != slotBytes)
+    fail(kumiInvalidArgument, "rank ", peerRank, " uses ", peer->slotBytes, "-byte shared-memory slots, this rank ",
+         slotBytes, " (KUMI_SHM_BUFFER must be the same on every rank)");
+  // The peer sees the same local ranks we do (same host id); a segment of any other shape is not
+  // trusted to index memory.
+  if (peer->channels != localPeers || size != segmentBytes(slotBytes, localPeers))
+    fail(kumiSystemError, "rank ", peerRank, "'s segment has ", peer->channels, " channels and ", size,
+         " bytes, not the layout of ", localPeers, " local peers (ranks disagree on who shares this host?)");
+  std::size_t mine = SIZE_MAX;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(localPeers); ++i)
+    if (reinterpret_cast<const Channel*>(data + channelOffset(slotBytes, i))->fromRank == myRank) mine = i;
+  if (mine == SIZE_MAX) fail(kumiSystemError, "rank ", peerRank, "'s segment has no channel for rank ", myRank);
+  return mine;
+}
+
+void writeLayout(std::byte* data, std::size_t slotBytes, int rank, const std::vector<int>& localPeers) {
+  auto* ctl = reinterpret_cast<Control*>(data + kControlOffset);
+  ctl->rank = rank;
+  ctl->channels = static_cast<std::int32_t>(localPeers.size());
+  ctl->slotBytes = slotBytes;
+  for (std::size_t i = 0; i < localPeers.size(); ++i)
+    reinterpret_cast<Channel*>(data + channelOffset(slotBytes, i))->fromRank = localPeers[i];
+}
+
+bool inlineFragmentFits(std::uint64_t offset, std::uint64_t bytes, std::size_t slotBytes, std::size_t opOffset,
+                        std::size_t opBytes) {
+  return offset == opOffset && bytes <= slotBytes && opOffset <= opBytes && bytes <= opBytes - opOffset;
+}
+
+}  // namespace shm
+
 struct ShmTransport::Impl {
   ShmOptions opt;
   std::size_t slotBytes = 0;
@@ -161,6 +218,9 @@ struct ShmTransport::Impl {
   bool isShutdown = false;
   std::chrono::steady_clock::time_point lastLivenessCheck{};
   std::string deadPeer;          // set by a liveness check, thrown by the next progress()
+  int deadPeerRank = -1;
+  CallStamp stamp;               // of the call whose messages are being posted
+  std::uint32_t partsReceived = 0;  // for WireChecks::corruptEvery
 
   Channel* channelAt(std::byte* base, int index) const {
     return reinterpret_cast<Channel*>(base + kChannelsOffset + static_cast<std::size_t>(index) * channelStride(slotBytes));
@@ -175,6 +235,23 @@ struct ShmTransport::Impl {
   }
 
   void setUp(Store& store, const Deadline& deadline, const std::atomic<bool>* cancel);
+  // The peer is gone: fails with the story it left, if it left one, else with `what`.
+  template <class... Args>
+  [[noreturn]] void lost(const Link& l, const Args&... what) {
+    const std::uint32_t n = l.peer ? l.peer->storyBytes.load(std::memory_order_acquire) : 0;
+    if (n > 0 && n <= kStoryBytes) failPeerFailed(l.rank, std::string(l.peer->story, n));
+    failPeerLost(l.rank, what...);
+  }
+  // Checks what just arrived against the sender's checksum, when it sent one.
+  void verify(const Link& l, const Slot& s, std::byte* data, std::size_t bytes, const char* what) {
+    injectCorruption(opt.checks, partsReceived, data, bytes);
+    if (!(s.kind & kHasChecksum)) return;
+    const std::uint32_t got = crc32c(data, bytes);
+    if (got != s.checksum)
+      failLink(l.rank, "rank ", opt.rank, ": data from rank ", l.rank, " arrived corrupted over shared memory (a ",
+           bytes, "-byte ", what, ": CRC32C sent ", hex32(s.checksum), ", received ", hex32(got),
+           "): memory or the copy between these two ranks damaged it");
+  }
   void attach(Link& l, const std::string& value);
   bool pump(Link& l, std::vector<Request*>& completed);
   bool canMove(const Link& l) const;
@@ -211,14 +288,11 @@ void ShmTransport::Impl::setUp(Store& store, const Deadline& deadline, const std
     store.set(cat("shm/", me), cat("error rank ", me, ": ", e.what()));
     throw;
   }
+  writeLayout(own.data(), slotBytes, me, opt.localPeers);
   ctl = reinterpret_cast<Control*>(own.data() + kControlOffset);
-  ctl->rank = me;
-  ctl->channels = n;
-  ctl->slotBytes = slotBytes;
   probe = own.owner().token;
   ctl->probeAddress = reinterpret_cast<std::uint64_t>(&probe);
   ctl->probeValue = probe;
-  for (int i = 0; i < n; ++i) channelAt(own.data(), i)->fromRank = opt.localPeers[static_cast<std::size_t>(i)];
   // Yama (ptrace_scope 1) lets only ancestors read our memory; peers are siblings. Open MPI's
   // shared-memory path does the same. It stays for the life of the process (other communicators
   // may rely on it); KUMI_SHM_CMA=0 leaves the setting alone.
@@ -282,23 +356,10 @@ void ShmTransport::Impl::attach(Link& l, const std::string& value) {
   if (std::to_string(o.token) != parts[2])
     fail(kumiSystemError, seg.path(), " is not the segment rank ", l.rank, " created (another host?)");
   if (o.pidNsHash != currentOwner().pidNsHash) fail(kumiSystemError, "rank ", l.rank, " runs in another PID namespace");
-  if (seg.size() < kChannelsOffset) fail(kumiSystemError, seg.path(), " is truncated");
+  const std::size_t mine = checkPeerLayout(seg.data(), seg.size(), slotBytes, static_cast<int>(opt.localPeers.size()),
+                                           opt.rank, l.rank, seg.path());
   auto* peer = reinterpret_cast<Control*>(seg.data() + kControlOffset);
-  if (peer->slotBytes != slotBytes)
-    fail(kumiInvalidArgument, "rank ", l.rank, " uses ", peer->slotBytes, "-byte shared-memory slots, this rank ",
-         slotBytes, " (KUMI_SHM_BUFFER must be the same on every rank)");
-  // The peer sees the same local ranks we do (same host id); a segment of any other shape is not
-  // trusted to index memory.
-  const auto n = static_cast<int>(opt.localPeers.size());
-  if (peer->channels != n || seg.size() != kChannelsOffset + static_cast<std::size_t>(n) * channelStride(slotBytes))
-    fail(kumiSystemError, "rank ", l.rank, "'s segment has ", peer->channels, " channels and ", seg.size(),
-         " bytes, not the layout of ", n, " local peers (ranks disagree on who shares this host?)");
-  Channel* out = nullptr;
-  for (int i = 0; i < n; ++i) {
-    Channel* ch = channelAt(seg.data(), i);
-    if (ch->fromRank == opt.rank) out = ch;
-  }
-  if (!out) fail(kumiSystemError, "rank ", l.rank, "'s segment has no channel for rank ", opt.rank);
+  Channel* out = channelAt(seg.data(), static_cast<int>(mine));
   l.segment = std::move(seg);
   l.pid = static_cast<pid_t>(l.segment.owner().pid);
   l.peer = peer;
@@ -322,14 +383,16 @@ void ShmTransport::connect(const std::vector<int>& peers, const Deadline&) {
   for (int p : peers) impl_->link(p, "connect");
 }
 
+void ShmTransport::setCallStamp(const CallStamp& stamp) { impl_->stamp = stamp; }
+
 void ShmTransport::postSend(int peer, const void* data, std::size_t bytes, Request* req) {
   req->partsLeft = 1;
-  impl_->link(peer, "send").sends.push_back({req, static_cast<const std::byte*>(data), bytes});
+  impl_->link(peer, "send").sends.push_back({req, static_cast<const std::byte*>(data), bytes, impl_->stamp});
 }
 
 void ShmTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {
   req->partsLeft = 1;
-  impl_->link(peer, "receive").recvs.push_back({req, static_cast<std::byte*>(data), bytes});
+  impl_->link(peer, "receive").recvs.push_back({req, static_cast<std::byte*>(data), bytes, impl_->stamp});
 }
 
 // Moves what can move on one link; true if anything did.
@@ -345,8 +408,11 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     }
     Slot& s = l.out->slots[head % kSlots];
     s.messageBytes = op.bytes;
+    s.stamp = op.stamp;
+    const bool sum = opt.checks.checksum;
     if (op.bytes >= slotBytes && l.out->crossMemory.load(std::memory_order_relaxed)) {
-      s.kind = kDescriptor;
+      s.kind = kDescriptor | (sum ? kHasChecksum : 0);
+      s.checksum = sum ? crc32c(op.data, op.bytes) : 0;
       s.address = reinterpret_cast<std::uint64_t>(op.data);
       s.offset = 0;
       s.bytes = op.bytes;
@@ -356,10 +422,11 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       l.sends.pop_front();
     } else {
       const std::size_t n = std::min(slotBytes, op.bytes - op.offset);
-      s.kind = kInline;
+      s.kind = kInline | (sum ? kHasChecksum : 0);
       s.offset = op.offset;
       s.bytes = n;
       if (n) std::memcpy(slotData(l.out, head), op.data + op.offset, n);
+      s.checksum = sum ? crc32c(slotData(l.out, head), n) : 0;
       op.offset += n;
       s.seq.store(head + 1, std::memory_order_release);
       l.head = head + 1;
@@ -383,10 +450,12 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     const Slot& s = l.in->slots[tail % kSlots];
     if (s.seq.load(std::memory_order_acquire) != tail + 1) break;
     RecvOp& op = l.recvs.front();
+    if (s.stamp != op.expect) throw CallMismatch(l.rank, op.expect, s.stamp);
     if (s.messageBytes != op.bytes)
       fail(kumiRemoteError, "rank ", l.rank, " sent a message of ", s.messageBytes, " bytes where this rank expected ",
            op.bytes, " (the ranks called different collectives or counts?)");
-    if (s.kind == kDescriptor) {
+    const std::uint32_t kind = s.kind & kKindMask;
+    if (kind == kDescriptor) {
       if (s.bytes != op.bytes) fail(kumiRemoteError, "rank ", l.rank, " sent a malformed shared-memory descriptor");
       std::size_t done = 0;
       while (done < op.bytes) {
@@ -394,7 +463,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
         iovec remote{reinterpret_cast<void*>(s.address + done), op.bytes - done};
         ssize_t got = ::process_vm_readv(l.pid, &local, 1, &remote, 1, 0);
         if (got <= 0)
-          fail(kumiRemoteError, "reading rank ", l.rank, "'s buffer (pid ", l.pid, ") failed: ",
+          lost(l, "reading rank ", l.rank, "'s buffer (pid ", l.pid, ") failed: ",
                got == 0 ? "nothing read" : std::strerror(errno), errno == ESRCH ? " (it exited)" : "");
         done += static_cast<std::size_t>(got);
       }
@@ -402,12 +471,14 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       // garbage then, so it must not count as delivered.
       // A peer killed meanwhile sets nothing, and its pid could be reused: ask its pidfd too.
       if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
-        fail(kumiRemoteError, "rank ", l.rank, " failed while this rank read its data");
+        lost(l, "rank ", l.rank, " failed while this rank read its data");
+      verify(l, s, op.data, op.bytes, "message read by cross-memory attach");
       op.offset = op.bytes;
     } else {
-      if (s.kind != kInline || s.offset != op.offset || s.bytes > slotBytes || s.bytes > op.bytes - op.offset)
+      if (kind != kInline || !inlineFragmentFits(s.offset, s.bytes, slotBytes, op.offset, op.bytes))
         fail(kumiRemoteError, "malformed shared-memory fragment from rank ", l.rank);
       if (s.bytes) std::memcpy(op.data + op.offset, slotData(l.in, tail), s.bytes);
+      verify(l, s, op.data + op.offset, s.bytes, "fragment copied through the ring");
       op.offset += s.bytes;
     }
     l.recvTail = tail + 1;
@@ -423,14 +494,18 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
   if (!moved && l.pending() && l.peer->closed.load(std::memory_order_acquire)) {
     const bool dataLeft = !l.recvs.empty() && l.in->slots[l.recvTail % kSlots].seq.load() == l.recvTail + 1;
     if (!dataLeft)
-      fail(kumiRemoteError, "rank ", l.rank, " closed its shared-memory connection (it failed, aborted or left)");
+      lost(l, "rank ", l.rank, " closed its shared-memory connection (it failed, aborted or left)");
   }
   return moved;
 }
 
 bool ShmTransport::progress(std::vector<Request*>& completed) {
   Impl& m = *impl_;
-  if (!m.deadPeer.empty()) fail(kumiRemoteError, m.deadPeer);
+  if (!m.deadPeer.empty()) {
+    auto it = m.byRank.find(m.deadPeerRank);
+    if (it != m.byRank.end()) m.lost(*it->second, m.deadPeer);
+    failPeerLost(m.deadPeerRank, m.deadPeer);
+  }
   bool moved = false;
   for (Link& l : m.links)
     if (l.usable && l.pending()) moved = m.pump(l, completed) || moved;
@@ -462,6 +537,7 @@ void ShmTransport::Impl::checkLiveness() {
     if (!l.usable || !l.pending() || canMove(l)) continue;
     if (exited(l)) {
       deadPeer = cat("rank ", l.rank, " (pid ", l.pid, ", this host) exited or was killed while this rank waited for it");
+      deadPeerRank = l.rank;
       return;
     }
   }
@@ -496,6 +572,14 @@ void ShmTransport::waitForEvents(int timeoutMs) {
 void ShmTransport::interrupt() {
   impl_->interrupted.store(true);
   if (impl_->ctl) wake(impl_->ctl);
+}
+
+void ShmTransport::publishFailure(const std::string& story) {
+  Impl& m = *impl_;
+  if (m.isShutdown || !m.ctl || m.ctl->storyBytes.load() != 0) return;
+  const std::size_t n = std::min(story.size(), kStoryBytes);
+  std::memcpy(m.ctl->story, story.data(), n);
+  m.ctl->storyBytes.store(static_cast<std::uint32_t>(n), std::memory_order_release);
 }
 
 void ShmTransport::shutdown() {

@@ -26,6 +26,7 @@ struct ShmOptions {
   std::string segmentPrefix;          // names segments per job, generation and communicator
   std::size_t channelBytes = 512 << 10;  // KUMI_SHM_BUFFER: ring bytes per peer and direction
   bool crossMemoryAttach = true;      // KUMI_SHM_CMA
+  WireChecks checks;                  // KUMI_CHECKSUM
 };
 
 class ShmTransport final : public Transport {
@@ -42,11 +43,13 @@ class ShmTransport final : public Transport {
 
   const char* name() const override { return "shm"; }
   void connect(const std::vector<int>& peers, const Deadline& deadline) override;
+  void setCallStamp(const CallStamp& stamp) override;
   void postSend(int peer, const void* data, std::size_t bytes, Request* req) override;
   void postRecv(int peer, void* data, std::size_t bytes, Request* req) override;
   bool progress(std::vector<Request*>& completed) override;
   void waitForEvents(int timeoutMs) override;
   void interrupt() override;
+  void publishFailure(const std::string& story) override;
   void shutdown() override;
   void cancelAll() override;
 

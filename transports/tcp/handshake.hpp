@@ -13,7 +13,9 @@
 namespace kumi::tcp {
 
 constexpr std::uint32_t kHelloMagic = 0x4b554d49;  // "KUMI"
-constexpr std::uint16_t kProtocolVersion = 1;
+// 2: call stamps and checksums in MessageHeader; 3: the acceptor's greeting and the shared-secret
+// challenge-response around the Hello (handshake_check.hpp).
+constexpr std::uint16_t kProtocolVersion = 3;
 
 #pragma pack(push, 1)
 struct Hello {
@@ -39,7 +41,16 @@ struct MessageHeader {
   std::uint32_t magic;
   std::uint32_t sequence;  // per peer and direction; catches a desynchronised stream
   std::uint64_t bytes;
+  std::uint64_t stampLo;   // the sender's CallStamp: which call this part belongs to
+  std::uint64_t stampHi;
+  std::uint32_t checksum;  // CRC32C of the part's bytes, when flags has kHasChecksum
+  std::uint32_t flags;
 };
+constexpr std::uint32_t kHasChecksum = 1;
+// A header with this magic instead of kHelloMagic is a failing rank's last frame: `bytes` bytes
+// of its story follow (at most kMaxStoryBytes), then the connection closes.
+constexpr std::uint32_t kFailureMagic = 0x4b554d58;  // "KUMX"
+constexpr std::uint64_t kMaxStoryBytes = 1024;
 #pragma pack(pop)
 
 enum HelloStatus : std::uint32_t {
@@ -51,6 +62,7 @@ enum HelloStatus : std::uint32_t {
   kBadRank = 5,
   kBadVersion = 6,
   kUnknownSet = 7,
+  kAuthFailed = 8,       // the initiator's proof of the shared secret was wrong
 };
 
 inline const char* helloStatusText(std::uint32_t s) {
@@ -63,6 +75,7 @@ inline const char* helloStatusText(std::uint32_t s) {
     case kBadRank: return "rank outside the world or world size differs";
     case kBadVersion: return "different kumi protocol version";
     case kUnknownSet: return "unknown connection set";
+    case kAuthFailed: return "authentication failed: KUMI_SECRET differs";
     default: return "unknown reason";
   }
 }

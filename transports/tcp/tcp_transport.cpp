@@ -14,8 +14,10 @@
 #include <random>
 #include <thread>
 
+#include "core/crc32c.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "transports/tcp/connection_handshake.hpp"
 #include "transports/tcp/handshake.hpp"
 
 namespace kumi {
@@ -34,6 +36,7 @@ struct Part {
   MessageHeader header;  // sent as is; for a receive, overwritten by what arrives
   std::size_t headerDone = 0;
   std::uint32_t sequence = 0;  // the message's number on this peer and direction
+  CallStamp expect;            // for a receive: the stamp the part must carry
 };
 
 struct Socket {
@@ -54,6 +57,7 @@ struct Peer {
   std::string where;  // "host:port" for messages
   // Incoming set being assembled by the acceptor.
   std::uint64_t incomingNonce = 0;
+  std::uint16_t incomingCount = 0;
   std::vector<Fd> incomingFds;
   std::uint32_t sendSeq = 0;
   std::uint32_t recvSeq = 0;
@@ -78,6 +82,8 @@ struct TcpTransport::Impl {
   std::uint64_t jobHash = 0, commHash = 0;
   bool isShutdown = false;
   std::atomic<bool> interrupted{false};  // interrupt(): abort whatever blocks, connects included
+  CallStamp stamp;                       // of the call whose parts are being posted
+  std::uint32_t partsReceived = 0;       // for WireChecks::corruptEvery
 
   std::string peerName(int p) {
     std::string w;
@@ -109,6 +115,7 @@ struct TcpTransport::Impl {
     auto s = std::make_unique<Socket>();
     setNonBlocking(fd.get(), true);
     setNoDelay(fd.get());
+    setHeartbeat(fd.get(), opt.heartbeatSeconds);
     setBufferSizes(fd.get(), opt.bufferBytes);
     s->fd = std::move(fd);
     s->peer = peer;
@@ -131,98 +138,91 @@ struct TcpTransport::Impl {
   }
 
   // ---- accepting side ----
+  // The acceptor (connection_handshake.cpp) greets, authenticates and validates every incoming
+  // connection without ever blocking on one; these hooks decide what a valid Hello means for the
+  // pair's connection state.
   void acceptLoop() {
-    for (;;) {
-      pollfd fds[2] = {{listener.get(), POLLIN, 0}, {acceptStopFd.get(), POLLIN, 0}};
-      int rc = ::poll(fds, 2, -1);
-      if (rc < 0 && errno == EINTR) continue;
-      if (rc < 0 || (fds[1].revents & POLLIN)) return;
-      if (!(fds[0].revents & POLLIN)) continue;
-      int cfd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
-      if (cfd < 0) continue;
-      handleIncoming(Fd(cfd));
-    }
+    tcp::AcceptorOptions ao;
+    ao.secret = opt.secret;
+    ao.handshakeSeconds = opt.handshakeSeconds;
+    ao.expect.jobHash = jobHash;
+    ao.expect.commHash = commHash;
+    ao.expect.generation = static_cast<std::uint32_t>(opt.generation);
+    ao.expect.worldSize = static_cast<std::uint32_t>(opt.worldSize);
+    ao.expect.rank = static_cast<std::uint32_t>(opt.rank);
+    ao.jobId = opt.jobId;
+    ao.generation = opt.generation;
+    tcp::AcceptorHooks hooks{[this](const Hello& h, const std::string& from) { return decideIncoming(h, from); },
+                             [this](const Hello& h) { undoIncoming(h); },
+                             [this](const Hello& h, Fd fd) { acceptIncoming(h, std::move(fd)); }};
+    tcp::Acceptor(listener.get(), acceptStopFd.get(), std::move(ao), std::move(hooks)).run();
   }
 
-  void handleIncoming(Fd fd) {
-    std::string from = peerAddress(fd.get()).str();
-    Hello h{};
-    // A stalled stranger must not hold up shutdown: wait for its bytes or for the stop signal.
-    pollfd wait[2] = {{fd.get(), POLLIN, 0}, {acceptStopFd.get(), POLLIN, 0}};
-    int ready = ::poll(wait, 2, static_cast<int>(opt.handshakeSeconds * 1000));
-    if (ready <= 0 || (wait[1].revents & POLLIN)) {
-      if (ready == 0) KUMI_WARN("tcp: refused connection from ", from, ": no handshake within ", opt.handshakeSeconds, " s");
-      return;
-    }
-    try {
-      readFull(fd.get(), &h, sizeof h, Deadline::after(opt.handshakeSeconds), cat("handshake from ", from));
-    } catch (const Error& e) {
-      KUMI_WARN("tcp: refused connection from ", from, ": ", e.what());
-      return;
-    }
-    std::uint32_t status = kAccepted;
-    if (h.magic != kHelloMagic) {
-      KUMI_WARN("tcp: refused connection from ", from, ": not a kumi handshake");
-      return;
-    }
-    if (h.version != kProtocolVersion) status = kBadVersion;
-    else if (h.jobHash != jobHash) status = kWrongJob;
-    else if (h.generation != static_cast<std::uint32_t>(opt.generation)) status = kWrongGeneration;
-    else if (h.commHash != commHash) status = kWrongCommunicator;
-    else if (h.worldSize != static_cast<std::uint32_t>(opt.worldSize) || h.rank >= h.worldSize ||
-             static_cast<int>(h.rank) == opt.rank || h.socketCount == 0 || h.socketIndex >= h.socketCount)
-      status = kBadRank;
-    int p = static_cast<int>(h.rank);
-    if (status == kAccepted) {
-      std::lock_guard<std::mutex> lock(mutex);
-      Peer& peer = *peers[p];
-      if (h.socketIndex == 0) {
-        bool oursWins = peer.state == PeerState::kConnecting && opt.rank < p;
-        if (peer.state == PeerState::kEstablished || peer.state == PeerState::kIncoming || oursWins) {
-          status = kDuplicate;
-        } else {
-          peer.state = PeerState::kIncoming;
-          peer.incomingNonce = h.setNonce;
-          peer.incomingFds.clear();
-          peer.where = from;
-        }
-      } else if (peer.state != PeerState::kIncoming || peer.incomingNonce != h.setNonce) {
-        status = kUnknownSet;
-      }
-    }
-    HelloReply reply{kHelloMagic, status};
-    try {
-      writeFull(fd.get(), &reply, sizeof reply, Deadline::after(opt.handshakeSeconds), cat("handshake reply to ", from));
-    } catch (const Error& e) {
-      KUMI_WARN("tcp: handshake with ", from, " failed: ", e.what());
-      if (status == kAccepted && h.socketIndex == 0) {  // undo: the pair may connect afresh
-        std::lock_guard<std::mutex> lock(mutex);
-        if (peers[p]->state == PeerState::kIncoming && peers[p]->incomingNonce == h.setNonce)
-          peers[p]->state = PeerState::kNone;
-      }
-      return;
-    }
-    if (status != kAccepted) {
-      if (status != kDuplicate)
-        KUMI_WARN("tcp: refused connection from ", from, " claiming rank ", h.rank, " of job '",
-                  std::string(h.jobId, strnlen(h.jobId, sizeof h.jobId)), "' generation ", h.generation, ": ",
-                  helloStatusText(status), " (this is rank ", opt.rank, " of job '", opt.jobId, "' generation ",
-                  opt.generation, ")");
-      return;
-    }
+  // A valid Hello from rank h.rank: whether its socket joins a set (kAccepted), or why not.
+  std::uint32_t decideIncoming(const Hello& h, const std::string& from) {
+    const int p = static_cast<int>(h.rank);
     std::lock_guard<std::mutex> lock(mutex);
     Peer& peer = *peers[p];
+    if (h.socketIndex == 0) {
+      bool oursWins = peer.state == PeerState::kConnecting && opt.rank < p;
+      if (peer.state == PeerState::kEstablished || peer.state == PeerState::kIncoming || oursWins) return kDuplicate;
+      peer.state = PeerState::kIncoming;
+      peer.incomingNonce = h.setNonce;
+      peer.incomingCount = h.socketCount;
+      peer.incomingFds.clear();
+      peer.where = from;
+      return kAccepted;
+    }
+    // Later sockets of the set arrive in index order: the initiator opens the next one only
+    // after the previous one was answered.
+    if (peer.state != PeerState::kIncoming || peer.incomingNonce != h.setNonce || peer.incomingCount != h.socketCount ||
+        peer.incomingFds.size() != h.socketIndex)
+      return kUnknownSet;
+    return kAccepted;
+  }
+
+  // The acceptance of a set's first socket could not be delivered: the pair may connect afresh.
+  void undoIncoming(const Hello& h) {
+    if (h.socketIndex != 0) return;
+    std::lock_guard<std::mutex> lock(mutex);
+    Peer& peer = *peers[h.rank];
+    if (peer.state == PeerState::kIncoming && peer.incomingNonce == h.setNonce) peer.state = PeerState::kNone;
+  }
+
+  void acceptIncoming(const Hello& h, Fd fd) {
+    std::lock_guard<std::mutex> lock(mutex);
+    Peer& peer = *peers[h.rank];
+    if (peer.state != PeerState::kIncoming || peer.incomingNonce != h.setNonce) return;  // superseded meanwhile
     peer.incomingFds.push_back(std::move(fd));
     if (peer.incomingFds.size() == h.socketCount) {
-      // Arrival order is socket index order: the initiator opens the next socket only after
-      // this thread has answered the previous one.
-      install(p, std::exchange(peer.incomingFds, {}));
+      install(static_cast<int>(h.rank), std::exchange(peer.incomingFds, {}));
       std::uint64_t one = 1;
       [[maybe_unused]] auto n = ::write(wakeFd.get(), &one, sizeof one);
     }
   }
 
   // ---- initiating side ----
+  // Connects to a peer that listened when the job formed. If it keeps refusing, it probably
+  // failed: between one-second windows of retries, a failure notice in the store ends the wait at
+  // once with that story instead of after `gone`.
+  Fd connectOrLearnWhy(int p, const std::vector<SockAddr>& addrs, const Deadline& gone) {
+    const std::string what = cat("connect to ", peerName(p), " (gone? it listened when the job formed)");
+    for (;;) {
+      try {
+        return connectWithRetry(addrs, gone.earlier(Deadline::after(1)), what, &interrupted);
+      } catch (const Error& e) {
+        if (e.code() == kumiAborted || gone.expired()) throw;
+      }
+      std::string notice;
+      try {
+        if (store->check({"abort"})) notice = store->get("abort", std::chrono::milliseconds(1000));
+      } catch (const Error&) {
+        // No store to ask: keep trying until `gone`.
+      }
+      if (!notice.empty()) failPeerFailed(p, notice);
+    }
+  }
+
   // Returns true if this side's connection set was accepted; false if the pair resolved to the
   // peer's set (then wait for it).
   bool initiate(int p, const Deadline& deadline) {
@@ -240,18 +240,14 @@ struct TcpTransport::Impl {
     std::vector<Fd> fds;
     for (int i = 0; i < k; ++i) {
       // The peer listened before it published its address: if it refuses for long, it is gone.
-      Fd fd = connectWithRetry(addrs, deadline.earlier(Deadline::after(15)),
-                               cat("connect to ", peerName(p), " (gone? it listened when the job formed)"), &interrupted);
+      Fd fd = connectOrLearnWhy(p, addrs, deadline.earlier(Deadline::after(15)));
       Hello h = makeHello(static_cast<std::uint16_t>(i), static_cast<std::uint16_t>(k), nonce);
       // The peer's acceptor answers at once; a stalled one must not hold us for the whole deadline.
       const Deadline shake = deadline.earlier(Deadline::after(opt.handshakeSeconds));
-      writeFull(fd.get(), &h, sizeof h, shake, cat("handshake with ", peerName(p)));
-      HelloReply r{};
-      readFull(fd.get(), &r, sizeof r, shake, cat("handshake with ", peerName(p)));
-      if (r.magic != kHelloMagic) fail(kumiRemoteError, peerName(p), " answered the handshake with garbage");
-      if (r.status == kDuplicate && i == 0) return false;
-      if (r.status != kAccepted)
-        fail(kumiRemoteError, peerName(p), " refused the connection: ", helloStatusText(r.status),
+      const std::uint32_t status = tcp::initiateHandshake(fd.get(), h, opt.secret, shake, peerName(p));
+      if (status == kDuplicate && i == 0) return false;
+      if (status != kAccepted)
+        fail(kumiRemoteError, peerName(p), " refused the connection: ", helloStatusText(status),
              " (this is rank ", opt.rank, " of job '", opt.jobId, "' generation ", opt.generation, ")");
       fds.push_back(std::move(fd));
     }
@@ -291,7 +287,11 @@ struct TcpTransport::Impl {
 
   // ---- data path ----
   [[noreturn]] void lost(const Socket& s, const char* how) {
-    fail(kumiRemoteError, "rank ", opt.rank, ": connection to ", peerName(s.peer), " ", how,
+    const int e = errno;
+    if (e == ETIMEDOUT)
+      failPeerLost(s.peer, "rank ", opt.rank, ": connection to ", peerName(s.peer), " ", how, ": no heartbeat answered for ",
+                   4 * opt.heartbeatSeconds, " s: its host is down or cut off from this one");
+    failPeerLost(s.peer, "rank ", opt.rank, ": connection to ", peerName(s.peer), " ", how,
          ": the peer exited, crashed or aborted");
   }
 
@@ -340,7 +340,10 @@ struct TcpTransport::Impl {
       } else {
         r = ::recv(s.fd.get(), part.data + part.done, part.bytes - part.done, MSG_DONTWAIT);
       }
-      if (r == 0) lost(s, "was closed");
+      if (r == 0) {
+        errno = 0;  // an orderly close, whatever errno held before
+        lost(s, "was closed");
+      }
       if (r < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -354,8 +357,11 @@ struct TcpTransport::Impl {
         part.headerDone += static_cast<std::size_t>(r);
         if (part.headerDone == sizeof(MessageHeader)) {
           const auto& h = part.header;
+          if (h.magic == kFailureMagic) readStory(s, h.bytes);
           if (h.magic != kHelloMagic)
             fail(kumiRemoteError, "rank ", opt.rank, ": corrupt stream from ", peerName(s.peer));
+          if (CallStamp{h.stampLo, h.stampHi} != part.expect)
+            throw CallMismatch(s.peer, part.expect, CallStamp{h.stampLo, h.stampHi});
           if (h.sequence != part.sequence)
             fail(kumiRemoteError, "rank ", opt.rank, ": ", peerName(s.peer), " sent message #", h.sequence,
                  " where #", part.sequence, " was expected: the ranks' schedules disagree");
@@ -368,11 +374,46 @@ struct TcpTransport::Impl {
         part.done += static_cast<std::size_t>(r);
       }
       if (part.headerDone == sizeof(MessageHeader) && part.done == part.bytes) {
+        verify(s, part);
         if (--part.req->partsLeft == 0) completed.push_back(part.req);
         s.recvq.pop_front();
       }
     }
     return moved;
+  }
+
+  // The peer's last frame: its story follows the header (sent in one piece, so normally here
+  // already; waits at most 100 ms for the rest).
+  [[noreturn]] void readStory(const Socket& s, std::uint64_t bytes) {
+    std::string story(static_cast<std::size_t>(std::min(bytes, kMaxStoryBytes)), '\0');
+    std::size_t got = 0;
+    const Deadline until = Deadline::after(0.1);
+    while (got < story.size() && !until.expired()) {
+      ssize_t r = ::recv(s.fd.get(), story.data() + got, story.size() - got, MSG_DONTWAIT);
+      if (r > 0) got += static_cast<std::size_t>(r);
+      else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
+      else {
+        pollfd pfd{s.fd.get(), POLLIN, 0};
+        ::poll(&pfd, 1, std::max(1, until.msLeft()));
+      }
+    }
+    story.resize(got);
+    for (char& c : story)
+      if (static_cast<unsigned char>(c) < 0x20 && c != '\n') c = '?';  // a log line, whoever wrote it
+    if (story.empty()) lost(s, "was closed");
+    failPeerFailed(s.peer, story);
+  }
+
+  // A received part, whole: its checksum (when the sender sent one) must match its bytes.
+  void verify(const Socket& s, const Part& part) {
+    injectCorruption(opt.checks, partsReceived, part.data, part.bytes);
+    const MessageHeader& h = part.header;
+    if (!(h.flags & kHasChecksum)) return;
+    const std::uint32_t got = crc32c(part.data, part.bytes);
+    if (got != h.checksum)
+      failLink(s.peer, "rank ", opt.rank, ": data from ", peerName(s.peer), " arrived corrupted over tcp (a ",
+           part.bytes, "-byte part of message #", part.sequence, ": CRC32C sent ", hex32(h.checksum), ", received ",
+           hex32(got), "): the network path between these two ranks damages data");
   }
 
   // Splits a message into parts on the peer's sockets; both sides compute the same split.
@@ -383,10 +424,16 @@ struct TcpTransport::Impl {
       fail(kumiInternalError, "rank ", opt.rank, ": message posted to ", peerName(p), " before connecting");
     const std::size_t k = peer.sockets.size();
     const std::uint32_t s = seq++;
+    const bool sending = queueOf == &Socket::sendq;
     auto add = [&](Socket& sock, char* ptr, std::size_t n) {
       Part part{req, ptr, n};
-      part.header = MessageHeader{kHelloMagic, s, n};
+      part.header = MessageHeader{kHelloMagic, s, n, stamp.lo, stamp.hi, 0, 0};
+      if (sending && opt.checks.checksum) {
+        part.header.checksum = crc32c(ptr, n);
+        part.header.flags |= kHasChecksum;
+      }
       part.sequence = s;
+      part.expect = stamp;
       (sock.*queueOf).push_back(part);
     };
     if (k == 1 || bytes < kStripeMinBytes) {
@@ -437,6 +484,8 @@ void TcpTransport::connect(const std::vector<int>& peers, const Deadline& deadli
     impl_->connectOne(p, deadline);
   }
 }
+
+void TcpTransport::setCallStamp(const CallStamp& stamp) { impl_->stamp = stamp; }
 
 void TcpTransport::postSend(int peer, const void* data, std::size_t bytes, Request* req) {
   impl_->enqueue(peer, const_cast<char*>(static_cast<const char*>(data)), bytes, req, impl_->peers[peer]->sendSeq,
@@ -496,6 +545,26 @@ void TcpTransport::cancelAll() {
       s->sendq.clear();
       s->recvq.clear();
     }
+}
+
+void TcpTransport::publishFailure(const std::string& story) {
+  Impl& m = *impl_;
+  if (m.isShutdown) return;
+  const std::string text = story.substr(0, kMaxStoryBytes);
+  MessageHeader h{kFailureMagic, 0, text.size(), 0, 0, 0, 0};
+  std::lock_guard<std::mutex> lock(m.mutex);
+  for (auto& p : m.peers) {
+    if (!p->established.load()) continue;
+    for (auto& s : p->sockets) {
+      // Only between messages: a frame inside a half-sent part would be read as its data.
+      if (!s->sendq.empty() && (s->sendq.front().headerDone > 0 || s->sendq.front().done > 0)) continue;
+      iovec iov[2] = {{&h, sizeof h}, {const_cast<char*>(text.data()), text.size()}};
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = 2;
+      [[maybe_unused]] ssize_t n = ::sendmsg(s->fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+  }
 }
 
 void TcpTransport::shutdown() {

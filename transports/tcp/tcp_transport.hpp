@@ -23,6 +23,9 @@ struct TcpOptions {
   std::size_t bufferBytes = 0;
   SockAddr listenAddress;     // port 0: any
   double handshakeSeconds = 30;
+  std::string secret;         // KUMI_SECRET: every connection proves it (both ways) before use
+  WireChecks checks;          // KUMI_CHECKSUM
+  int heartbeatSeconds = 5;   // KUMI_HEARTBEAT: kernel keepalive period (core/socket.hpp)
 };
 
 class TcpTransport final : public Transport {
@@ -34,11 +37,13 @@ class TcpTransport final : public Transport {
 
   const char* name() const override { return "tcp"; }
   void connect(const std::vector<int>& peers, const Deadline& deadline) override;
+  void setCallStamp(const CallStamp& stamp) override;
   void postSend(int peer, const void* data, std::size_t bytes, Request* req) override;
   void postRecv(int peer, void* data, std::size_t bytes, Request* req) override;
   bool progress(std::vector<Request*>& completed) override;
   void waitForEvents(int timeoutMs) override;
   void interrupt() override;
+  void publishFailure(const std::string& story) override;
   void shutdown() override;
   void cancelAll() override;
 

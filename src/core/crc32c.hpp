@@ -1,0 +1,22 @@
+// CRC32C (Castagnoli), the checksum of KUMI_CHECKSUM: the SSE4.2 instruction where the CPU has
+// it (several GB/s, so checking a link costs a fraction of moving the data), a table otherwise.
+// Both give the same value, so ranks on different CPUs agree.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace kumi {
+
+std::uint32_t crc32c(const void* data, std::size_t bytes, std::uint32_t crc = 0);
+
+// A checksum as messages show it: 8 hex digits.
+inline std::string hex32(std::uint32_t v) {
+  char b[9];
+  std::snprintf(b, sizeof b, "%08x", v);
+  return b;
+}
+
+}  // namespace kumi

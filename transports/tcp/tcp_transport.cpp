@@ -204,20 +204,24 @@ struct TcpTransport::Impl {
   // ---- initiating side ----
   // Connects to a peer that listened when the job formed. If it keeps refusing, it probably
   // failed: between one-second windows of retries, a failure notice in the store ends the wait at
-  // once with that story instead of after `gone`.
+  // once with that story, and so does a store that is gone too (its host failed with the job),
+  // instead of waiting for `gone`.
   Fd connectOrLearnWhy(int p, const std::vector<SockAddr>& addrs, const Deadline& gone) {
     const std::string what = cat("connect to ", peerName(p), " (gone? it listened when the job formed)");
     for (;;) {
+      std::string lastError;
       try {
         return connectWithRetry(addrs, gone.earlier(Deadline::after(1)), what, &interrupted);
       } catch (const Error& e) {
         if (e.code() == kumiAborted || gone.expired()) throw;
+        lastError = e.what();
       }
       std::string notice;
       try {
         if (store->check({"abort"})) notice = store->get("abort", std::chrono::milliseconds(1000));
-      } catch (const Error&) {
-        // No store to ask: keep trying until `gone`.
+      } catch (const Error& e) {
+        failPeerLost(p, "rank ", opt.rank, ": ", lastError, "; and the rendezvous store is gone too (", e.what(),
+                     "): ", peerName(p), " failed or left");
       }
       if (!notice.empty()) failPeerFailed(p, notice);
     }

@@ -368,10 +368,16 @@ void Communicator::executeLocked(const CallArgs& a) {
   // A call that waits long looks for trouble elsewhere: a failure another rank posted, or
   // peers stuck in a different call with nothing sent (e.g. broadcasts with different roots,
   // where every rank waits to receive, so no message can show the mismatch).
-  bool published = false;
-  if (store_) p.onLongWait = [&] {
+  struct LongWait {
+    const CallStamp& stamp;
+    const std::vector<int>& peers;
+    bool collective;
+    bool published = false;
+  } wait{stamp, ps.peers, a.coll != Collective::Send && a.coll != Collective::Recv};
+  // Two pointers: held in std::function's own storage, so a call allocates nothing for it.
+  if (store_) p.onLongWait = [this, &wait] {
     checkFailureNotice();
-    if (a.coll != Collective::Send && a.coll != Collective::Recv) compareStuckCalls(stamp, ps.peers, published);
+    if (wait.collective) compareStuckCalls(wait.stamp, wait.peers, wait.published);
   };
   try {
     if (size_ > 1 && !ps.connected) {
@@ -392,12 +398,11 @@ void Communicator::executeLocked(const CallArgs& a) {
 void Communicator::checkFailureNotice() {
   std::string notice;
   try {
-    if (!store_->check({"abort"})) return;
-    notice = store_->get("abort", Store::Timeout(1000));
+    notice = readFailureNotice(*store_);
   } catch (const Error&) {
     return;  // a lost store is no verdict on this call; connections and the deadline still are
   }
-  throw NoticeSeen(notice);
+  if (!notice.empty()) throw NoticeSeen(notice);
 }
 
 void Communicator::compareStuckCalls(const CallStamp& mine, const std::vector<int>& peers, bool& published) {

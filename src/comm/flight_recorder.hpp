@@ -40,7 +40,6 @@ class FlightRecorder {
   // name made of job, communicator, rank and pid; returns the path, or "" with no directory.
   std::string write(const std::string& reason, const std::string& path = "") const;
 
-  bool enabled() const { return !ring_.empty(); }
   const Identity& identity() const { return who_; }
 
  private:

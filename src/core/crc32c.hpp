@@ -5,18 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <string>
 
 namespace kumi {
 
 std::uint32_t crc32c(const void* data, std::size_t bytes, std::uint32_t crc = 0);
-
-// A checksum as messages show it: 8 hex digits.
-inline std::string hex32(std::uint32_t v) {
-  char b[9];
-  std::snprintf(b, sizeof b, "%08x", v);
-  return b;
-}
 
 }  // namespace kumi

@@ -1,6 +1,8 @@
 // Splitting configuration lists ("a,b;c:d") the same way everywhere.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,13 @@ inline std::vector<std::string> splitList(const std::string& s, char sep) {
     start = pos + 1;
   }
   return out;
+}
+
+// 8 hex digits (checksums, 32-bit hashes in names).
+inline std::string hex32(std::uint32_t v) {
+  char b[9];
+  std::snprintf(b, sizeof b, "%08x", v);
+  return b;
 }
 
 }  // namespace kumi

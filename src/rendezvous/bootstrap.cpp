@@ -64,6 +64,10 @@ std::string postAbort(Store& store, const std::string& message) {
   }
 }
 
+std::string readFailureNotice(Store& store) {
+  return store.check({"abort"}) ? store.get("abort", Store::Timeout(1000)) : std::string();
+}
+
 void agreeOnWorldSize(Store& store, int rank, int worldSize) {
   const std::string mine = std::to_string(worldSize);
   std::string agreed = store.compareSet("world_size", "", mine);
@@ -104,10 +108,11 @@ void waitForRanks(Store& store, int worldSize, const std::string& what, const De
       done = store.waitFor({allKey}, std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 500))).empty();
       // Once everyone arrived, start-up succeeded: a notice posted since (a rank that already
       // returned aborts) is for the communicator's first operation to report, not for init.
-      if (!done && store.check({"abort"}))
-        fail(kumiRemoteError, "another rank failed during start-up: ", store.get("abort", Store::Timeout(1000)));
-      if (!done && parent && parent->check({"abort"}))
-        fail(kumiRemoteError, "another rank failed during start-up: ", parent->get("abort", Store::Timeout(1000)));
+      if (!done)
+        for (Store* s : {&store, parent})
+          if (s)
+            if (std::string notice = readFailureNotice(*s); !notice.empty())
+              fail(kumiRemoteError, "another rank failed during start-up: ", notice);
       const auto now = Deadline::Clock::now();
       if (!done && (deadline.expired() || (now - started > std::chrono::seconds(1) &&
                                            (!known || now - lastAsked > std::chrono::seconds(2))))) {
@@ -139,8 +144,8 @@ void waitForKeys(Store& store, const std::vector<std::string>& keys, const std::
   for (;;) {
     auto missing = store.waitFor(keys, std::chrono::milliseconds(std::clamp(deadline.msLeft(), 1, 250)));
     if (missing.empty()) return;
-    if (store.check({"abort"}))
-      fail(kumiRemoteError, "another rank failed during ", what, ": ", store.get("abort", Store::Timeout(1000)));
+    if (std::string notice = readFailureNotice(store); !notice.empty())
+      fail(kumiRemoteError, "another rank failed during ", what, ": ", notice);
     if (cancel && cancel->load()) fail(kumiAborted, "aborted during ", what);
     if (deadline.expired()) {
       std::string names;

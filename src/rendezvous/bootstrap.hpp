@@ -47,4 +47,8 @@ void waitForKeys(Store& store, const std::vector<std::string>& keys, const std::
 // returns it (message itself when this was the first), or "" when the store cannot be reached.
 std::string postAbort(Store& store, const std::string& message);
 
+// The failure notice posted on this store, or "" when there is none (throws if the store cannot
+// be reached).
+std::string readFailureNotice(Store& store);
+
 }  // namespace kumi

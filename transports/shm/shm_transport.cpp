@@ -157,8 +157,7 @@ bool exited(const Link& l);
 std::string shmSegmentPrefix(const std::string& jobId, int generation, const std::string& commId) {
   std::string job;
   for (char c : jobId.substr(0, 32)) job += (std::isalnum(static_cast<unsigned char>(c)) || c == '_') ? c : '_';
-  char hash[9];
-  std::snprintf(hash, sizeof hash, "%08x", static_cast<unsigned>(fnv1a(commId) & 0xffffffffu));
+  const std::string hash = hex32(static_cast<std::uint32_t>(fnv1a(commId)));
   return cat("kumi-", job.empty() ? "job" : job, "-g", generation, "-", hash);
 }
 

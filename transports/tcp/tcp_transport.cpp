@@ -15,8 +15,10 @@
 #include <thread>
 
 #include "core/crc32c.hpp"
+#include "core/strings.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "rendezvous/bootstrap.hpp"
 #include "transports/tcp/connection_handshake.hpp"
 #include "transports/tcp/handshake.hpp"
 
@@ -218,7 +220,7 @@ struct TcpTransport::Impl {
       }
       std::string notice;
       try {
-        if (store->check({"abort"})) notice = store->get("abort", std::chrono::milliseconds(1000));
+        notice = readFailureNotice(*store);
       } catch (const Error& e) {
         failPeerLost(p, "rank ", opt.rank, ": ", lastError, "; and the rendezvous store is gone too (", e.what(),
                      "): ", peerName(p), " failed or left");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that kumi's build, tests and comparison benchmarks need, and only
-# those that are missing. Says what it installs and why; does nothing when everything is there.
-# Needs root (or sudo) only when something is missing.
+# those that are missing, then the Python test tools into .venv-tools/ (see install_python_tools).
+# Says what it installs and why; does nothing when everything is there.
+# Needs root (or sudo) only when a Debian package is missing.
 set -euo pipefail
 
 # package -> why kumi needs it
@@ -11,6 +12,7 @@ declare -A WHY=(
   [ninja-build]="fast parallel builds"
   [pkg-config]="finding optional libraries (hwloc, libibverbs)"
   [python3]="test driver scripts and the comparison harness"
+  [python3-venv]="the project-local .venv-tools/ for Python test tools (kubernetes-validate, for deploy/kubernetes/)"
   [libgtest-dev]="GoogleTest for the unit and multi-process tests"
   [libgmock-dev]="GoogleMock (ships with GoogleTest)"
   [libbenchmark-dev]="Google Benchmark micro-benchmarks of the reduction kernels"
@@ -44,22 +46,50 @@ if [ "$need_cmake" = 1 ]; then
   WHY[cmake]="build system (>= 3.25)"
 fi
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup-deps: all build and test packages are present."
-  exit 0
-fi
-
-echo "setup-deps: installing missing Debian packages:"
-for pkg in "${missing[@]}"; do printf '  %-18s %s\n' "$pkg" "${WHY[$pkg]}"; done
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
-    echo "setup-deps: not root and no sudo; install the packages above by hand." >&2
-    exit 1
+install_debian_packages() {
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup-deps: all build and test packages are present."
+    return 0
   fi
-fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "setup-deps: done."
+
+  echo "setup-deps: installing missing Debian packages:"
+  for pkg in "${missing[@]}"; do printf '  %-18s %s\n' "$pkg" "${WHY[$pkg]}"; done
+
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+      echo "setup-deps: not root and no sudo; install the packages above by hand." >&2
+      exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup-deps: done."
+}
+
+# Python tools of the test suite live in a virtual environment of the checkout (.venv-tools/,
+# git-ignored), never in the system's Python: kubernetes-validate checks the manifests of
+# deploy/kubernetes/ against the Kubernetes OpenAPI schemas (tests/scripts/test_manifests.py).
+# Installed from PyPI only when the environment lacks it.
+KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
+install_python_tools() {
+  local root venv
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  venv="$root/.venv-tools"
+  if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c 'import kubernetes_validate' 2>/dev/null; then
+    echo "setup-deps: $venv has kubernetes-validate."
+    return 0
+  fi
+  echo "setup-deps: installing $KUBERNETES_VALIDATE (manifest tests) into $venv"
+  if [ ! -x "$venv/bin/python3" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "$KUBERNETES_VALIDATE"
+  "$venv/bin/python3" -c 'import kubernetes_validate'
+  echo "setup-deps: $venv ready."
+}
+
+install_debian_packages
+install_python_tools

@@ -117,6 +117,21 @@ KUMI_API kumiResult_t kumiCommInitRank(kumiComm_t* comm, int worldSize, int rank
 /* Creates a communicator from a configuration struct. */
 KUMI_API kumiResult_t kumiCommInitConfig(kumiComm_t* comm, const kumiConfig_t* config);
 
+/* NCCL's pattern, for jobs that already have a way to pass bytes between ranks (MPI, a training
+ * framework's own store): one process calls kumiGetUniqueId, the bytes reach every rank, and each
+ * calls kumiCommInitRankWithId. The id names a rendezvous store that kumiGetUniqueId starts in the
+ * calling process (on the interface KUMI_SOCKET_IFNAME selects, at a free port; it lives as long
+ * as the process, which must stay up until init completes) and a fresh job id. On failure the id
+ * carries the error, so that the ranks given it fail with the same message instead of waiting.
+ * include/kumi/kumi_mpi.h builds kumiCommInitFromMPI from these two. */
+#define KUMI_UNIQUE_ID_BYTES 128
+typedef struct {
+  char internal[KUMI_UNIQUE_ID_BYTES];
+} kumiUniqueId;
+
+KUMI_API kumiResult_t kumiGetUniqueId(kumiUniqueId* uniqueId);
+KUMI_API kumiResult_t kumiCommInitRankWithId(kumiComm_t* comm, int worldSize, kumiUniqueId uniqueId, int rank);
+
 /* Splits a communicator: ranks with the same color form a new communicator, ordered by key
  * (ties by old rank). color < 0 (KUMI_SPLIT_NOCOLOR) yields *newcomm = NULL. Collective. */
 #define KUMI_SPLIT_NOCOLOR (-1)

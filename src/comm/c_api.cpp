@@ -13,6 +13,7 @@
 #include "core/log.hpp"
 #include "core/registry.hpp"
 #include "core/types.hpp"
+#include "rendezvous/unique_id.hpp"
 
 struct kumiComm {
   std::unique_ptr<kumi::Communicator> impl;
@@ -183,16 +184,47 @@ kumiResult_t kumiCommInitConfig(kumiComm_t* comm, const kumiConfig_t* config) {
 
 kumiResult_t kumiCommInitFromEnv(kumiComm_t* comm) { return kumiCommInitConfig(comm, nullptr); }
 
-kumiResult_t kumiCommInitRank(kumiComm_t* comm, int worldSize, int rank, const char* storeAddr) {
-  kumiConfig_t c = KUMI_CONFIG_INITIALIZER;
+namespace {
+// The inits that name the rank explicitly: rank, size and store from the caller.
+kumiResult_t initWithRank(const char* who, kumiComm_t* comm, int worldSize, int rank, const char* store,
+                          const char* jobId, int storeServe) {
   if (worldSize < 0 || rank < 0) {
-    lastError = kumi::cat("kumiCommInitRank: rank ", rank, " / world size ", worldSize, " must not be negative");
+    lastError = kumi::cat(who, ": rank ", rank, " / world size ", worldSize, " must not be negative");
     return kumiInvalidArgument;
   }
+  kumiConfig_t c = KUMI_CONFIG_INITIALIZER;
   c.worldSize = worldSize;
   c.rank = rank;
-  c.storeAddr = storeAddr;
+  c.storeAddr = store;
+  c.jobId = jobId;
+  c.storeServe = storeServe;
   return kumiCommInitConfig(comm, &c);
+}
+}  // namespace
+
+kumiResult_t kumiGetUniqueId(kumiUniqueId* uniqueId) {
+  kumiResult_t r = guarded([&] {
+    needOut(uniqueId, "uniqueId");
+    *uniqueId = kumi::makeUniqueId();
+  });
+  if (r != kumiSuccess && uniqueId) *uniqueId = kumi::failedUniqueId(lastError);
+  return r;
+}
+
+kumiResult_t kumiCommInitRankWithId(kumiComm_t* comm, int worldSize, kumiUniqueId uniqueId, int rank) {
+  std::string store, job;
+  kumiResult_t r = guarded([&] {
+    needOut(comm, "comm");
+    *comm = nullptr;
+    kumi::readUniqueId(uniqueId, &store, &job);
+  });
+  if (r != kumiSuccess) return r;
+  // kumiGetUniqueId's process serves the store already: every rank only connects.
+  return initWithRank("kumiCommInitRankWithId", comm, worldSize, rank, store.c_str(), job.c_str(), 0);
+}
+
+kumiResult_t kumiCommInitRank(kumiComm_t* comm, int worldSize, int rank, const char* storeAddr) {
+  return initWithRank("kumiCommInitRank", comm, worldSize, rank, storeAddr, nullptr, -1);
 }
 
 kumiResult_t kumiCommSplit(kumiComm_t comm, int color, int key, kumiComm_t* newcomm) {

@@ -18,6 +18,7 @@
 #include "core/registry.hpp"
 #include "core/types.hpp"
 #include "rendezvous/bootstrap.hpp"
+#include "rendezvous/join.hpp"
 #include "core/env.hpp"
 #include "topology/host_id.hpp"
 #if KUMI_HAVE_HWLOC
@@ -111,6 +112,7 @@ std::unique_ptr<Communicator> Communicator::create(const Config& cfg) {
   const long long index = Registry::instance().rootCommCount.fetch_add(1);
   std::string id = cat("kumi/", cfg.jobId, "/g", cfg.generation, "/c", index);
   StoreConnection sc = connectStore(cfg, deadline);
+  enterGeneration(sc.store, cfg.jobId, cfg.generation, cfg.rank, Registry::instance().hostname());
   SockAddr listen = chooseListenAddress(cfg.socketIfname, sc.serverAddress ? &*sc.serverAddress : nullptr);
   auto c = std::make_unique<Communicator>(cfg, cfg.rank, cfg.worldSize, id, sc.store, listen);
   bindOnce(c->rank(), c->world().localRank(c->rank()), c->world().localSize(c->rank()));
@@ -141,7 +143,7 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
     connectTransports(deadline, cancel, parentStore);
   } catch (const Error& e) {
     std::string msg = cat("rank ", rank_, ": ", e.what());
-    if (e.code() != kumiRemoteError) postAbort(*store_, msg);
+    if (e.code() != kumiRemoteError && !dynamic_cast<const JoinRefused*>(&e)) postAbort(*store_, msg);
     // If this process hosts the store, it leaves with the store: give the other ranks (who
     // poll for the notice twice a second) a moment to read why, instead of a lost store, also
     // when the notice came from another rank and some have not read it yet.
@@ -169,20 +171,19 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   o.secret = cfg_.secret;
   o.checks = wireChecks(cfg_);
   o.heartbeatSeconds = cfg_.heartbeatSeconds;
+  // Claim the rank first: a second process given it is refused before it touches anything; a
+  // replaced pod takes its earlier incarnation's place, which the barrier counted already.
+  const Incarnation me = Incarnation::mine(host.id, cfg_.incarnation);
+  const Claim claim = claimRank(*store_, rank_, me, "tcp/all");
   // Agree on the world size before publishing an address: a rank that disagrees must never
   // see a complete set of peers.
   agreeOnWorldSize(*store_, rank_, size_);
-  store_->set(cat("place/", rank_), cat(host.id, '\n', Registry::instance().hostname()));
   auto tcp = std::make_unique<TcpTransport>(o, store_);
-  waitForRanks(*store_, size_, "tcp", deadline, cancel, parentStore);
-  // Everyone has arrived, so every place is there to read.
-  std::vector<RankPlace> places;
-  for (int r = 0; r < size_; ++r) {
-    std::string v = store_->get(cat("place/", r), Store::Timeout(std::max(1, deadline.msLeft())));
-    auto nl = v.find('\n');
-    places.push_back({v.substr(0, nl), nl == std::string::npos ? "?" : v.substr(nl + 1)});
-  }
-  world_ = WorldMap(places);
+  waitForRanks(*store_, size_, "tcp", deadline, cancel, parentStore, claim == Claim::kNew);
+  confirmClaim(*store_, rank_, me);
+  // Where every rank runs travels between the ranks, not through the store, so that the store
+  // serves O(1) requests per rank however large the job.
+  world_ = WorldMap(exchangePlaces(*tcp, {host.id, Registry::instance().hostname()}, deadline, cancel));
   if (rank_ == 0) store_->set("plan", inputs);
   const std::vector<int> local = world_.localPeers(rank_);
   std::vector<std::unique_ptr<Transport>> transports;
@@ -214,6 +215,43 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     KUMI_WARN("rank ", rank_, ": KUMI_ALGO, KUMI_CHUNK_SIZE, KUMI_TRANSPORT or KUMI_TUNING_FILE differ from rank 0's;",
               " planning with rank 0's so that every rank runs the same schedules");
   planner_ = plannerFrom(agreed, world_.hostIndex());
+}
+
+std::vector<RankPlace> Communicator::exchangePlaces(Transport& tcp, const RankPlace& mine, const Deadline& deadline,
+                                                    const std::atomic<bool>* cancel) {
+  // Fixed-size records, so that an allgather of bytes carries them: host id, then hostname.
+  constexpr std::size_t kField = 256;
+  auto put = [&](std::byte* at, const std::string& s, const char* what) {
+    KUMI_REQUIRE_ARG(s.size() < kField, what, " '", s.substr(0, 40), "...' is longer than ", kField - 1, " bytes");
+    std::memcpy(at, s.data(), s.size());
+  };
+  const std::size_t record = 2 * kField;
+  std::vector<std::byte> all(record * static_cast<std::size_t>(size_));
+  std::byte* own = all.data() + record * static_cast<std::size_t>(rank_);
+  put(own, mine.hostId, "host id (KUMI_HOSTID)");
+  put(own + kField, mine.hostname, "hostname");
+  // A ring: each rank connects to two neighbours, whose addresses are two store requests.
+  ScheduleKey key{Collective::AllGather, size_, rank_, record, -1, true, false, record};
+  PreparedSchedule ps(ringAllGather(key));
+  ExecParams p{kumiUint8, kumiSum, size_, cfg_.timeoutSeconds, cancel, [this](int r) { return peerName(r); }};
+  p.deadline = deadline;
+  p.onLongWait = [this] { checkFailureNotice(); };
+  CallArgs args{Collective::AllGather, all.data(), all.data(), record, kumiUint8};
+  tcp.connect(ps.peers, deadline);
+  tcp.setCallStamp(stampCall(args, 0, rank_));  // number 0: before any call of the user's
+  Buffers bufs{all.data() + record * static_cast<std::size_t>(rank_), all.data(), nullptr, 1};
+  try {
+    executor_.run(ps, bufs, &tcp, p);
+  } catch (const NoticeSeen& n) {
+    fail(kumiRemoteError, "another rank failed during start-up: ", n.what());
+  }
+  std::vector<RankPlace> places;
+  places.reserve(static_cast<std::size_t>(size_));
+  for (int r = 0; r < size_; ++r) {
+    const char* at = reinterpret_cast<const char*>(all.data() + record * static_cast<std::size_t>(r));
+    places.push_back({std::string(at, ::strnlen(at, kField)), std::string(at + kField, ::strnlen(at + kField, kField))});
+  }
+  return places;
 }
 
 Communicator::~Communicator() {

@@ -81,6 +81,9 @@ class Communicator {
   void compareStuckCalls(const CallStamp& mine, const std::vector<int>& peers, bool& published);
   std::string peerName(int peer);
   void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel, Store* parentStore);
+  // Start-up: every rank's host id and hostname, by a ring allgather over `tcp`.
+  std::vector<RankPlace> exchangePlaces(Transport& tcp, const RankPlace& mine, const Deadline& deadline,
+                                        const std::atomic<bool>* cancel);
 
   Config cfg_;
   int rank_;

@@ -1,23 +1,30 @@
 #include "core/config.hpp"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/env.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/secret.hpp"
+#include "core/socket.hpp"
 
 namespace kumi {
 
 Config Config::resolve(const kumiConfig_t* user) {
   Config c;
-  constexpr long long kMaxRanks = 1 << 24;
-  if (auto v = envIntIn("KUMI_RANK", 0, kMaxRanks - 1)) c.rank = *v;
-  if (auto v = envIntIn("KUMI_WORLD_SIZE", 1, kMaxRanks)) c.worldSize = *v;
-  if (auto v = envString("KUMI_STORE")) c.store = *v;
+  // Rank, world size, store, job id and generation: from whichever launcher started this process
+  // (explicit KUMI_* win over it). A contradictory environment is an error only when the caller
+  // did not say who this rank is: then it would decide what the job looks like.
+  const bool callerPlacesRank = user != nullptr && user->rank >= 0 && user->worldSize >= 0 && user->storeAddr;
+  try {
+    c.applyLaunch(launch::detectFromProcess());
+  } catch (const Error& e) {
+    if (!callerPlacesRank) throw;
+    KUMI_WARN("launch detection ignored (the caller gave rank, world size and store): ", e.what());
+  }
   if (auto v = envIntIn("KUMI_STORE_SERVE", 0, 1)) c.storeServe = *v;
-  if (auto v = envString("KUMI_JOB_ID")) c.jobId = *v;
   c.secret = secretFromEnv();
-  if (auto v = envIntIn("KUMI_GENERATION", 0, INT32_MAX)) c.generation = *v;
   if (auto v = envDouble("KUMI_TIMEOUT")) c.timeoutSeconds = *v;
   if (auto v = envString("KUMI_SOCKET_IFNAME")) c.socketIfname = *v;
   if (auto v = envIntIn("KUMI_SOCKET_NSOCKS", 0, 16)) c.socketsPerPeer = *v;
@@ -56,6 +63,33 @@ Config Config::resolve(const kumiConfig_t* user) {
   }
   if (c.jobId.empty()) c.jobId = "kumi";
   return c;
+}
+
+void Config::applyLaunch(const launch::LaunchInfo& l) {
+  if (!l.detected()) return;
+  constexpr long long kMaxRanks = 1 << 24;
+  if (l.worldSize && *l.worldSize > kMaxRanks)
+    fail(kumiInvalidArgument, "world size ", *l.worldSize, " (", l.worldSize.source, ") exceeds kumi's limit of ", kMaxRanks);
+  if (l.rank) rank = static_cast<int>(*l.rank);
+  if (l.worldSize) worldSize = static_cast<int>(*l.worldSize);
+  if (l.coordinatorHost) {
+    const std::string& host = *l.coordinatorHost;
+    if (host.rfind("file://", 0) == 0 || !l.coordinatorPort) store = host;
+    else store = joinHostPort(host, static_cast<int>(*l.coordinatorPort));
+  }
+  if (l.jobId) jobId = *l.jobId;
+  if (l.generation) {
+    if (*l.generation > INT32_MAX)
+      fail(kumiInvalidArgument, "generation ", *l.generation, " (", l.generation.source, ") is too large");
+    generation = static_cast<int>(*l.generation);
+  }
+  if (l.incarnation) incarnation = static_cast<int>(std::min<long long>(*l.incarnation, INT32_MAX));
+  launcher = l.launcher;
+  KUMI_INFO("launch: ", l.launcher, l.outerLaunchers.empty() ? "" : " (inside ", l.outerLaunchers.empty() ? "" : l.outerLaunchers.front(),
+            l.outerLaunchers.empty() ? "" : ")", ": rank ", rank, " (", l.rank.source, ") of ", worldSize, " (",
+            l.worldSize.source, "), store ", store.empty() ? "?" : store,
+            l.coordinatorHost ? cat(" (", l.coordinatorHost.source, ")") : std::string(), ", job ", jobId.empty() ? "kumi" : jobId,
+            ", generation ", generation);
 }
 
 void Config::validate() const {

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "launch/launch.hpp"
+
 namespace kumi {
 
 struct Config {
@@ -16,7 +18,8 @@ struct Config {
   int storeServe = -1;        // KUMI_STORE_SERVE: 1 serve, 0 connect only, -1 rank 0 serves
   std::string jobId;          // KUMI_JOB_ID
   std::string secret;         // KUMI_SECRET or KUMI_SECRET_FILE ("" = none); never printed
-  int generation = 0;         // KUMI_GENERATION (restart count)
+  int generation = 0;         // KUMI_GENERATION: the job's restart attempt, the same on every rank
+  int incarnation = 0;        // KUMI_INCARNATION: this rank's own restarts (a pod replaced alone)
   double timeoutSeconds = 600;  // KUMI_TIMEOUT
   std::string socketIfname;   // KUMI_SOCKET_IFNAME
   int socketsPerPeer = 0;     // KUMI_SOCKET_NSOCKS (0 = automatic)
@@ -36,9 +39,12 @@ struct Config {
   int flightRecorderEntries = 256;     // KUMI_FLIGHT_RECORDER: operations kept per communicator (0 = off)
   std::string flightRecorderSignal;    // KUMI_FLIGHT_RECORDER_SIGNAL: dump every recorder on it (e.g. USR2); off if ""
   std::string flightRecorderDir;       // KUMI_FLIGHT_RECORDER_DIR: where dumps go (default $TMPDIR or /tmp; "" = the log only)
+  std::string launcher = "none";       // who started the process (launch/launch.hpp), for messages
 
   // Environment first, then non-default fields of user (may be null).
   static Config resolve(const kumiConfig_t* user);
+  // Takes rank, world size, store, job id and generation from a detected launch.
+  void applyLaunch(const launch::LaunchInfo& launch);
   // Throws kumiInvalidArgument naming the first bad field.
   void validate() const;
 };

@@ -80,6 +80,10 @@ std::pair<std::string, int> splitHostPort(const std::string& text, const char* w
   return {host, static_cast<int>(p)};
 }
 
+std::string joinHostPort(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? cat('[', host, "]:", port) : cat(host, ':', port);
+}
+
 std::vector<SockAddr> resolve(const std::string& host, int port, const char* what) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

@@ -53,6 +53,8 @@ struct SockAddr {
 
 // "host:port", "[v6]:port". Throws kumiInvalidArgument naming `what` when malformed.
 std::pair<std::string, int> splitHostPort(const std::string& text, const char* what);
+// The inverse: "host:port", or "[v6]:port" for an IPv6 address.
+std::string joinHostPort(const std::string& host, int port);
 // Resolves a name (DNS or numeric) to its addresses; throws when it cannot.
 std::vector<SockAddr> resolve(const std::string& host, int port, const char* what);
 

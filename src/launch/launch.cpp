@@ -81,6 +81,7 @@ void reconcile(LaunchInfo& base, const LaunchInfo& outer, bool outerIsPod, bool 
   }
   if (!base.jobId && outer.jobId) base.jobId = outer.jobId;
   fillFrom(base.generation, outer.generation);
+  fillFrom(base.incarnation, outer.incarnation);
   base.outerLaunchers.push_back(outer.launcher);
 }
 
@@ -99,12 +100,13 @@ struct IntOverride {
 };
 
 void overlayExplicit(const Context& ctx, LaunchInfo& info) {
-  static constexpr std::array<IntOverride, 6> kFields{{{&LaunchInfo::rank, "rank"},
+  static constexpr std::array<IntOverride, 7> kFields{{{&LaunchInfo::rank, "rank"},
                                                       {&LaunchInfo::worldSize, "world size"},
                                                       {&LaunchInfo::localRank, "local rank"},
                                                       {&LaunchInfo::localSize, "local size"},
                                                       {&LaunchInfo::nodeRank, "node rank"},
-                                                      {&LaunchInfo::generation, "generation"}}};
+                                                      {&LaunchInfo::generation, "generation"},
+                                                      {&LaunchInfo::incarnation, "incarnation"}}};
   const Launcher kumi = explicitKumi();
   if (!kumi.present(ctx)) return;
   LaunchInfo x = read(ctx, kumi);

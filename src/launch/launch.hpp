@@ -50,7 +50,8 @@ struct LaunchInfo {
   Sourced<std::string> coordinatorHost;  // a host name, an address, or "file:///dir" (KUMI_STORE)
   Sourced<long long> coordinatorPort;
   Sourced<std::string> jobId;
-  Sourced<long long> generation;
+  Sourced<long long> generation;         // the job's restart attempt: every rank has the same
+  Sourced<long long> incarnation;        // this rank's own restarts (a pod replaced alone): ranks differ
   std::vector<std::string> warnings;     // also logged at WARN: explicit KUMI_* overriding a launcher
 
   bool detected() const { return launcher != "none"; }

@@ -26,6 +26,7 @@ constexpr TextRow kHost{"coordinator_host", &LaunchInfo::coordinatorHost};
 constexpr IntRow kPort{"coordinator_port", &LaunchInfo::coordinatorPort};
 constexpr TextRow kJob{"job_id", &LaunchInfo::jobId};
 constexpr IntRow kGeneration{"generation", &LaunchInfo::generation};
+constexpr IntRow kIncarnation{"incarnation", &LaunchInfo::incarnation};
 
 std::string quote(std::string_view s) {
   std::string out = "\"";
@@ -75,6 +76,7 @@ std::string formatText(const LaunchInfo& info) {
   out += textLine(kPort.key, info.*(kPort.field));
   out += textLine(kJob.key, info.*(kJob.field));
   out += textLine(kGeneration.key, info.*(kGeneration.field));
+  out += textLine(kIncarnation.key, info.*(kIncarnation.field));
   for (const auto& w : info.warnings) out += "warning: " + w + "\n";
   return out;
 }
@@ -87,7 +89,8 @@ std::string formatJson(const LaunchInfo& info) {
   out += jsonField(kHost.key, info.*(kHost.field)) + ",\n";
   out += jsonField(kPort.key, info.*(kPort.field)) + ",\n";
   out += jsonField(kJob.key, info.*(kJob.field)) + ",\n";
-  out += jsonField(kGeneration.key, info.*(kGeneration.field)) + "\n  },\n  \"warnings\": [";
+  out += jsonField(kGeneration.key, info.*(kGeneration.field)) + ",\n";
+  out += jsonField(kIncarnation.key, info.*(kIncarnation.field)) + "\n  },\n  \"warnings\": [";
   for (std::size_t i = 0; i < info.warnings.size(); ++i) out += (i ? ", " : "") + quote(info.warnings[i]);
   return out + "]\n}\n";
 }

@@ -36,6 +36,7 @@ Sourced<long long>* intField(LaunchInfo& info, Field f) {
     case Field::NodeCount: return &info.nodeCount;
     case Field::Port: return &info.coordinatorPort;
     case Field::Generation: return &info.generation;
+    case Field::Incarnation: return &info.incarnation;
     case Field::Host:
     case Field::JobId: return nullptr;
   }
@@ -58,6 +59,7 @@ const char* fieldName(Field f) {
     case Field::Port: return "coordinator port";
     case Field::JobId: return "job id";
     case Field::Generation: return "generation";
+    case Field::Incarnation: return "incarnation";
   }
   return "?";
 }

@@ -12,7 +12,7 @@
 
 namespace kumi::launch {
 
-enum class Field { Rank, WorldSize, LocalRank, LocalSize, NodeRank, NodeCount, Host, Port, JobId, Generation };
+enum class Field { Rank, WorldSize, LocalRank, LocalSize, NodeRank, NodeCount, Host, Port, JobId, Generation, Incarnation };
 
 enum class Parse {
   Index,        // integer >= 0

@@ -14,7 +14,7 @@ Launcher explicitKumi() {
       "explicit", Scope::Process,
       [](const Context& c) {
         for (const char* v : {"KUMI_RANK", "KUMI_WORLD_SIZE", "KUMI_LOCAL_RANK", "KUMI_LOCAL_SIZE", "KUMI_NODE_RANK",
-                              "KUMI_STORE", "KUMI_JOB_ID", "KUMI_GENERATION"})
+                              "KUMI_STORE", "KUMI_JOB_ID", "KUMI_GENERATION", "KUMI_INCARNATION"})
           if (c.has(v)) return true;
         return false;
       },
@@ -25,7 +25,8 @@ Launcher explicitKumi() {
        {"KUMI_NODE_RANK", Field::NodeRank, Parse::Index},
        {"KUMI_STORE", Field::Host, Parse::HostPort},
        {"KUMI_JOB_ID", Field::JobId, Parse::Text},
-       {"KUMI_GENERATION", Field::Generation, Parse::Index}},
+       {"KUMI_GENERATION", Field::Generation, Parse::Index},
+       {"KUMI_INCARNATION", Field::Incarnation, Parse::Index}},
       {}};
 }
 

@@ -53,7 +53,10 @@ Launcher indexedJob() {
       [](const Context& c) {
         return c.has("JOB_COMPLETION_INDEX") && !c.has("JOBSET_NAME") && !c.has("PET_NODE_RANK");
       },
-      {{"JOB_COMPLETION_INDEX", Field::NodeRank, Parse::Index}},
+      // The per-index failure count (annotation batch.kubernetes.io/job-index-failure-count, set
+      // with backoffLimitPerIndex), mapped by the downward API: a replaced pod carries a higher one.
+      {{"JOB_COMPLETION_INDEX", Field::NodeRank, Parse::Index},
+       {"JOB_INDEX_FAILURE_COUNT", Field::Incarnation, Parse::Index}},
       [](const Context& c, LaunchInfo& info) {
         auto job = stripIndex(c.hostname(), *info.nodeRank);
         if (!job) return;  // hostNetwork pods carry the node's name: no coordinator from it
@@ -77,7 +80,9 @@ Launcher jobSet() {
   return Launcher{
       "jobset", Scope::Pod,
       [](const Context& c) { return c.has("JOBSET_NAME"); },
-      {{"JOBSET_NAME", Field::JobId, Parse::Text}, {"JOBSET_RESTART_ATTEMPT", Field::Generation, Parse::Index}},
+      {{"JOBSET_NAME", Field::JobId, Parse::Text},
+       {"JOBSET_RESTART_ATTEMPT", Field::Generation, Parse::Index},
+       {"JOB_INDEX_FAILURE_COUNT", Field::Incarnation, Parse::Index}},
       [](const Context& c, LaunchInfo& info) {
         auto podText = c.get("JOB_COMPLETION_INDEX");
         if (!podText)

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/file_limit.hpp"
 #include "core/log.hpp"
 #include "core/registry.hpp"
 #include "rendezvous/file_store.hpp"
@@ -17,17 +18,30 @@ namespace {
 std::shared_ptr<TcpStoreServer> serveStore(const std::string& hostPort, const std::string& secret) {
   return Registry::instance().service<TcpStoreServer>("store-server:" + hostPort, [&] {
     auto [host, port] = splitHostPort(hostPort, "KUMI_STORE");
-    auto addrs = resolve(host, port, "KUMI_STORE");
+    std::vector<SockAddr> addrs;
+    std::string why;
+    try {
+      addrs = resolve(host, port, "KUMI_STORE");
+    } catch (const Error& e) {
+      // The coordinator's own DNS name (a pod under a headless Service) may not exist yet when
+      // it starts: it need not, to listen. The others keep resolving until it appears.
+      why = e.what();
+    }
+    // Rank 0 of a large job holds a connection from every rank (before the server sizes its caps).
+    const FileLimit limit = raiseFileLimit();
+    KUMI_INFO("store server: file descriptor limit ", limit.now, limit.raised ? cat(" (raised from ", limit.before, ")") : "",
+              ": room for ", limit.room, " ranks");
     std::shared_ptr<TcpStoreServer> server;
     try {
+      if (addrs.empty()) fail(kumiSystemError, why);
       server = std::make_shared<TcpStoreServer>(addrs.front(), secret);
     } catch (const Error& e) {
       // A service name (e.g. a Kubernetes Service) may resolve to an address this pod does not
       // own; then listen on every address of that family, as torch's store does.
-      if (std::string(e.what()).find("Cannot assign requested address") == std::string::npos) throw;
-      SockAddr any = addrs.front();
-      auto fam = any.family();
-      any = resolve(fam == AF_INET6 ? "::" : "0.0.0.0", port, "KUMI_STORE").front();
+      if (!addrs.empty() && std::string(e.what()).find("Cannot assign requested address") == std::string::npos) throw;
+      const bool v6 = !addrs.empty() ? addrs.front().family() == AF_INET6 : host.find(':') != std::string::npos;
+      SockAddr any = resolve(v6 ? "::" : "0.0.0.0", port, "KUMI_STORE").front();
+      if (addrs.empty()) KUMI_INFO("KUMI_STORE=", hostPort, " does not resolve yet (", why, "): listening on ", any.str());
       server = std::make_shared<TcpStoreServer>(any, secret);
       if (secret.empty())
         KUMI_WARN("the rendezvous store listens on every interface (", any.str(), ": KUMI_STORE=", hostPort,
@@ -81,11 +95,11 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize) {
 }
 
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
-                  const std::atomic<bool>* cancel, Store* parent) {
+                  const std::atomic<bool>* cancel, Store* parent, bool count) {
   // Arrival is counted, and the last rank to arrive raises one flag that everyone waits for:
   // the store does O(1) work per rank instead of checking every rank's key for every rank.
   const std::string allKey = what + "/all";
-  if (store.add(what + "/arrived", 1) == worldSize) store.set(allKey, "1");
+  if (count && store.add(what + "/arrived", 1) == worldSize) store.set(allKey, "1");
   std::vector<std::string> keys;
   for (int r = 0; r < worldSize; ++r) keys.push_back(cat(what, "/", r));
   auto missingRanks = [&](const std::vector<std::string>& missing) {

@@ -35,8 +35,9 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize);
 // A set `cancel` flag (abort) ends the wait with kumiAborted.
 // parent: while a split builds a communicator, the parent's store, whose failure notice (a rank
 // aborted or failed during the split) ends the wait too.
+// count: false for a rank that replaced an earlier incarnation of itself, which was counted.
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
-                  const std::atomic<bool>* cancel = nullptr, Store* parent = nullptr);
+                  const std::atomic<bool>* cancel = nullptr, Store* parent = nullptr, bool count = true);
 
 // Waits until every key exists (keys of a subset of ranks, e.g. those of one host), failing
 // at once on a posted abort or `cancel`, and at the deadline naming the keys still missing.

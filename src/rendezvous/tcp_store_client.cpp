@@ -31,14 +31,24 @@ TcpStoreClient::TcpStoreClient(const std::string& hostPort, const Deadline& conn
   KUMI_REQUIRE_ARG(port != 0, "KUMI_STORE='", hostPort, "': port 0 cannot be connected to");
   // In a gang job the store's DNS name (a headless Service) may appear after this pod starts:
   // keep resolving, with backoff, until the deadline.
+  // Cluster DNS caches a negative answer for about 30 s, so asking faster than every 2 s buys nothing.
   std::vector<SockAddr> addrs;
+  const auto started = std::chrono::steady_clock::now();
+  bool warned = false;
   for (auto backoff = std::chrono::milliseconds(50);; backoff = std::min(backoff * 2, std::chrono::milliseconds(2000))) {
     try {
       addrs = resolve(host, port, "KUMI_STORE");
       break;
     } catch (const Error& e) {
       if (connectDeadline.expired())
-        fail(kumiTimeout, "rendezvous store ", hostPort, ": name never resolved before the deadline (", e.what(), ")");
+        fail(kumiTimeout, "rendezvous store ", hostPort, ": name never resolved before the deadline (", e.what(),
+             "); in Kubernetes: is the coordinator pod running, and is its headless Service (with "
+             "publishNotReadyAddresses: true) its subdomain?");
+      if (!warned && std::chrono::steady_clock::now() - started > std::chrono::seconds(10)) {
+        KUMI_WARN("rendezvous store ", hostPort, ": the name has not resolved for 10 s (", e.what(),
+                  "); still trying until the deadline (", connectDeadline.msLeft() / 1000, " s left)");
+        warned = true;
+      }
       KUMI_INFO(e.what(), "; retrying");
       std::this_thread::sleep_for(std::min(backoff, std::chrono::milliseconds(connectDeadline.msLeft() + 1)));
     }

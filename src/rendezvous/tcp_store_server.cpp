@@ -41,6 +41,9 @@ struct Client : StoreEngine::Session {
 
 // Handshakes in flight may use at most a quarter of this process's descriptors, so that a flood
 // never takes the ones real clients (and, in rank 0, the job itself) need.
+// Connections taken off the listen queue per turn of the loop (see State::accept).
+constexpr std::size_t kAcceptBatch = 64;
+
 std::size_t pendingLimit() {
   rlimit lim{};
   std::size_t quarter = 256;
@@ -58,6 +61,8 @@ struct TcpStoreServer::State {
   StoreEngine engine;
   std::unordered_map<int, std::unique_ptr<Client>> clients;
   std::list<int> pending;  // clients in the handshake, oldest first
+  int listenFd = -1;
+  bool acceptPaused = false;  // the listener is out of epoll's interest (see pauseAccepting)
   LogLimiter strangerWarnings;
 
   ~State() {
@@ -86,8 +91,13 @@ struct TcpStoreServer::State {
     leavePending(c);
   }
 
-  void accept(int listenFd) {
-    for (;;) {
+  // Takes at most kAcceptBatch connections off the listen queue per turn of the loop: when
+  // thousands of ranks connect at once, the hellos of those already greeted are read in between,
+  // so their handshakes finish instead of piling up against the cap. The rest wait in the
+  // kernel's queue (the listener stays readable, so the next turn takes more).
+  void accept(std::vector<char>& buf, std::vector<StoreEngine::Session*>& touched) {
+    for (std::size_t taken = 0; taken < kAcceptBatch; ++taken) {
+      if (!makeRoomForHandshake(buf, touched)) return pauseAccepting(true);
       int cfd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (cfd < 0) {
         if (errno == EMFILE || errno == ENFILE) {
@@ -116,14 +126,49 @@ struct TcpStoreServer::State {
       Client& added = *c;
       clients[cfd] = std::move(c);
       flush(added);
-      // A stranger may open connections faster than it completes handshakes: keep the newest.
-      while (pending.size() > maxPending) {
-        Client& oldest = *clients.at(pending.front());
-        warnStranger("more than ", maxPending, " connections in the handshake; dropping the oldest, from ",
-                     oldest.from);
-        drop(oldest);
-      }
     }
+  }
+
+  // Room for one more handshake under the cap. A stranger may open connections faster than it
+  // completes handshakes, so the oldest is pushed out to keep the newest; but the oldest may be
+  // a rank whose hello already waits in its socket, unread only because this loop was busy
+  // accepting: read it first. And a rank that has not answered yet is pushed out only after
+  // kHandshakeGraceSeconds (4096 ranks connecting at once to a busy host answer late, not never);
+  // until then the listener pauses and new connections wait in the kernel's listen queue.
+  bool makeRoomForHandshake(std::vector<char>& buf, std::vector<StoreEngine::Session*>& touched) {
+    while (pending.size() >= maxPending) {
+      Client& oldest = *clients.at(pending.front());
+      receive(oldest, buf, touched);
+      touched.push_back(&oldest);
+      if (!oldest.inPending) continue;  // its handshake is over (or it is gone)
+      if (Clock::now() < graceEnd(oldest)) return false;
+      warnStranger("more than ", maxPending, " connections in the handshake; dropping the oldest, from ",
+                   oldest.from);
+      drop(oldest);
+    }
+    return true;
+  }
+
+  static Clock::time_point graceEnd(const Client& c) {
+    return c.acceptedAt + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(kHandshakeGraceSeconds));
+  }
+
+  // The listener leaves epoll's interest while the cap is full of young handshakes (it is
+  // level-triggered: left in, it would wake the loop without end).
+  void pauseAccepting(bool pause) {
+    if (acceptPaused == pause) return;
+    epoll_event ev{};
+    ev.events = pause ? 0u : static_cast<unsigned>(EPOLLIN);
+    ev.data.fd = listenFd;
+    ::epoll_ctl(epfd, EPOLL_CTL_MOD, listenFd, &ev);
+    acceptPaused = pause;
+  }
+
+  // Once the oldest handshake's grace is over, or handshakes finished, the listener comes back.
+  void resumeAcceptingWhenDue(Clock::time_point now) {
+    if (acceptPaused && (pending.size() < maxPending || now >= graceEnd(*clients.at(pending.front()))))
+      pauseAccepting(false);
   }
 
   // The client's first bytes: its hello (with its proof when a secret is set).
@@ -240,6 +285,11 @@ struct TcpStoreServer::State {
                        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kHandshakeSeconds));
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count() + 1;
       ms = static_cast<int>(std::clamp<long long>(left, 0, ms));
+      if (acceptPaused) {
+        const auto graceLeft = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   graceEnd(*clients.at(pending.front())) - now).count() + 1;
+        ms = static_cast<int>(std::clamp<long long>(graceLeft, 0, ms));
+      }
     }
     return ms;
   }
@@ -251,6 +301,7 @@ TcpStoreServer::TcpStoreServer(const SockAddr& addr, std::string secret)
   setNonBlocking(listener_.get(), true);
   address_ = localAddress(listener_.get());
   state_->secret = secret_;
+  state_->listenFd = listener_.get();
   wakeFd_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   state_->epfd = ::epoll_create1(EPOLL_CLOEXEC);
   if (state_->epfd < 0 || !wakeFd_.valid()) failErrno("kumi store server: epoll/eventfd");
@@ -287,7 +338,7 @@ void TcpStoreServer::serve() {
       int fd = events[i].data.fd;
       if (fd == wakeFd_.get()) continue;
       if (fd == listener_.get()) {
-        s.accept(listener_.get());
+        s.accept(buf, touched);
         continue;
       }
       auto it = s.clients.find(fd);
@@ -300,6 +351,7 @@ void TcpStoreServer::serve() {
     const auto now = Clock::now();
     s.engine.expire(now, touched);
     s.expireHandshakes(now);
+    s.resumeAcceptingWhenDue(now);
     // Flush replies; a client unparked by a reply may have more requests buffered.
     for (std::size_t i = 0; i < touched.size(); ++i) {
       auto* c = static_cast<Client*>(touched[i]);

@@ -4,8 +4,11 @@
 //
 // Strangers: every connection starts with a handshake (store_handshake.hpp) that must finish
 // within kHandshakeSeconds; with a secret it proves the client knows it. Connections still in
-// the handshake are capped (the oldest is dropped first), garbage and oversized requests drop
-// only the client that sent them, and the warnings they cause are rate-limited.
+// the handshake are capped (the oldest that has not sent its hello is dropped first, once it had
+// kHandshakeGraceSeconds to answer), garbage and oversized requests drop only the client that
+// sent them, and the warnings they cause are rate-limited. Thousands of ranks connecting at once
+// are accepted in batches with their hellos read in between, so they all get in (measured with
+// benchmarks/store_load.cpp: docs/PERFORMANCE.md).
 #pragma once
 
 #include <atomic>
@@ -23,6 +26,11 @@ class TcpStoreServer {
   // At most this many connections in the handshake, and never more than a quarter of the
   // process's file-descriptor limit; beyond that the oldest is dropped.
   static constexpr std::size_t kMaxPendingHandshakes = 1024;
+  // A connection in the handshake is pushed out by newer ones only after this long: a real rank
+  // on a busy host may answer its greeting late. While the cap is full of younger ones, new
+  // connections wait in the kernel's listen queue; a flood still turns over the whole cap 4 times
+  // a second, so it cannot keep real clients out for long.
+  static constexpr double kHandshakeGraceSeconds = 0.25;
 
   // Listens on addr (port 0 picks a free one; see address()). Throws if the port is busy. With a
   // non-empty secret, only clients that prove they know it are served.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/file_limit.hpp"
 #include "core/secret.hpp"
 #include "core/socket.hpp"
 #include "rendezvous/tcp_store_server.hpp"
@@ -15,6 +16,16 @@ namespace {
 kumi::TcpStoreServer* running = nullptr;
 void onSignal(int) {
   if (running) running->stop();
+}
+
+void reportFileLimit() {
+  const kumi::FileLimit l = kumi::raiseFileLimit();
+  if (l.raised)
+    std::printf("kumi-store: file descriptor limit raised from %s to %s (the hard limit): room for %s ranks\n",
+                l.before.c_str(), l.now.c_str(), l.room.c_str());
+  else
+    std::printf("kumi-store: file descriptor limit %s: room for %s ranks (raise it with ulimit -n for more)\n",
+                l.now.c_str(), l.room.c_str());
 }
 }  // namespace
 
@@ -34,6 +45,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // Before the server starts: it sizes its handshake cap from the limit.
+  reportFileLimit();
   try {
     auto [host, port] = kumi::splitHostPort(listen, "--listen");
     const std::string secret = kumi::secretFromEnv();

@@ -211,6 +211,42 @@ TEST(StoreStrangers, AFloodPushesOutTheOldestHandshakesAndRealClientsStillGetIn)
   EXPECT_FALSE(closedByPeer(flood.back().get(), 0.2)) << "the newest handshake should still be waiting";
 }
 
+// Thousands of ranks connecting at once are not a flood: more connections than the handshake
+// cap, each sending its hello at once, must all be served (the server reads a waiting hello
+// before it pushes a connection out). The full-scale version is scripts.test_store_load.
+TEST(StoreStrangers, MoreRanksThanTheHandshakeCapConnectingAtOnceAllGetIn) {
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  const std::size_t ranks = kumi::TcpStoreServer::kMaxPendingHandshakes * 2;
+  const rlim_t need = 4 * ranks + 512;  // both ends here, and the cap is a quarter of the limit
+  if (lim.rlim_cur < need) {
+    lim.rlim_cur = std::min(need, lim.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur < need) GTEST_SKIP() << "needs " << need << " file descriptors, the hard limit is " << lim.rlim_max;
+  kumi::TcpStoreServer server(loopback(0));
+  const auto hello = sp::makeClientHello("", {}, {});
+  std::string helloAndPing(reinterpret_cast<const char*>(&hello), sizeof hello);
+  helloAndPing += static_cast<char>(sp::kPing);
+  std::vector<kumi::Fd> conns;
+  for (std::size_t i = 0; i < ranks; ++i) {
+    conns.push_back(rawConnect(server.address()));
+    sendAll(conns.back().get(), helloAndPing);  // as TcpStoreClient does, before reading anything
+  }
+  // Started only now, it finds them all in its listen queue at once, each with its hello sent.
+  server.start();
+  std::size_t served = 0;
+  for (auto& fd : conns) {
+    char reply[sizeof(sp::Greeting) + 1];
+    try {
+      kumi::readFull(fd.get(), reply, sizeof reply, kumi::Deadline::after(10), "greeting and ping");
+      served += reply[sizeof(sp::Greeting)] == static_cast<char>(sp::kOk);
+    } catch (const kumi::Error&) {
+    }
+  }
+  EXPECT_EQ(served, ranks) << "ranks were pushed out as if they were a flood";
+}
+
 TEST(StoreStrangers, AnEndlessStreamIsCutOffAtTheLargestRequest) {
   // Without a secret anyone may talk to the store; still, bytes sent while a get is parked pile
   // up only to the size of the largest request before the sender is dropped.

@@ -204,16 +204,21 @@ struct TcpTransport::Impl {
   }
 
   // ---- initiating side ----
+  struct PeerAddress {
+    std::string text;  // host:port as published
+    std::vector<SockAddr> addrs;
+  };
+
   // Connects to a peer that listened when the job formed. If it keeps refusing, it probably
   // failed: between one-second windows of retries, a failure notice in the store ends the wait at
   // once with that story, and so does a store that is gone too (its host failed with the job),
   // instead of waiting for `gone`.
-  Fd connectOrLearnWhy(int p, const std::vector<SockAddr>& addrs, const Deadline& gone) {
+  Fd connectOrLearnWhy(int p, PeerAddress& where, const Deadline& gone) {
     const std::string what = cat("connect to ", peerName(p), " (gone? it listened when the job formed)");
     for (;;) {
       std::string lastError;
       try {
-        return connectWithRetry(addrs, gone.earlier(Deadline::after(1)), what, &interrupted);
+        return connectWithRetry(where.addrs, gone.earlier(Deadline::after(1)), what, &interrupted);
       } catch (const Error& e) {
         if (e.code() == kumiAborted || gone.expired()) throw;
         lastError = e.what();
@@ -221,6 +226,17 @@ struct TcpTransport::Impl {
       std::string notice;
       try {
         notice = readFailureNotice(*store);
+        // A pod replaced while the job formed (same name, new address) publishes its new
+        // address under the same rank: follow it.
+        if (notice.empty()) {
+          PeerAddress now = lookUp(p, Deadline::after(1));
+          if (now.text != where.text) {
+            KUMI_INFO("rank ", opt.rank, ": ", peerName(p), " moved from ", where.text, " to ", now.text,
+                      " (restarted while the job formed)");
+            where = std::move(now);
+            setWhere(p, where.text);
+          }
+        }
       } catch (const Error& e) {
         failPeerLost(p, "rank ", opt.rank, ": ", lastError, "; and the rendezvous store is gone too (", e.what(),
                      "): ", peerName(p), " failed or left");
@@ -229,24 +245,31 @@ struct TcpTransport::Impl {
     }
   }
 
+  PeerAddress lookUp(int p, const Deadline& deadline) {
+    std::string published = store->get(cat("tcp/", p), std::chrono::milliseconds(std::max(1, deadline.msLeft())));
+    PeerAddress a;
+    a.text = published.substr(0, published.find('|'));
+    auto [host, port] = splitHostPort(a.text, "peer address");
+    a.addrs = resolve(host, port, "peer address");
+    return a;
+  }
+
+  void setWhere(int p, const std::string& text) {
+    std::lock_guard<std::mutex> lock(mutex);
+    peers[p]->where = text;
+  }
+
   // Returns true if this side's connection set was accepted; false if the pair resolved to the
   // peer's set (then wait for it).
   bool initiate(int p, const Deadline& deadline) {
-    std::string where = store->get(cat("tcp/", p), std::chrono::milliseconds(std::max(1, deadline.msLeft())));
-    auto sep = where.find('|');
-    std::string addrText = where.substr(0, sep);
-    auto [host, port] = splitHostPort(addrText, "peer address");
-    auto addrs = resolve(host, port, "peer address");
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      peers[p]->where = addrText;
-    }
+    PeerAddress where = lookUp(p, deadline);
+    setWhere(p, where.text);
     std::uint64_t nonce = std::random_device{}() * 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(::getpid());
     const int k = opt.socketsPerPeer;
     std::vector<Fd> fds;
     for (int i = 0; i < k; ++i) {
       // The peer listened before it published its address: if it refuses for long, it is gone.
-      Fd fd = connectOrLearnWhy(p, addrs, deadline.earlier(Deadline::after(15)));
+      Fd fd = connectOrLearnWhy(p, where, deadline.earlier(Deadline::after(15)));
       Hello h = makeHello(static_cast<std::uint16_t>(i), static_cast<std::uint16_t>(k), nonce);
       // The peer's acceptor answers at once; a stalled one must not hold us for the whole deadline.
       const Deadline shake = deadline.earlier(Deadline::after(opt.handshakeSeconds));

@@ -151,7 +151,10 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
       std::this_thread::sleep_for(std::chrono::milliseconds(1200));
     fail(e.code(), msg);
   }
-  KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready on ", world_.describe());
+  // The store's load per rank must not grow with the job (docs/KUBERNETES.md, "Start-up"): say it.
+  const Store::Requests sent = base_->requests();
+  KUMI_INFO("communicator ", id_, ": rank ", rank_, " of ", size_, " ready on ", world_.describe(), "; store requests so far: ",
+            sent.total - sent.polls, " (+", sent.polls, " polls while waiting)");
 }
 
 void Communicator::connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel, Store* parentStore) {

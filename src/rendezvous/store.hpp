@@ -35,6 +35,12 @@ class Store {
   virtual bool check(const std::vector<std::string>& keys) = 0;
   // Human-readable location for messages ("tcp://host:port", "file:///dir").
   virtual std::string describe() const = 0;
+  // Requests this client sent so far; `polls`: waits and checks, whose number grows with the time
+  // spent waiting rather than with the job's size (0/0 for stores that count nothing).
+  struct Requests {
+    std::uint64_t total = 0, polls = 0;
+  };
+  virtual Requests requests() const { return {}; }
 };
 
 // Keys under a fixed prefix, so that jobs, generations and communicators never collide.
@@ -55,6 +61,7 @@ class PrefixStore final : public Store {
   bool remove(const std::string& k) override { return base_->remove(full(k)); }
   bool check(const std::vector<std::string>& keys) override { return base_->check(full(keys)); }
   std::string describe() const override { return base_->describe() + " prefix " + prefix_; }
+  Requests requests() const override { return base_->requests(); }
   const std::string& prefix() const { return prefix_; }
   const std::shared_ptr<Store>& base() const { return base_; }
 

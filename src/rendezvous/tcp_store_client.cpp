@@ -132,6 +132,8 @@ sp::Reply TcpStoreClient::exchange(const std::string& request, sp::Command comma
                                    const char* what) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!fd_.valid()) fail(kumiRemoteError, "store ", address_, ": connection was lost earlier");
+  sent_.fetch_add(1, std::memory_order_relaxed);
+  if (command == sp::kWait || command == sp::kCheck) polls_.fetch_add(1, std::memory_order_relaxed);
   const auto deadline = Deadline::after(std::chrono::duration<double>(serverTimeout + kReplyGrace).count());
   const std::string ctx = cat("store ", address_, " ", what);
   try {

@@ -4,6 +4,7 @@
 // that they know it before any request. Thread-safe: one request at a time.
 #pragma once
 
+#include <atomic>
 #include <mutex>
 
 #include "rendezvous/store_reply.hpp"
@@ -26,6 +27,7 @@ class TcpStoreClient final : public Store {
   bool remove(const std::string& key) override;
   bool check(const std::vector<std::string>& keys) override;
   std::string describe() const override { return "tcp://" + address_; }
+  Requests requests() const override { return {sent_.load(), polls_.load()}; }
   // The server's address as connected (useful to pick the interface toward it).
   SockAddr serverAddress() const { return server_; }
 
@@ -40,6 +42,7 @@ class TcpStoreClient final : public Store {
   SockAddr server_;
   std::mutex mutex_;
   Fd fd_;
+  std::atomic<std::uint64_t> sent_{0}, polls_{0};
 };
 
 }  // namespace kumi

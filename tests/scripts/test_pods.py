@@ -5,7 +5,8 @@ a while after it starts, pods started in random order with random delays up to 1
 recreated mid-join with a new address. The job must form, run collectives and get the right
 answer, with nothing but kumiCommInitFromEnv in the program (kumi-example-c).
 
-Also the refusals of start-up, each a clear error within the deadline: a duplicate rank, a
+Also that a rank's requests to the store during init do not grow with the job's size, and the
+refusals of start-up, each a clear error within the deadline: a duplicate rank, a
 process of an earlier restart generation, the ranks of an older generation when a newer one
 arrives, a coordinator name that never resolves, contradictory launcher variables."""
 import os
@@ -103,6 +104,30 @@ class SimulatedPods(unittest.TestCase):
         self.assertNotEqual(res.returncode, 0, out)
         self.assertIn("kumi-job-0.kumi-job.default.svc.cluster.local:29501: name never resolved before the deadline", out)
         self.assertLess(elapsed, 15, out)
+
+
+class BootstrapTraffic(unittest.TestCase):
+    """Each rank's requests to the store during init stay the same however many ranks join:
+    addresses are exchanged between the ranks, not read one by one from the store."""
+    COUNT = re.compile(r"store requests so far: (\d+) \(\+(\d+) polls")
+
+    def requests(self, np):
+        res = run([program("kumirun"), "-np", str(np), "--", program("kumi-example-c")], timeout=120,
+                  env=clean_env(KUMI_TRANSPORT="tcp", KUMI_DEBUG="INFO", KUMI_TIMEOUT=60))
+        self.assertEqual(res.returncode, 0, res.describe())
+        counts = [int(m.group(1)) for m in self.COUNT.finditer(res.output)]
+        self.assertEqual(len(counts), np, res.describe())
+        return counts
+
+    def test_requests_per_rank_do_not_grow_with_the_job(self):
+        small, large = self.requests(2), self.requests(8)
+        print(f"\n  store requests per rank during init (polls aside): 2 ranks {sorted(small)}, 8 ranks {sorted(large)}",
+              file=sys.stderr)
+        # Rank 0 writes the plan, a compare-and-set may take a second try, a rank that arrives while
+        # the barrier completes asks once more: a few either way. Reading every rank's place from
+        # the store, as init did before, would add 6 here.
+        self.assertLessEqual(max(large), max(small) + 3, f"2 ranks: {small}; 8 ranks: {large}")
+        self.assertLessEqual(max(large), 16, f"8 ranks: {large}")
 
 
 class JoinRefusals(unittest.TestCase):

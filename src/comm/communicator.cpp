@@ -182,7 +182,9 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   // see a complete set of peers.
   agreeOnWorldSize(*store_, rank_, size_);
   auto tcp = std::make_unique<TcpTransport>(o, store_);
-  waitForRanks(*store_, size_, "tcp", deadline, cancel, parentStore, claim == Claim::kNew);
+  // Only the world the launcher placed has its pod names (a split renumbers the ranks).
+  waitForRanks(*store_, size_, "tcp", deadline, cancel, parentStore, claim == Claim::kNew,
+               parentStore ? std::function<std::string(int)>() : cfg_.rankHost);
   confirmClaim(*store_, rank_, me);
   // Where every rank runs travels between the ranks, not through the store, so that the store
   // serves O(1) requests per rank however large the job.

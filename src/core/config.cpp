@@ -85,6 +85,11 @@ void Config::applyLaunch(const launch::LaunchInfo& l) {
   }
   if (l.incarnation) incarnation = static_cast<int>(std::min<long long>(*l.incarnation, INT32_MAX));
   launcher = l.launcher;
+  if (l.nodeHost) {
+    // Launchers number ranks node by node, localSize at a time.
+    const long long perNode = l.localSize ? std::max(1LL, *l.localSize) : 1;
+    rankHost = [name = l.nodeHost, perNode](int r) { return name(r / perNode); };
+  }
   KUMI_INFO("launch: ", l.launcher, l.outerLaunchers.empty() ? "" : " (inside ", l.outerLaunchers.empty() ? "" : l.outerLaunchers.front(),
             l.outerLaunchers.empty() ? "" : ")", ": rank ", rank, " (", l.rank.source, ") of ", worldSize, " (",
             l.worldSize.source, "), store ", store.empty() ? "?" : store,

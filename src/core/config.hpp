@@ -5,6 +5,7 @@
 #include <kumi/kumi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "launch/launch.hpp"
@@ -40,6 +41,8 @@ struct Config {
   std::string flightRecorderSignal;    // KUMI_FLIGHT_RECORDER_SIGNAL: dump every recorder on it (e.g. USR2); off if ""
   std::string flightRecorderDir;       // KUMI_FLIGHT_RECORDER_DIR: where dumps go (default $TMPDIR or /tmp; "" = the log only)
   std::string launcher = "none";       // who started the process (launch/launch.hpp), for messages
+  // Where the launcher's naming puts rank r (a pod name), for a join that times out; may be empty.
+  std::function<std::string(int rank)> rankHost;
 
   // Environment first, then non-default fields of user (may be null).
   static Config resolve(const kumiConfig_t* user);

@@ -82,6 +82,10 @@ void reconcile(LaunchInfo& base, const LaunchInfo& outer, bool outerIsPod, bool 
   if (!base.jobId && outer.jobId) base.jobId = outer.jobId;
   fillFrom(base.generation, outer.generation);
   fillFrom(base.incarnation, outer.incarnation);
+  if (!base.nodeHost && outer.nodeHost) {
+    base.nodeHost = outer.nodeHost;
+    base.nodeHostSource = outer.nodeHostSource;
+  }
   base.outerLaunchers.push_back(outer.launcher);
 }
 

@@ -53,6 +53,11 @@ struct LaunchInfo {
   Sourced<long long> generation;         // the job's restart attempt: every rank has the same
   Sourced<long long> incarnation;        // this rank's own restarts (a pod replaced alone): ranks differ
   std::vector<std::string> warnings;     // also logged at WARN: explicit KUMI_* overriding a launcher
+  // The host (pod) name of node n where the launcher's naming says it (Indexed Job "<job>-<n>",
+  // a PyTorchJob's master and workers, JobSet, LWS, Volcano's and Slurm's host lists): a join
+  // that times out names the pods that never came. Empty function, or "": unknown.
+  std::function<std::string(long long node)> nodeHost;
+  std::string nodeHostSource;
 
   bool detected() const { return launcher != "none"; }
 };

@@ -2,6 +2,9 @@
 // Operator), Slurm's srun, and kumi's own variables (kumirun sets them; users may too).
 #include <sstream>
 
+#include <algorithm>
+#include <functional>
+
 #include "core/error.hpp"
 #include "launch/hostlist.hpp"
 #include "launch/launchers.hpp"
@@ -104,6 +107,10 @@ Launcher slurm() {
           if (!list) continue;
           auto hosts = expandHostlist(*list, var);
           info.coordinatorHost.set(hosts.front(), std::string(var) + "[0]");
+          info.nodeHost = [hosts](long long n) {
+            return n >= 0 && n < static_cast<long long>(hosts.size()) ? hosts[static_cast<std::size_t>(n)] : std::string();
+          };
+          info.nodeHostSource = var;
           if (std::string(var) == "SLURM_STEP_NODELIST" && info.nodeCount &&
               *info.nodeCount != static_cast<long long>(hosts.size()))
             fail(kumiInvalidArgument, "Slurm: ", info.nodeCount.source, "=", *info.nodeCount,
@@ -118,6 +125,8 @@ Launcher slurm() {
             fail(kumiInvalidArgument, "Slurm: SLURM_NODEID=", *info.nodeRank, " but ", var, "='", *list, "' covers ",
                  counts.size(), " nodes");
           info.localSize.set(counts[static_cast<std::size_t>(*info.nodeRank)], cat(var, "[", *info.nodeRank, "]"));
+          // Node of rank r = r / tasks per node only when every node runs as many.
+          if (std::adjacent_find(counts.begin(), counts.end(), std::not_equal_to<>()) != counts.end()) info.nodeHost = nullptr;
           break;
         }
       }};

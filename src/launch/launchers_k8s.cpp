@@ -61,6 +61,8 @@ Launcher indexedJob() {
         auto job = stripIndex(c.hostname(), *info.nodeRank);
         if (!job) return;  // hostNetwork pods carry the node's name: no coordinator from it
         info.jobId.set(*job, "hostname");
+        info.nodeHost = [name = *job](long long n) { return cat(name, '-', n); };
+        info.nodeHostSource = "hostname <job>-<index>";
         // Index 0's name: only resolvable through the subdomain, which /etc/hosts reveals.
         if (auto suffix = podDnsSuffix(c)) info.coordinatorHost.set(*job + "-0" + *suffix, "hostname + /etc/hosts");
       },
@@ -113,6 +115,15 @@ Launcher jobSet() {
         }
         if (!job) fail(kumiInvalidArgument, "JobSet: no JOB_INDEX, and hostname '", host,
                        "' is not <jobset>-<job>-<jobIndex>-<podIndex>");
+        std::optional<long long> perJob;
+        if (auto per = c.get("KUMI_PODS_PER_JOB")) perJob = parseNumber("KUMI_PODS_PER_JOB", *per, 1, 1ll << 30);
+        if (rjob) {
+          // Pod n of the replicated job: child job n / per, index n % per (one child job if per is unknown).
+          info.nodeHost = [prefix = jobset + "-" + *rjob, perJob](long long n) {
+            return perJob ? cat(prefix, '-', n / *perJob, '-', n % *perJob) : cat(prefix, "-0-", n);
+          };
+          info.nodeHostSource = "<jobset>-<replicatedJob>-<jobIndex>-<podIndex>";
+        }
         if (*job == 0) {
           info.nodeRank.set(pod, "JOB_COMPLETION_INDEX");
         } else {
@@ -145,7 +156,14 @@ Launcher leaderWorkerSet() {
        {"LWS_GROUP_SIZE", Field::NodeCount, Parse::Count},
        {"LWS_LEADER_ADDRESS", Field::Host, Parse::Text},
        {"LWS_LEADER_ADDRESS", Field::JobId, Parse::Text}},
-      {}};
+      [](const Context&, LaunchInfo& info) {
+        // The leader pod is "<lws>-<group>", worker i "<lws>-<group>-<i>"; the address's first label is the leader's name.
+        if (!info.coordinatorHost) return;
+        info.nodeHost = [leader = firstLabel(*info.coordinatorHost)](long long n) {
+          return n == 0 ? leader : cat(leader, '-', n);
+        };
+        info.nodeHostSource = "LWS_LEADER_ADDRESS";
+      }};
 }
 
 namespace {
@@ -235,6 +253,13 @@ Launcher volcano() {
         std::stable_partition(tasks.begin(), tasks.end(), [](const auto& t) { return t.first == "MASTER"; });
         long long offset = 0, total = 0;
         std::optional<long long> mine;
+        std::vector<std::string> allHosts;
+        for (const auto& [name, t] : tasks)
+          for (const auto& h : t.hosts) allHosts.push_back(firstLabel(h));
+        info.nodeHost = [allHosts](long long n) {
+          return n >= 0 && n < static_cast<long long>(allHosts.size()) ? allHosts[static_cast<std::size_t>(n)] : std::string();
+        };
+        info.nodeHostSource = "VC_*_HOSTS";
         for (const auto& [name, t] : tasks) {
           bool listed = std::any_of(t.hosts.begin(), t.hosts.end(),
                                     [&](const std::string& h) { return firstLabel(h) == c.hostname(); });

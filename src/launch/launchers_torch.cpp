@@ -74,6 +74,16 @@ Launcher kubeflowPyTorchJob() {
        {"PET_MASTER_PORT", Field::Port, Parse::PortPlusOne},
        {"MASTER_PORT", Field::Port, Parse::PortPlusOne}},
       [](const Context& c, LaunchInfo& info) {
+        // Pods "<job>-master-0" and "<job>-worker-<i>" (node i+1).
+        for (const char* role : {"-master-0", "-worker-"}) {
+          const auto at = c.hostname().rfind(role);
+          if (at == std::string::npos || at == 0) continue;
+          info.nodeHost = [job = c.hostname().substr(0, at)](long long n) {
+            return n == 0 ? job + "-master-0" : cat(job, "-worker-", n - 1);
+          };
+          info.nodeHostSource = "hostname <job>-master-0 / <job>-worker-<i>";
+          break;
+        }
         if (underTorchrun(c)) return;  // RANK and WORLD_SIZE are torchrun's now
         LaunchInfo pod;
         applyRows(c, {{"RANK", Field::NodeRank, Parse::Index}, {"WORLD_SIZE", Field::NodeCount, Parse::Count}}, pod);

@@ -95,7 +95,8 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize) {
 }
 
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
-                  const std::atomic<bool>* cancel, Store* parent, bool count) {
+                  const std::atomic<bool>* cancel, Store* parent, bool count,
+                  const std::function<std::string(int)>& hostOf) {
   // Arrival is counted, and the last rank to arrive raises one flag that everyone waits for:
   // the store does O(1) work per rank instead of checking every rank's key for every rank.
   const std::string allKey = what + "/all";
@@ -105,8 +106,12 @@ void waitForRanks(Store& store, int worldSize, const std::string& what, const De
   auto missingRanks = [&](const std::vector<std::string>& missing) {
     std::string out;
     std::size_t shown = 0;
-    for (const auto& k : missing)
-      if (++shown <= 32) out += cat(shown > 1 ? ", " : "", k.substr(what.size() + 1));
+    for (const auto& k : missing) {
+      if (++shown > 32) break;
+      const std::string rank = k.substr(what.size() + 1);
+      std::string host = hostOf ? hostOf(std::atoi(rank.c_str())) : std::string();
+      out += cat(shown > 1 ? ", " : "", rank, host.empty() ? "" : cat(" (", host, ")"));
+    }
     if (missing.size() > 32) out += cat(" and ", missing.size() - 32, " more");
     return out;
   };

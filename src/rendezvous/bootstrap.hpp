@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,8 +37,10 @@ void agreeOnWorldSize(Store& store, int rank, int worldSize);
 // parent: while a split builds a communicator, the parent's store, whose failure notice (a rank
 // aborted or failed during the split) ends the wait too.
 // count: false for a rank that replaced an earlier incarnation of itself, which was counted.
+// hostOf: where the launcher puts a rank (its pod name), to name the missing ones; may be empty.
 void waitForRanks(Store& store, int worldSize, const std::string& what, const Deadline& deadline,
-                  const std::atomic<bool>* cancel = nullptr, Store* parent = nullptr, bool count = true);
+                  const std::atomic<bool>* cancel = nullptr, Store* parent = nullptr, bool count = true,
+                  const std::function<std::string(int)>& hostOf = {});
 
 // Waits until every key exists (keys of a subset of ranks, e.g. those of one host), failing
 // at once on a posted abort or `cancel`, and at the deadline naming the keys still missing.

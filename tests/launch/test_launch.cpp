@@ -233,6 +233,12 @@ TEST(Launch, Slurm) {
   expectInt(info.coordinatorPort, kDefaultCoordinatorPort, "default (29500+1)");
   expectText(info.jobId, "123456.2", "SLURM_JOB_ID.SLURM_STEP_ID");
   expectInt(info.generation, 1, "SLURM_RESTART_COUNT");
+  ASSERT_TRUE(info.nodeHost);
+  EXPECT_EQ(info.nodeHost(2), "gpu5");
+  // Nodes running different numbers of tasks: the node of a rank is not rank / tasks, so no names.
+  env["SLURM_STEP_TASKS_PER_NODE"] = "2(x2),1";
+  env["SLURM_STEP_NUM_TASKS"] = "5";
+  EXPECT_FALSE(detectWith(env, "node02").nodeHost);
 }
 
 TEST(Launch, SlurmNodelistThatContradictsTheNodeCount) {
@@ -293,6 +299,9 @@ TEST(Launch, KubeflowPyTorchJobOneProcessPerPod) {
   expectInt(info.localSize, 1, "one process per pod");
   expectText(info.coordinatorHost, "mnist-master-0", "PET_MASTER_ADDR");
   expectInt(info.coordinatorPort, 23457, "PET_MASTER_PORT+1");
+  ASSERT_TRUE(info.nodeHost);
+  EXPECT_EQ(info.nodeHost(0), "mnist-master-0");
+  EXPECT_EQ(info.nodeHost(2), "mnist-worker-1");
 }
 
 TEST(Launch, KubeflowPyTorchJobBeforePetVariables) {
@@ -369,6 +378,9 @@ TEST(Launch, IndexedJobWithHeadlessService) {
   expectInt(info.coordinatorPort, kDefaultCoordinatorPort, "default (29500+1)");
   expectText(info.jobId, "train", "hostname");
   EXPECT_TRUE(info.warnings.empty());  // KUMI_WORLD_SIZE filled a gap, overrode nothing
+  ASSERT_TRUE(info.nodeHost);  // a join that times out names the pods that never came
+  EXPECT_EQ(info.nodeHost(0), "train-0");
+  EXPECT_EQ(info.nodeHost(3), "train-3");
 }
 
 TEST(Launch, IndexedJobNeedsTheWorldSize) {
@@ -398,6 +410,13 @@ TEST(Launch, JobSet) {
   expectText(info.coordinatorHost, "js-workers-0-0.js.default.svc.cluster.local", "JOBSET_NAME + REPLICATED_JOB_NAME");
   expectText(info.jobId, "js", "JOBSET_NAME");
   expectInt(info.generation, 2, "JOBSET_RESTART_ATTEMPT");
+  ASSERT_TRUE(info.nodeHost);
+  EXPECT_EQ(info.nodeHost(1), "js-workers-0-1");
+  EXPECT_EQ(info.nodeHost(2), "js-workers-1-0");
+  // The per-index failure count, mapped from the pod annotation, is this rank's incarnation.
+  env["JOB_INDEX_FAILURE_COUNT"] = "3";
+  expectInt(detectWith(withPodNoise(env, "js-workers-1-1"), "js-workers-1-1", files).incarnation, 3,
+            "JOB_INDEX_FAILURE_COUNT");
 }
 
 TEST(Launch, JobSetFromTheHostnameAlone) {
@@ -429,6 +448,10 @@ TEST(Launch, Volcano) {
   expectInt(info.worldSize, 3, "VC_*_HOSTS");
   expectText(info.coordinatorHost, "job-master-0.job", "VC_MASTER_HOSTS[0]");
   expectInt(info.coordinatorPort, kDefaultCoordinatorPort, "default (29500+1)");
+  ASSERT_TRUE(info.nodeHost);
+  EXPECT_EQ(info.nodeHost(0), "job-master-0");
+  EXPECT_EQ(info.nodeHost(2), "job-worker-1");
+  EXPECT_EQ(info.nodeHost(3), "");  // beyond the lists: unknown
 }
 
 TEST(Launch, VolcanoHostFilesAndPytorchPlugin) {
@@ -463,6 +486,9 @@ TEST(Launch, LeaderWorkerSet) {
   expectInt(info.worldSize, 4, "LWS_GROUP_SIZE");
   expectText(info.coordinatorHost, "vllm-0.vllm.default", "LWS_LEADER_ADDRESS");
   expectText(info.jobId, "vllm-0.vllm.default", "LWS_LEADER_ADDRESS");
+  ASSERT_TRUE(info.nodeHost);
+  EXPECT_EQ(info.nodeHost(0), "vllm-0");
+  EXPECT_EQ(info.nodeHost(3), "vllm-0-3");
 }
 
 // ---- precedence, contradictions, malformed values ----------------------------------------

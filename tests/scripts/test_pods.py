@@ -29,7 +29,7 @@ OK_LINE = re.compile(r"kumi-example-c: (\d+) ranks, allreduce and broadcast OK")
 def pod_env(**extra):
     # No KUMI_RANK, KUMI_WORLD_SIZE (but for the Indexed Job, whose API hides it), KUMI_STORE:
     # kumi finds them in what the launcher set.
-    return clean_env(KUMI_TIMEOUT=60, **extra)
+    return clean_env({"KUMI_TIMEOUT": 60, **extra})
 
 
 class SimulatedPods(unittest.TestCase):
@@ -90,6 +90,23 @@ class SimulatedPods(unittest.TestCase):
         seed = int(os.environ.get("KUMI_PODS_SEED", random.randrange(1 << 30))) + 1
         # The recreated pod has no failure count: it is known by its name on a new host id.
         self.run_job(lambda vc: pods.pytorch_job("pt", 4, pod_env()), 4, seed, incarnation_after_restart=0)
+
+    def test_a_pod_that_never_comes_is_named(self):
+        # Pods 0-2 of 4 start; pod 3 never does (unschedulable, say): at the deadline every rank
+        # names the rank and the pod it waited for.
+        with vcluster.VirtualCluster(nodes=4, rate=None, name=f"p{os.getpid() % 10000}-miss") as vc:
+            job = pods.PodJob(vc, pods.indexed_job("kumi-job", 4, pod_env(KUMI_WORLD_SIZE=4, KUMI_TIMEOUT=6)),
+                              [program("kumi-example-c")])
+            for i in range(3):
+                job.start(i, 0.3 * i, 0.2)
+            results = job.wait(timeout=60)
+        out = "\n".join(f"--- pod {r.pod}: rc {r.returncode}, {r.ended - r.started:.1f} s\n{r.output}" for r in results)
+        self.assertEqual(sorted(r.pod for r in results), [0, 1, 2], out)
+        for r in results:
+            self.assertNotEqual(r.returncode, 0, out)
+            self.assertIn("1 of 4 ranks never arrived", r.output, out)
+            self.assertIn("ranks 3 (kumi-job-3)", r.output, out)
+            self.assertLess(r.ended - r.started, 20, out)
 
     def test_a_coordinator_that_never_resolves(self):
         # In a node namespace there is no DNS server to ask: the name stays unknown, and the

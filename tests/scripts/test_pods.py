@@ -147,6 +147,31 @@ class BootstrapTraffic(unittest.TestCase):
         self.assertLessEqual(max(large), 16, f"8 ranks: {large}")
 
 
+class BesideTorch(unittest.TestCase):
+    def test_torchrun_variables_and_torchs_own_store_port(self):
+        # torchrun's agent runs torch's TCPStore at MASTER_ADDR:MASTER_PORT; something holds that
+        # port here. kumi, given only torchrun's variables, serves its store one port above and
+        # the job runs.
+        import socket
+        torch_store = socket.socket()
+        torch_store.bind(("127.0.0.1", 0))
+        torch_store.listen()
+        port = torch_store.getsockname()[1]
+        try:
+            envs = [clean_env(RANK=r, LOCAL_RANK=r, WORLD_SIZE=2, LOCAL_WORLD_SIZE=2, GROUP_RANK=0, GROUP_WORLD_SIZE=1,
+                              MASTER_ADDR="127.0.0.1", MASTER_PORT=port, TORCHELASTIC_RUN_ID="beside",
+                              TORCHELASTIC_RESTART_COUNT=0, KUMI_DEBUG="INFO", KUMI_TIMEOUT=30) for r in range(2)]
+            res = run_many([[program("kumi-example-c")]] * 2, envs, timeout=60)
+        finally:
+            torch_store.close()
+        out = "\n".join(r.output for r in res)
+        for r in res:
+            self.assertEqual(r.returncode, 0, out)
+        self.assertIn(f"serving the rendezvous store at 127.0.0.1:{port + 1}", out)
+        self.assertIn("launch: torchrun", out)
+        self.assertIn("2 ranks, allreduce and broadcast OK", out)
+
+
 class JoinRefusals(unittest.TestCase):
     """On one host, with explicit KUMI_* (the launcher does not matter to these rules)."""
 

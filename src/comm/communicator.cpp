@@ -222,19 +222,21 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   planner_ = plannerFrom(agreed, world_.hostIndex());
 }
 
-std::vector<RankPlace> Communicator::exchangePlaces(Transport& tcp, const RankPlace& mine, const Deadline& deadline,
+std::vector<RankPlace> Communicator::exchangePlaces(TcpTransport& tcp, const RankPlace& mine, const Deadline& deadline,
                                                     const std::atomic<bool>* cancel) {
-  // Fixed-size records, so that an allgather of bytes carries them: host id, then hostname.
+  // Fixed-size records, so that an allgather of bytes carries them: host id, hostname, address.
+  // Knowing every address, a rank needs the store to find no peer, even once the store is gone.
   constexpr std::size_t kField = 256;
   auto put = [&](std::byte* at, const std::string& s, const char* what) {
     KUMI_REQUIRE_ARG(s.size() < kField, what, " '", s.substr(0, 40), "...' is longer than ", kField - 1, " bytes");
     std::memcpy(at, s.data(), s.size());
   };
-  const std::size_t record = 2 * kField;
+  const std::size_t record = 3 * kField;
   std::vector<std::byte> all(record * static_cast<std::size_t>(size_));
   std::byte* own = all.data() + record * static_cast<std::size_t>(rank_);
   put(own, mine.hostId, "host id (KUMI_HOSTID)");
   put(own + kField, mine.hostname, "hostname");
+  put(own + 2 * kField, tcp.address(), "listen address");
   // A ring: each rank connects to two neighbours, whose addresses are two store requests.
   ScheduleKey key{Collective::AllGather, size_, rank_, record, -1, true, false, record};
   PreparedSchedule ps(ringAllGather(key));
@@ -251,11 +253,18 @@ std::vector<RankPlace> Communicator::exchangePlaces(Transport& tcp, const RankPl
     fail(kumiRemoteError, "another rank failed during start-up: ", n.what());
   }
   std::vector<RankPlace> places;
+  std::vector<std::string> addresses;
   places.reserve(static_cast<std::size_t>(size_));
+  addresses.reserve(static_cast<std::size_t>(size_));
+  auto field = [&](int r, std::size_t i) {
+    const char* at = reinterpret_cast<const char*>(all.data() + record * static_cast<std::size_t>(r) + i * kField);
+    return std::string(at, ::strnlen(at, kField));
+  };
   for (int r = 0; r < size_; ++r) {
-    const char* at = reinterpret_cast<const char*>(all.data() + record * static_cast<std::size_t>(r));
-    places.push_back({std::string(at, ::strnlen(at, kField)), std::string(at + kField, ::strnlen(at + kField, kField))});
+    places.push_back({field(r, 0), field(r, 1)});
+    addresses.push_back(field(r, 2));
   }
+  tcp.learnAddresses(std::move(addresses));
   return places;
 }
 

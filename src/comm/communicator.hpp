@@ -22,6 +22,8 @@
 
 namespace kumi {
 
+class TcpTransport;
+
 struct CallArgs {
   Collective coll;
   const void* send = nullptr;
@@ -81,8 +83,9 @@ class Communicator {
   void compareStuckCalls(const CallStamp& mine, const std::vector<int>& peers, bool& published);
   std::string peerName(int peer);
   void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel, Store* parentStore);
-  // Start-up: every rank's host id and hostname, by a ring allgather over `tcp`.
-  std::vector<RankPlace> exchangePlaces(Transport& tcp, const RankPlace& mine, const Deadline& deadline,
+  // Start-up: every rank's host id, hostname and TCP address, by a ring allgather over `tcp`,
+  // which learns the addresses.
+  std::vector<RankPlace> exchangePlaces(TcpTransport& tcp, const RankPlace& mine, const Deadline& deadline,
                                         const std::atomic<bool>* cancel);
 
   Config cfg_;

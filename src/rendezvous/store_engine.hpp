@@ -38,6 +38,16 @@ class StoreEngine {
   void forget(Session* s);
 
   std::size_t keyCount() const { return data_.size(); }
+  // Whether some key is `name` or ends with "/" + name (a failure notice of any communicator).
+  bool holdsKeyNamed(const std::string& name) const {
+    for (const auto& kv : data_) {
+      const std::string& k = kv.first;
+      if (k == name || (k.size() > name.size() && k.compare(k.size() - name.size(), name.size(), name) == 0 &&
+                        k[k.size() - name.size() - 1] == '/'))
+        return true;
+    }
+    return false;
+  }
 
  private:
   struct Waiter {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <list>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -331,12 +332,33 @@ void TcpStoreServer::serve() {
   State& s = *state_;
   std::vector<epoll_event> events(256);
   std::vector<char> buf(64 * 1024);
-  while (!stopping_.load()) {
-    int n = ::epoll_wait(s.epfd, events.data(), static_cast<int>(events.size()), s.msUntilNextEvent(Clock::now()));
+  std::optional<Clock::time_point> lingerUntil;
+  auto keepServing = [&] {
+    if (!stopping_.load()) return true;
+    const auto now = Clock::now();
+    if (!lingerUntil) {
+      const bool story = s.engine.holdsKeyNamed("abort");
+      lingerUntil = story ? now + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(kNoticeLingerSeconds))
+                          : now;
+      if (story && !s.clients.empty())
+        KUMI_INFO("store server: stopping; serving the failure notice to ", s.clients.size(),
+                  " connected client(s) for up to ", kNoticeLingerSeconds, " s");
+    }
+    return now < *lingerUntil && !s.clients.empty();
+  };
+  while (keepServing()) {
+    // While lingering, look at the clock often (clients leaving end it) instead of sleeping.
+    const int waitMs = lingerUntil ? std::min(50, std::max(0, s.msUntilNextEvent(Clock::now()))) : s.msUntilNextEvent(Clock::now());
+    int n = ::epoll_wait(s.epfd, events.data(), static_cast<int>(events.size()), waitMs);
     std::vector<StoreEngine::Session*> touched;
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
-      if (fd == wakeFd_.get()) continue;
+      if (fd == wakeFd_.get()) {
+        std::uint64_t drained;  // level-triggered: read it, or a lingering loop would spin
+        [[maybe_unused]] auto r = ::read(wakeFd_.get(), &drained, sizeof drained);
+        continue;
+      }
       if (fd == listener_.get()) {
         s.accept(buf, touched);
         continue;

@@ -26,6 +26,11 @@ class TcpStoreServer {
   // At most this many connections in the handshake, and never more than a quarter of the
   // process's file-descriptor limit; beyond that the oldest is dropped.
   static constexpr std::size_t kMaxPendingHandshakes = 1024;
+  // Stopped while it holds a failure notice (an "abort" key) and clients are still connected,
+  // the server keeps answering for up to this long, until they leave: the process that hosts the
+  // store often exits right after its own failure, and the survivors still polling for the
+  // notice must read the root cause instead of finding the store gone.
+  static constexpr double kNoticeLingerSeconds = 2.5;
   // A connection in the handshake is pushed out by newer ones only after this long: a real rank
   // on a busy host may answer its greeting late. While the cap is full of younger ones, new
   // connections wait in the kernel's listen queue; a flood still turns over the whole cap 4 times

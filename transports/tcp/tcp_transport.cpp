@@ -79,6 +79,7 @@ struct TcpTransport::Impl {
   std::mutex mutex;  // guards peer state changes between the acceptor and the caller
   std::condition_variable changed;
   std::vector<std::unique_ptr<Peer>> peers;
+  std::vector<std::string> known;  // peers' addresses learnt at start-up (learnAddresses), by rank
   std::vector<Socket*> active;  // sockets of established peers; owned by the progress thread
   std::atomic<bool> activeDirty{false};  // a peer was installed: rebuild `active`
   std::uint64_t jobHash = 0, commHash = 0;
@@ -215,10 +216,12 @@ struct TcpTransport::Impl {
   // instead of waiting for `gone`.
   Fd connectOrLearnWhy(int p, PeerAddress& where, const Deadline& gone) {
     const std::string what = cat("connect to ", peerName(p), " (gone? it listened when the job formed)");
-    for (;;) {
+    // The first window is short: a peer that refuses at once has probably failed, and the store
+    // (whose host may be about to leave) has the story now.
+    for (double window = 0.25;; window = 1) {
       std::string lastError;
       try {
-        return connectWithRetry(where.addrs, gone.earlier(Deadline::after(1)), what, &interrupted);
+        return connectWithRetry(where.addrs, gone.earlier(Deadline::after(window)), what, &interrupted);
       } catch (const Error& e) {
         if (e.code() == kumiAborted || gone.expired()) throw;
         lastError = e.what();
@@ -229,12 +232,14 @@ struct TcpTransport::Impl {
         // A pod replaced while the job formed (same name, new address) publishes its new
         // address under the same rank: follow it.
         if (notice.empty()) {
-          PeerAddress now = lookUp(p, Deadline::after(1));
+          PeerAddress now = lookUp(p, Deadline::after(1), true);
           if (now.text != where.text) {
             KUMI_INFO("rank ", opt.rank, ": ", peerName(p), " moved from ", where.text, " to ", now.text,
                       " (restarted while the job formed)");
             where = std::move(now);
             setWhere(p, where.text);
+            std::lock_guard<std::mutex> lock(mutex);
+            if (static_cast<std::size_t>(p) < known.size()) known[static_cast<std::size_t>(p)] = where.text;
           }
         }
       } catch (const Error& e) {
@@ -245,10 +250,17 @@ struct TcpTransport::Impl {
     }
   }
 
-  PeerAddress lookUp(int p, const Deadline& deadline) {
-    std::string published = store->get(cat("tcp/", p), std::chrono::milliseconds(std::max(1, deadline.msLeft())));
+  // The address learnt at start-up, else (or when `fromStore`) the one published in the store.
+  PeerAddress lookUp(int p, const Deadline& deadline, bool fromStore = false) {
     PeerAddress a;
-    a.text = published.substr(0, published.find('|'));
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!fromStore && static_cast<std::size_t>(p) < known.size()) a.text = known[static_cast<std::size_t>(p)];
+    }
+    if (a.text.empty()) {
+      std::string published = store->get(cat("tcp/", p), std::chrono::milliseconds(std::max(1, deadline.msLeft())));
+      a.text = published.substr(0, published.find('|'));
+    }
     auto [host, port] = splitHostPort(a.text, "peer address");
     a.addrs = resolve(host, port, "peer address");
     return a;
@@ -301,12 +313,24 @@ struct TcpTransport::Impl {
       throw;
     }
   wait : {
-    bool ok;
-    {
-      std::unique_lock<std::mutex> lock(mutex);
-      ok = changed.wait_until(lock, deadline.when(),
-                              [&] { return peers[p]->state == PeerState::kEstablished || interrupted.load(); });
-    }  // peerName() takes the mutex itself
+    // The peer connects to us. If it fails first, nothing arrives: look for a failure notice in
+    // the store once a second, as a blocked collective does, instead of waiting for the deadline.
+    bool ok = false;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        ok = changed.wait_until(lock, std::min(deadline.when(), Deadline::after(1).when()),
+                                [&] { return peers[p]->state == PeerState::kEstablished || interrupted.load(); });
+      }  // peerName() takes the mutex itself
+      if (ok || interrupted.load() || deadline.expired()) break;
+      std::string notice;
+      try {
+        notice = readFailureNotice(*store);
+      } catch (const Error&) {
+        // A lost store is no verdict on this peer; the deadline still is.
+      }
+      if (!notice.empty()) failPeerFailed(p, notice);
+    }
     if (interrupted.load()) fail(kumiAborted, "rank ", opt.rank, ": connecting to ", peerName(p), " was interrupted");
     if (!ok)
       fail(kumiTimeout, "rank ", opt.rank, ": connection with ", peerName(p),
@@ -503,6 +527,13 @@ TcpTransport::TcpTransport(const TcpOptions& options, std::shared_ptr<Store> sto
   m.acceptor = std::thread([&m] { m.acceptLoop(); });
   KUMI_INFO("tcp: rank ", options.rank, " listening on ", m.listenAddr.str(), ", ", m.opt.socketsPerPeer,
             " socket(s) per peer");
+}
+
+std::string TcpTransport::address() const { return impl_->listenAddr.str(); }
+
+void TcpTransport::learnAddresses(std::vector<std::string> byRank) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->known = std::move(byRank);
 }
 
 TcpTransport::~TcpTransport() { shutdown(); }

@@ -47,6 +47,11 @@ class TcpTransport final : public Transport {
   void shutdown() override;
   void cancelAll() override;
 
+  // "host:port" this rank listens on (also published in the store as tcp/<rank>).
+  std::string address() const;
+  // Every rank's address, learnt at start-up from the ranks themselves: connections then need
+  // the store only when a peer refuses (to follow a pod that moved), not to find it.
+  void learnAddresses(std::vector<std::string> byRank);
 
  private:
   struct Impl;

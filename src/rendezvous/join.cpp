@@ -32,14 +32,7 @@ std::string Incarnation::encode() const {
 }
 
 std::optional<Incarnation> Incarnation::decode(const std::string& text) {
-  std::vector<std::string> f;
-  std::size_t at = 0;
-  for (;;) {
-    auto nl = text.find('\n', at);
-    f.push_back(text.substr(at, nl == std::string::npos ? std::string::npos : nl - at));
-    if (nl == std::string::npos) break;
-    at = nl + 1;
-  }
+  const std::vector<std::string> f = splitList(text, '\n');
   if (f.size() != 5) return std::nullopt;
   Incarnation i{f[0], f[1], f[2], 0, 0};
   char* end = nullptr;

@@ -238,8 +238,6 @@ struct TcpTransport::Impl {
                       " (restarted while the job formed)");
             where = std::move(now);
             setWhere(p, where.text);
-            std::lock_guard<std::mutex> lock(mutex);
-            if (static_cast<std::size_t>(p) < known.size()) known[static_cast<std::size_t>(p)] = where.text;
           }
         }
       } catch (const Error& e) {
@@ -266,9 +264,11 @@ struct TcpTransport::Impl {
     return a;
   }
 
+  // The peer's address from now on: for messages, and for the next connect (a moved pod's).
   void setWhere(int p, const std::string& text) {
     std::lock_guard<std::mutex> lock(mutex);
     peers[p]->where = text;
+    if (static_cast<std::size_t>(p) < known.size()) known[static_cast<std::size_t>(p)] = text;
   }
 
   // Returns true if this side's connection set was accepted; false if the pair resolved to the

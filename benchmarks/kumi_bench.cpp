@@ -60,7 +60,8 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kAlgorithms 
     {"reduce_scatter", {"ring", "rabenseifner"}},
     {"allgather", {"ring", "hierarchical", "recursive_doubling"}},
     {"broadcast", {"chain", "binomial"}},
-    {"reduce", {"chain", "binomial"}}};
+    {"reduce", {"chain", "binomial"}},
+    {"alltoall", {"pairwise"}}};
 const std::map<std::string, std::string> kAlgorithmAliases = {{"rd", "recursive_doubling"}, {"rhd", "rabenseifner"}};
 
 [[noreturn]] void die(const std::string& msg, int code = 2) {
@@ -128,7 +129,7 @@ std::uint64_t parseSize(const std::string& s) {
 
 void usage() {
   std::printf(
-      "usage: kumi-bench [allreduce|reduce_scatter|allgather|broadcast|reduce] [options]\n"
+      "usage: kumi-bench [allreduce|reduce_scatter|allgather|broadcast|reduce|alltoall] [options]\n"
       "       kumi-bench --calibrate FILE [-n N] [-w N]   (under kumirun, 2 ranks or more)\n"
       "  -b, --minbytes SIZE   smallest size (default 32M); K/M/G suffixes\n"
       "  -e, --maxbytes SIZE   largest size (default 32M)\n"
@@ -148,7 +149,8 @@ void usage() {
       "      --calibrate FILE  measure rank 0's links (shared memory, loopback tcp, tcp to another host),\n"
       "                        memcpy and float32 sum; write them as a tuning file (KUMI_TUNING_FILE);\n"
       "                        -n N: 10N ping-pongs and max(3, N/4) streaming runs per size\n"
-      "Sizes are total bytes as in nccl-tests (allgather: the gathered output; reduce_scatter: the input).\n");
+      "Sizes are total bytes as in nccl-tests (allgather: the gathered output; reduce_scatter and alltoall:\n"
+      "the input). alltoall has no in-place form: its in-place columns read N/A.\n");
 }
 
 Options parseArgs(int argc, char** argv) {
@@ -203,7 +205,8 @@ Options parseArgs(int argc, char** argv) {
       die("unknown option " + a + " (try --help)");
     }
   }
-  const std::vector<std::string> known = {"allreduce", "reduce_scatter", "allgather", "broadcast", "reduce"};
+  const std::vector<std::string> known = {"allreduce", "reduce_scatter", "allgather",
+                                          "broadcast", "reduce",         "alltoall"};
   if (std::find(known.begin(), known.end(), o.coll) == known.end()) die("unknown collective '" + o.coll + "'");
   if (o.iters < 1 || o.warmup < 0) die("-n must be >= 1 and -w >= 0");
   if (o.maxBytes < o.minBytes) die("-e must be >= -b");
@@ -283,9 +286,12 @@ struct Coll {
   bool reduces() const { return name == "allreduce" || name == "reduce_scatter" || name == "reduce"; }
   double busFactor() const {
     if (name == "allreduce") return 2.0 * (nranks - 1) / nranks;
-    if (name == "allgather" || name == "reduce_scatter") return static_cast<double>(nranks - 1) / nranks;
+    // alltoall as nccl-tests counts it: each rank keeps 1/n of its data.
+    if (name == "allgather" || name == "reduce_scatter" || name == "alltoall")
+      return static_cast<double>(nranks - 1) / nranks;
     return 1.0;
   }
+  bool hasInPlace() const { return name != "alltoall"; }  // kumiAllToAll refuses it
 };
 
 struct Result {
@@ -405,7 +411,7 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
         // count = elements of the whole buffer as nccl-tests prints it; per-rank block for
         // allgather and reduce_scatter.
         std::uint64_t count = bytes / es;
-        const bool split = coll.name == "allgather" || coll.name == "reduce_scatter";
+        const bool split = coll.name == "allgather" || coll.name == "reduce_scatter" || coll.name == "alltoall";
         if (split) count -= count % static_cast<std::uint64_t>(nranks);
         const std::uint64_t block = split ? count / static_cast<std::uint64_t>(nranks) : count;
         const std::uint64_t sendElems = coll.name == "allgather" ? block : count;
@@ -417,7 +423,8 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
         for (const Variant& variant : variants) {
           Result res[2];
           std::string ran[2];
-          for (int inPlace = 0; inPlace < 2; ++inPlace) {
+          const int passes = coll.hasInPlace() ? 2 : 1;
+          for (int inPlace = 0; inPlace < passes; ++inPlace) {
             std::byte* recv = recvBuf.data();
             const std::byte* send = sendBuf.data();
             std::byte* fillBase = sendBuf.data();  // where this rank's input lives
@@ -438,6 +445,7 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
               if (coll.name == "allreduce") r = kumiAllReduce(send, recv, count, type, op, c, nullptr);
               else if (coll.name == "reduce_scatter") r = kumiReduceScatter(send, recv, block, type, op, c, nullptr);
               else if (coll.name == "allgather") r = kumiAllGather(send, recv, block, type, c, nullptr);
+              else if (coll.name == "alltoall") r = kumiAllToAll(send, recv, block, type, c, nullptr);
               else if (coll.name == "broadcast") r = kumiBroadcast(send, recv, count, type, opt.root, c, nullptr);
               else r = kumiReduce(send, recv, count, type, op, opt.root, c, nullptr);
               check(r, coll.name.c_str());
@@ -459,6 +467,9 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
                     want = expectedReduce(type, op, nranks, static_cast<std::uint64_t>(rank) * block + i);
                   else if (coll.name == "allgather")
                     want = kumi::roundToType(type, valueOf(static_cast<int>(i / block), i % block, op));
+                  else if (coll.name == "alltoall")  // block j: block `rank` of rank j's input
+                    want = kumi::roundToType(type, valueOf(static_cast<int>(i / block),
+                                                           static_cast<std::uint64_t>(rank) * block + i % block, op));
                   else
                     want = kumi::roundToType(type, valueOf(opt.root, i, op));
                   if (kumi::loadElement(type, recv, i) != want) ++wrong;
@@ -476,12 +487,12 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
             ran[inPlace] = algorithmRan(variant.comm);
             res[inPlace] = {maxOverRanks(us), wrong};
           }
-          const std::string ranShown = ran[0] == ran[1] ? ran[0] : ran[0] + "/" + ran[1];
-          sizeRow.timeUs.push_back(std::min(res[0].timeUs, res[1].timeUs));
+          const std::string ranShown = passes == 1 || ran[0] == ran[1] ? ran[0] : ran[0] + "/" + ran[1];
+          sizeRow.timeUs.push_back(passes == 1 ? res[0].timeUs : std::min(res[0].timeUs, res[1].timeUs));
           sizeRow.ran.push_back(ranShown);
           if (rank == 0) {
-            double alg[2], bus[2];
-            for (int k = 0; k < 2; ++k) {
+            double alg[2] = {}, bus[2] = {};
+            for (int k = 0; k < passes; ++k) {
               alg[k] = static_cast<double>(shownBytes) / 1e3 / res[k].timeUs;  // bytes/us/1e3 = GB/s
               bus[k] = alg[k] * coll.busFactor();
             }
@@ -489,13 +500,19 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
                         static_cast<unsigned long long>(count), kTableTypeNames[type], coll.reduces() ? kOpNames[op] : "none",
                         rooted ? opt.root : -1);
             if (comparing) std::printf(" %18s %18s", variant.label.c_str(), ranShown.c_str());
-            std::printf(" %9.2f %7.2f %7.2f %6llu %9.2f %7.2f %7.2f %6llu\n", res[0].timeUs, alg[0], bus[0],
-                        static_cast<unsigned long long>(res[0].wrong), res[1].timeUs, alg[1], bus[1],
-                        static_cast<unsigned long long>(res[1].wrong));
+            std::printf(" %9.2f %7.2f %7.2f %6llu", res[0].timeUs, alg[0], bus[0],
+                        static_cast<unsigned long long>(res[0].wrong));
+            if (passes == 2)
+              std::printf(" %9.2f %7.2f %7.2f %6llu\n", res[1].timeUs, alg[1], bus[1],
+                          static_cast<unsigned long long>(res[1].wrong));
+            else
+              std::printf(" %9s %7s %7s %6s\n", "N/A", "N/A", "N/A", "N/A");
             std::fflush(stdout);
-            busSum += bus[0] + bus[1];
-            busCount += 2;
-            for (int k = 0; k < 2; ++k) {
+            for (int k = 0; k < passes; ++k) {
+              busSum += bus[k];
+              ++busCount;
+            }
+            for (int k = 0; k < passes; ++k) {
               char row[512];
               std::snprintf(row, sizeof row,
                             "{\"bytes\": %llu, \"count\": %llu, \"type\": \"%s\", \"op\": \"%s\", \"inplace\": %s, "

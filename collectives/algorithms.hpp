@@ -27,5 +27,6 @@ Schedule chainBroadcast(const ScheduleKey& key);
 Schedule chainReduce(const ScheduleKey& key);
 Schedule disseminationBarrier(const ScheduleKey& key);
 Schedule directSendRecv(const ScheduleKey& key);
+Schedule pairwiseAllToAll(const ScheduleKey& key);  // out of place only
 
 }  // namespace kumi

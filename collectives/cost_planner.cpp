@@ -25,7 +25,7 @@ constexpr std::uint64_t kMinSliceBytes = 4096;
 
 constexpr Collective kPlanned[] = {Collective::AllReduce, Collective::ReduceScatter, Collective::AllGather,
                                    Collective::Broadcast, Collective::Reduce,        Collective::Barrier,
-                                   Collective::Send,      Collective::Recv};
+                                   Collective::Send,      Collective::Recv,          Collective::AllToAll};
 
 std::string algoNames(const std::vector<Algorithm>& v) {
   std::string s;

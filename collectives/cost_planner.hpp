@@ -58,7 +58,8 @@ class Planner {
   AlgorithmFilter filter_;
   std::uint64_t chunkBytes_ = 0;
   int hosts_ = 1;
-  static constexpr std::size_t kCollectives = 8, kSizeClasses = 65;
+  // One slot per Collective: AllToAll is the last of them.
+  static constexpr std::size_t kCollectives = static_cast<std::size_t>(Collective::AllToAll) + 1, kSizeClasses = 65;
   std::array<std::vector<Algorithm>, kCollectives> candidates_;
   std::array<std::array<std::optional<Plan>, kSizeClasses>, kCollectives> cache_;
 };

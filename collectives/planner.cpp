@@ -23,7 +23,8 @@ constexpr Named kAlgorithmNames[] = {{"ring", Algorithm::Ring},
                                      {"tree", Algorithm::Tree},
                                      {"rabenseifner", Algorithm::Rabenseifner},
                                      {"rhd", Algorithm::Rabenseifner},
-                                     {"binomial", Algorithm::Binomial}};
+                                     {"binomial", Algorithm::Binomial},
+                                     {"pairwise", Algorithm::Pairwise}};
 
 }  // namespace
 
@@ -41,6 +42,7 @@ std::span<const Algorithm> algorithmsFor(Collective c) {
   static constexpr Algorithm kChain[] = {Algorithm::Chain, Algorithm::Binomial};
   static constexpr Algorithm kDissemination[] = {Algorithm::Dissemination};
   static constexpr Algorithm kDirect[] = {Algorithm::Direct};
+  static constexpr Algorithm kAllToAll[] = {Algorithm::Pairwise};
   switch (c) {
     case Collective::AllReduce: return kAllReduce;
     case Collective::ReduceScatter: return kReduceScatter;
@@ -50,6 +52,7 @@ std::span<const Algorithm> algorithmsFor(Collective c) {
     case Collective::Barrier: return kDissemination;
     case Collective::Send:
     case Collective::Recv: return kDirect;
+    case Collective::AllToAll: return kAllToAll;
   }
   return {};
 }
@@ -65,14 +68,14 @@ AlgorithmFilter::AlgorithmFilter(const std::string& spec) : spec_(spec) {
       list = trim(part.substr(colon + 1));
       bool found = false;
       for (Collective c : {Collective::AllReduce, Collective::ReduceScatter, Collective::AllGather, Collective::Broadcast,
-                           Collective::Reduce, Collective::Barrier})
+                           Collective::Reduce, Collective::Barrier, Collective::AllToAll})
         if (coll == collectiveName(c)) {
           rule.anyCollective = false;
           rule.coll = c;
           found = true;
         }
       KUMI_REQUIRE_ARG(found, "KUMI_ALGO='", spec, "': unknown collective '", coll,
-                       "' (allreduce, reduce_scatter, allgather, broadcast, reduce, barrier)");
+                       "' (allreduce, reduce_scatter, allgather, broadcast, reduce, barrier, alltoall)");
     }
     if (!list.empty() && list[0] == '^') {
       rule.exclude = true;
@@ -87,7 +90,7 @@ AlgorithmFilter::AlgorithmFilter(const std::string& spec) : spec_(spec) {
         }
       KUMI_REQUIRE_ARG(found, "KUMI_ALGO='", spec, "': unknown algorithm '", name,
                        "' (ring, recursive_doubling, rd, hierarchical, tree, rabenseifner, rhd, binomial, chain, dissemination, "
-                       "direct)");
+                       "direct, pairwise)");
     }
     rules_.push_back(rule);
     // A rule for one collective must leave it at least one algorithm.
@@ -161,6 +164,9 @@ Schedule buildSchedule(const ScheduleKey& key, Algorithm a) {
       break;
     case Algorithm::Direct:
       if (key.coll == Collective::Send || key.coll == Collective::Recv) return directSendRecv(key);
+      break;
+    case Algorithm::Pairwise:
+      if (key.coll == Collective::AllToAll) return pairwiseAllToAll(key);
       break;
   }
   fail(kumiInvalidArgument, "algorithm ", algorithmName(a), " does not implement ", collectiveName(key.coll));

@@ -23,6 +23,7 @@ enum class Algorithm : std::uint8_t {
   Tree,          // double binary tree
   Rabenseifner,  // recursive halving + doubling
   Binomial,
+  Pairwise,  // all-to-all: one peer per step
 };
 const char* algorithmName(Algorithm a);
 

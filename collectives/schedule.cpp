@@ -14,6 +14,7 @@ const char* collectiveName(Collective c) {
     case Collective::Barrier: return "barrier";
     case Collective::Send: return "send";
     case Collective::Recv: return "recv";
+    case Collective::AllToAll: return "alltoall";
   }
   return "unknown";
 }

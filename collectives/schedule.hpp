@@ -13,7 +13,18 @@
 
 namespace kumi {
 
-enum class Collective : std::uint8_t { AllReduce, ReduceScatter, AllGather, Broadcast, Reduce, Barrier, Send, Recv };
+// AllToAll comes last so that the others keep their numbers on the wire (call_stamp.cpp).
+enum class Collective : std::uint8_t {
+  AllReduce,
+  ReduceScatter,
+  AllGather,
+  Broadcast,
+  Reduce,
+  Barrier,
+  Send,
+  Recv,
+  AllToAll,
+};
 const char* collectiveName(Collective c);
 
 // Which buffer a span refers to. Send and Recv are the user's; Scratch belongs to kumi and is
@@ -50,7 +61,7 @@ struct Schedule {
   std::vector<Step> steps;
   std::vector<std::uint32_t> deps;
   std::uint64_t scratchCount = 0;  // elements of Scratch needed
-  std::string algorithm;           // "ring", "chain", "dissemination", "direct"
+  std::string algorithm;           // "ring", "chain", "dissemination", "direct", "pairwise", ...
 
   // Appends a step; returns its index.
   std::uint32_t add(const Step& s, std::initializer_list<std::uint32_t> after = {});
@@ -67,7 +78,8 @@ struct ScheduleKey {
   int worldSize;
   int rank;
   std::uint64_t count;       // allreduce/bcast/reduce: elements; reduce-scatter: per-rank
-                             // output; all-gather: per-rank input; send/recv: elements
+                             // output; all-gather: per-rank input; all-to-all: per-peer
+                             // block; send/recv: elements
   int root;                  // broadcast/reduce root; send/recv peer
   bool inPlace;
   bool divide;               // kumiAvg: finish with a division

@@ -6,7 +6,7 @@
  *    names the problem (operation, ranks, peers, sizes) for the calling thread.
  *  - Counts are in elements of the given data type, not bytes.
  *  - A send buffer equal to the receive buffer (at the right offset for allgather and
- *    reduce-scatter) means "in place".
+ *    reduce-scatter) means "in place" (all-to-all has no in-place form).
  *  - The stream argument is reserved for CUDA streams; pass NULL for host buffers. Collectives
  *    on host buffers are blocking: they return when the caller's buffers may be reused.
  *  - A communicator may be used from one thread at a time; different communicators may be
@@ -191,6 +191,13 @@ KUMI_API kumiResult_t kumiReduceScatter(const void* sendbuf, void* recvbuf, size
 KUMI_API kumiResult_t kumiAllGather(const void* sendbuf, void* recvbuf, size_t sendcount,
                                     kumiDataType_t datatype, kumiComm_t comm,
                                     kumiStream_t stream);
+
+/* sendbuf and recvbuf hold size*count elements each: block j of sendbuf (elements
+ * j*count .. (j+1)*count-1) goes to rank j, and recvbuf's block j receives block r (this rank)
+ * of rank j's sendbuf, as in ncclAlltoAll and MPI_Alltoall. Not in place: buffers that overlap,
+ * sendbuf == recvbuf included, give kumiInvalidArgument. */
+KUMI_API kumiResult_t kumiAllToAll(const void* sendbuf, void* recvbuf, size_t count,
+                                   kumiDataType_t datatype, kumiComm_t comm, kumiStream_t stream);
 
 /* Returns once every rank has entered the barrier. */
 KUMI_API kumiResult_t kumiBarrier(kumiComm_t comm, kumiStream_t stream);

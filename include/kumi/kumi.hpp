@@ -151,6 +151,11 @@ class Comm {
   void allGather(const T* send, T* recv, std::size_t sendCount) const {
     check(kumiAllGather(send, recv, sendCount, dataTypeOf<T>, handle_, nullptr));
   }
+  // send and recv hold size() * count elements each and must not overlap.
+  template <class T>
+  void allToAll(const T* send, T* recv, std::size_t count) const {
+    check(kumiAllToAll(send, recv, count, dataTypeOf<T>, handle_, nullptr));
+  }
   void barrier() const { check(kumiBarrier(handle_, nullptr)); }
   template <class T>
   void send(const T* data, std::size_t count, int peer) const {

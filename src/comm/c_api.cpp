@@ -360,6 +360,12 @@ kumiResult_t kumiAllGather(const void* sendbuf, void* recvbuf, size_t sendcount,
   return run(comm, {kumi::Collective::AllGather, sendbuf, recvbuf, sendcount, datatype, kumiSum, 0});
 }
 
+kumiResult_t kumiAllToAll(const void* sendbuf, void* recvbuf, size_t count, kumiDataType_t datatype, kumiComm_t comm,
+                          kumiStream_t stream) {
+  KUMI_STREAM_CHECK(stream);
+  return run(comm, {kumi::Collective::AllToAll, sendbuf, recvbuf, count, datatype, kumiSum, 0});
+}
+
 kumiResult_t kumiBarrier(kumiComm_t comm, kumiStream_t stream) {
   KUMI_STREAM_CHECK(stream);
   return run(comm, {kumi::Collective::Barrier, nullptr, nullptr, 0, kumiUint8, kumiSum, 0});

@@ -34,7 +34,9 @@ std::string describeStamp(const CallStamp& s) {
   const auto seq = s.hi & 0xffffffffu;
   const auto root = (s.hi >> 32) & kRootMask;
   const auto op = static_cast<kumiRedOp_t>((s.hi >> 56) & 0xf);
-  if (kind > Collective::Send) return cat("an unknown call (stamp ", s.lo, ":", s.hi, ")");
+  // (A receive stamps as its send, so Recv never appears.)
+  if (kind == Collective::Recv || kind > Collective::AllToAll)
+    return cat("an unknown call (stamp ", s.lo, ":", s.hi, ")");
   if (kind == Collective::Send)
     return cat("send/recv count=", count, ' ', typeName(type), " from rank ", root, ", #", seq, " between them");
   if (kind == Collective::Barrier) return cat("barrier, #", seq);

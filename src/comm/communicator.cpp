@@ -302,7 +302,8 @@ void Communicator::validate(const CallArgs& a, bool* inPlace) const {
   KUMI_REQUIRE_ARG(!reduces || validOp(a.op), what, ": invalid reduction op ", static_cast<int>(a.op));
   const std::uint64_t es = typeSize(a.type);
   const std::uint64_t n = static_cast<std::uint64_t>(size_);
-  const bool scaled = a.coll == Collective::ReduceScatter || a.coll == Collective::AllGather;
+  const bool scaled =
+      a.coll == Collective::ReduceScatter || a.coll == Collective::AllGather || a.coll == Collective::AllToAll;
   KUMI_REQUIRE_ARG(a.count <= kMaxBytes / es / (scaled ? n : 1), what, ": count ", a.count,
                    " is too large (a negative count passed as size_t?)");
   if (a.coll == Collective::Broadcast || a.coll == Collective::Reduce)
@@ -317,6 +318,7 @@ void Communicator::validate(const CallArgs& a, bool* inPlace) const {
   switch (a.coll) {
     case Collective::ReduceScatter: sendBytes *= n; break;
     case Collective::AllGather: recvBytes *= n; break;
+    case Collective::AllToAll: sendBytes *= n, recvBytes *= n; break;
     case Collective::Broadcast: needSend = rank_ == a.root; break;
     case Collective::Reduce: needRecv = rank_ == a.root; break;
     case Collective::Send: needRecv = false; break;
@@ -337,8 +339,14 @@ void Communicator::validate(const CallArgs& a, bool* inPlace) const {
     if (a.coll == Collective::ReduceScatter) *inPlace = r == s + myBlock;
     else if (a.coll == Collective::AllGather) *inPlace = s == r + myBlock;
     else *inPlace = s == r;
+    // Every block of the input is still to be sent when the first arrives: in place would need
+    // a copy of the whole input, which the caller can make better (or avoid) than kumi.
+    KUMI_REQUIRE_ARG(!(*inPlace && a.coll == Collective::AllToAll), what,
+                     ": in place (send buffer == receive buffer) is not supported; use separate buffers");
     KUMI_REQUIRE_ARG(*inPlace || !overlaps(a.send, sendBytes, a.recv, recvBytes), what,
-                     ": send and receive buffers overlap but are not in place (see kumi.h for the in-place layout)");
+                     ": send and receive buffers overlap",
+                     a.coll == Collective::AllToAll ? "; use separate buffers"
+                                                    : " but are not in place (see kumi.h for the in-place layout)");
   }
 }
 

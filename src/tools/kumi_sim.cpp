@@ -33,7 +33,7 @@ struct Options {
 
 [[noreturn]] void usage(int status) {
   std::fprintf(status ? stderr : stdout,
-               "usage: kumi-sim [allreduce|allgather|reduce_scatter|broadcast|reduce] --cluster FILE\n"
+               "usage: kumi-sim [allreduce|allgather|reduce_scatter|broadcast|reduce|alltoall] --cluster FILE\n"
                "                [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--algo A,B,...] [--nodes N] [--ranks-per-node R]\n"
                "                [--transport auto|tcp]\n"
                "  Predicts float32 collective times on the cluster FILE describes (key = value lines: name,\n"
@@ -63,6 +63,7 @@ Options parse(int argc, char** argv) {
     else if (a == "reduce_scatter") o.coll = Collective::ReduceScatter;
     else if (a == "broadcast") o.coll = Collective::Broadcast;
     else if (a == "reduce") o.coll = Collective::Reduce;
+    else if (a == "alltoall") o.coll = Collective::AllToAll;
     else if (a == "--cluster") o.clusterFile = val();
     else if (a == "-b") o.minBytes = bytesArg(a, val());
     else if (a == "-e") o.maxBytes = bytesArg(a, val());
@@ -83,7 +84,8 @@ Options parse(int argc, char** argv) {
 
 double busFactor(Collective c, int n) {
   if (c == Collective::AllReduce) return 2.0 * (n - 1) / n;
-  if (c == Collective::AllGather || c == Collective::ReduceScatter) return static_cast<double>(n - 1) / n;
+  if (c == Collective::AllGather || c == Collective::ReduceScatter || c == Collective::AllToAll)
+    return static_cast<double>(n - 1) / n;
   return 1;
 }
 
@@ -117,17 +119,18 @@ int run(int argc, char** argv) {
   std::printf("#%12s %12s %6s %20s %12s %9s %9s\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)", "(GB/s)");
   const double bus = busFactor(o.coll, n);
   for (double bytes = static_cast<double>(o.minBytes); bytes <= static_cast<double>(o.maxBytes); bytes *= o.factor) {
-    // Sizes as kumi-bench counts them: allgather the output, reduce_scatter the input.
+    // Sizes as kumi-bench counts them: allgather the output, reduce_scatter and alltoall the input.
+    const bool split =
+        o.coll == Collective::AllGather || o.coll == Collective::ReduceScatter || o.coll == Collective::AllToAll;
     std::uint64_t count = static_cast<std::uint64_t>(bytes) / es;
-    if (o.coll == Collective::AllGather || o.coll == Collective::ReduceScatter) count /= static_cast<std::uint64_t>(n);
+    if (split) count /= static_cast<std::uint64_t>(n);
     if (count == 0) continue;
     for (Algorithm a : algos) {
       if (!canServe(o.coll, a, even)) continue;
       // No step limit: predictions for large worlds are what kumi-sim is for.
       const double seconds = *simulateCall(sim, o.coll, a, count, es, sliceElements(o.coll, a, count, es, n, 0),
                                            std::numeric_limits<std::uint64_t>::max());
-      const double shown = static_cast<double>(count * es) *
-                           (o.coll == Collective::AllGather || o.coll == Collective::ReduceScatter ? n : 1);
+      const double shown = static_cast<double>(count * es) * (split ? n : 1);
       const double algbw = shown / seconds / 1e9;
       std::printf(" %12.0f %12llu %6s %20s %12.2f %9.3f %9.3f\n", shown, static_cast<unsigned long long>(count), "float",
                   algorithmName(a), seconds * 1e6, algbw, algbw * bus);

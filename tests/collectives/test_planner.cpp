@@ -76,7 +76,7 @@ TEST(Planner, CachesOneDecisionPerSizeClass) {
 TEST(Planner, EveryCollectiveIsPlanned) {
   Planner p = plannerFor(2, 3);
   for (Collective c : {Collective::AllReduce, Collective::ReduceScatter, Collective::AllGather, Collective::Broadcast,
-                       Collective::Reduce, Collective::Barrier})
+                       Collective::Reduce, Collective::Barrier, Collective::AllToAll})
     for (std::uint64_t count : {std::uint64_t{1}, std::uint64_t{100000}}) {
       const Plan& plan = p.plan(c, count, 4);
       const auto& own = algorithmsFor(c);
@@ -93,6 +93,8 @@ TEST(Planner, KumiAlgoRestrictsFallsBackOrFails) {
   EXPECT_EQ(plannerFor(2, 2, "allreduce:ring").plan(Collective::AllReduce, 4 << 20, 4).algo, Algorithm::Ring);
   EXPECT_NE(plannerFor(2, 2, "^hierarchical").plan(Collective::AllReduce, 4 << 20, 4).algo, Algorithm::Hierarchical);
   EXPECT_EQ(plannerFor(2, 2, "allreduce:tree").plan(Collective::AllReduce, 8, 4).algo, Algorithm::Tree);
+  EXPECT_EQ(plannerFor(2, 2, "alltoall:pairwise").plan(Collective::AllToAll, 1 << 16, 4).algo, Algorithm::Pairwise);
+  EXPECT_NE(errorOf([] { plannerFor(2, 2, "alltoall:^pairwise"); }).find("leaves alltoall no algorithm"), std::string::npos);
   const std::vector<int> uneven = {0, 0, 1};
   // Forcing what cannot serve: the planner falls back (and warns) rather than failing.
   Planner forced(clusterFor(vcluster(), uneven, true), AlgorithmFilter("allgather:hierarchical"), 0);

@@ -78,8 +78,8 @@ std::string runCase(const Case& c, bool hazards) {
   // elements nobody wrote.
   const std::uint64_t un = static_cast<std::uint64_t>(n);
   std::uint64_t sendElems = cnt, recvElems = cnt;
-  if (c.coll == Collective::ReduceScatter) sendElems = cnt * un;
-  if (c.coll == Collective::AllGather) recvElems = cnt * un;
+  if (c.coll == Collective::ReduceScatter || c.coll == Collective::AllToAll) sendElems = cnt * un;
+  if (c.coll == Collective::AllGather || c.coll == Collective::AllToAll) recvElems = cnt * un;
   std::vector<std::vector<std::byte>> sendBufs(static_cast<std::size_t>(n)), recvBufs(static_cast<std::size_t>(n));
   std::vector<RankCall> calls;
   for (int r = 0; r < n; ++r) {
@@ -113,7 +113,7 @@ std::string runCase(const Case& c, bool hazards) {
   for (int r = 0; r < n; ++r) {
     const void* out = calls[static_cast<std::size_t>(r)].recv;
     if (c.coll == Collective::Reduce && r != c.root) continue;
-    const std::uint64_t outElems = c.coll == Collective::AllGather ? cnt * un : cnt;
+    const std::uint64_t outElems = recvElems;
     for (std::uint64_t i = 0; i < outElems; ++i) {
       double want;
       switch (c.coll) {
@@ -121,6 +121,11 @@ std::string runCase(const Case& c, bool hazards) {
         case Collective::Reduce: want = expectedReduction(c.type, c.op, n, i); break;
         case Collective::ReduceScatter: want = expectedReduction(c.type, c.op, n, static_cast<std::uint64_t>(r) * cnt + i); break;
         case Collective::AllGather: want = roundToType(c.type, inputValue(static_cast<int>(i / cnt), i % cnt, c.op)); break;
+        // Block j of the output is block r of rank j's input.
+        case Collective::AllToAll:
+          want = roundToType(c.type,
+                             inputValue(static_cast<int>(i / cnt), static_cast<std::uint64_t>(r) * cnt + i % cnt, c.op));
+          break;
         default: want = roundToType(c.type, inputValue(c.root, i, c.op)); break;
       }
       double got = loadElement(c.type, out, i);
@@ -488,7 +493,78 @@ TEST(Planner, AlgoSpecFollowsNcclSyntax) {
   EXPECT_NE(message("broadcast:tree").find("leaves broadcast no algorithm"), std::string::npos)
       << "an algorithm of another collective";
   EXPECT_EQ(message("allreduce:tree;broadcast:binomial;allgather:rd"), "accepted");
+  EXPECT_EQ(message("alltoall:pairwise"), "accepted");
+  EXPECT_NE(message("alltoall:ring").find("leaves alltoall no algorithm (it has: pairwise)"), std::string::npos);
+  EXPECT_TRUE(ringOnly.allows(Collective::AllToAll, Algorithm::Pairwise)) << "alltoall has no ring";
   EXPECT_NE(message("broadcast:ring").find("leaves broadcast no algorithm"), std::string::npos);
+}
+
+// The pairwise all-to-all (out of place only): world sizes 1..64 with primes, counts of 0, 1, odd,
+// and blocks cut into several slices; every type on a few worlds.
+TEST(Schedules, PairwiseAllToAllWorldSizes1To64) {
+  int cases = 0;
+  const int top = std::min(64, 2 * maxWorld());
+  for (int n = 1; n <= top; ++n)
+    for (std::uint64_t count : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{7}, static_cast<std::uint64_t>(n) + 2,
+                                std::uint64_t{257}})
+      for (std::uint64_t slice : {std::uint64_t{3}, std::uint64_t{64}, std::uint64_t{1} << 20}) {
+        if (slice == 3 && count > 100 && n > 16) continue;  // hundreds of thousands of steps, nothing new
+        Case c{Collective::AllToAll, n, count, false, slice};
+        c.algo = Algorithm::Pairwise;
+        ASSERT_EQ(runCase(c, n <= 6 && count <= 64), "") << describe(c);
+        ++cases;
+      }
+  EXPECT_GT(cases, 10 * top);
+  for (int n : {1, 2, 3, 5, 8, 13})
+    for (int t = 0; t < kumiNumTypes; ++t)
+      for (std::uint64_t count : {std::uint64_t{5}, std::uint64_t{37}}) {
+        Case c{Collective::AllToAll, n, count, false, 4, 0, static_cast<kumiDataType_t>(t)};
+        c.algo = Algorithm::Pairwise;
+        ASSERT_EQ(runCase(c, n <= 5), "") << describe(c);
+      }
+}
+
+TEST(Schedules, PairwiseAllToAllTalksToOnePeerPerStep) {
+  const int n = 7, r = 3;
+  const std::uint64_t count = 10, slice = 4;  // 3 slices per block
+  const Schedule s = pairwiseAllToAll({Collective::AllToAll, n, r, count, 0, false, false, slice});
+  EXPECT_EQ(s.algorithm, "pairwise");
+  std::vector<int> sendPeers, recvPeers;
+  std::uint64_t sent = 0, received = 0, copied = 0;
+  for (const Step& st : s.steps) {
+    if (st.kind == StepKind::Send) {
+      if (sendPeers.empty() || sendPeers.back() != st.peer) sendPeers.push_back(st.peer);
+      EXPECT_EQ(st.src.offset / count, static_cast<std::uint64_t>(st.peer)) << "block j goes to rank j";
+      sent += st.src.count;
+    } else if (st.kind == StepKind::Recv) {
+      if (recvPeers.empty() || recvPeers.back() != st.peer) recvPeers.push_back(st.peer);
+      EXPECT_EQ(st.dst.offset / count, static_cast<std::uint64_t>(st.peer)) << "rank j's block lands in block j";
+      received += st.dst.count;
+    } else {
+      ASSERT_EQ(st.kind, StepKind::Copy);
+      EXPECT_EQ(st.src.offset, r * count);
+      EXPECT_EQ(st.dst.offset, r * count);
+      copied += st.dst.count;
+    }
+  }
+  EXPECT_EQ(sendPeers, (std::vector<int>{4, 5, 6, 0, 1, 2}));
+  EXPECT_EQ(recvPeers, (std::vector<int>{2, 1, 0, 6, 5, 4}));
+  EXPECT_EQ(sent, (n - 1) * count);
+  EXPECT_EQ(received, (n - 1) * count);
+  EXPECT_EQ(copied, count);
+  EXPECT_EQ(s.scratchCount, 0u);
+  // Sends run at most two steps ahead of the receives: the first two steps' sends wait for
+  // nothing, later ones for a receive.
+  for (const Step& st : s.steps)
+    if (st.kind == StepKind::Send) {
+      const bool early = st.peer == 4 || st.peer == 5;
+      EXPECT_EQ(st.depCount, early ? 0u : 1u) << "send to " << st.peer;
+    }
+  // A world of one is a copy; in place is refused before any schedule is built.
+  const Schedule one = pairwiseAllToAll({Collective::AllToAll, 1, 0, count, 0, false, false, slice});
+  ASSERT_EQ(one.steps.size(), 1u);
+  EXPECT_EQ(one.steps[0].kind, StepKind::Copy);
+  EXPECT_THROW(pairwiseAllToAll({Collective::AllToAll, 2, 0, count, 0, true, false, slice}), Error);
 }
 
 TEST(Schedules, ScratchStaysBoundedWhateverTheSize) {

@@ -36,6 +36,12 @@ TEST(CallStamp, EveryArgumentThatMustAgreeChangesTheStamp) {
   EXPECT_NE(base, stampCall(call(Collective::AllReduce, 1024, kumiFloat32, kumiMax), 17, 0));
   EXPECT_NE(base, stampCall(call(Collective::AllReduce, 1024), 18, 0));
   EXPECT_NE(base, stampCall(call(Collective::ReduceScatter, 1024), 17, 0));
+  // An all-to-all is told apart from every other collective of the same count and type.
+  for (Collective other : {Collective::AllReduce, Collective::ReduceScatter, Collective::AllGather, Collective::Broadcast,
+                           Collective::Reduce, Collective::Barrier, Collective::Send})
+    EXPECT_NE(stampCall(call(Collective::AllToAll, 1024), 17, 0), stampCall(call(other, 1024), 17, 0)) << collectiveName(other);
+  EXPECT_NE(stampCall(call(Collective::AllToAll, 1024), 17, 0), stampCall(call(Collective::AllToAll, 1025), 17, 0));
+  EXPECT_NE(stampCall(call(Collective::AllToAll, 1024), 17, 0), stampCall(call(Collective::AllToAll, 1024, kumiInt32), 17, 0));
   EXPECT_NE(stampCall(call(Collective::Broadcast, 8, kumiFloat32, kumiSum, 0), 1, 0),
             stampCall(call(Collective::Broadcast, 8, kumiFloat32, kumiSum, 1), 1, 0));
 }
@@ -48,6 +54,8 @@ TEST(CallStamp, ArgumentsACallIgnoresDoNotChangeIt) {
   EXPECT_EQ(stampCall(call(Collective::AllReduce, 64, kumiFloat32, kumiSum, 0), 3, 0),
             stampCall(call(Collective::AllReduce, 64, kumiFloat32, kumiSum, 2), 3, 1));
   EXPECT_EQ(stampCall(call(Collective::Barrier, 0, kumiFloat32), 9, 0), stampCall(call(Collective::Barrier, 7, kumiInt8), 9, 3));
+  EXPECT_EQ(stampCall(call(Collective::AllToAll, 64, kumiFloat32, kumiSum, 0), 3, 0),
+            stampCall(call(Collective::AllToAll, 64, kumiFloat32, kumiMax, 4), 3, 2));
 }
 
 TEST(CallStamp, BothEndsOfASendRecvPairStampAlike) {
@@ -66,6 +74,10 @@ TEST(CallStamp, DescriptionsNameEveryField) {
             "reduce count=3 int64 min root=6, #2");
   EXPECT_EQ(describeStamp(stampCall(call(Collective::AllGather, 5), 1, 0)), "allgather count=5 float32, #1");
   EXPECT_EQ(describeStamp(stampCall(call(Collective::Barrier, 0), 8, 0)), "barrier, #8");
+  EXPECT_EQ(describeStamp(stampCall(call(Collective::AllToAll, 5, kumiInt8), 2, 0)), "alltoall count=5 int8, #2");
+  // A receive stamps as its send: a stamp naming Recv is no call kumi makes.
+  EXPECT_NE(describeStamp(CallStamp{std::uint64_t{static_cast<std::uint8_t>(Collective::Recv)} << 56, 0}).find("unknown call"),
+            std::string::npos);
   EXPECT_NE(describeStamp(CallStamp{~0ull, 0}).find("unknown call"), std::string::npos);
 }
 

@@ -48,8 +48,18 @@ int localArgs() {
   expectFail("negative-root", kumiReduce(a.data(), b.data(), 64, kumiFloat32, kumiSum, -1, comm, nullptr), kumiInvalidArgument, "root -1");
   expectFail("peer-outside", kumiSend(a.data(), 64, kumiFloat32, size, comm, nullptr), kumiInvalidArgument, "is not a rank");
   expectFail("peer-self", kumiRecv(b.data(), 64, kumiFloat32, rank, comm, nullptr), kumiInvalidArgument, "itself");
-  expectFail("overlap", kumiAllReduce(a.data(), a.data() + 1, 32, kumiFloat32, kumiSum, comm, nullptr), kumiInvalidArgument, "overlap");
   int dummy = 0;
+  expectFail("overlap", kumiAllReduce(a.data(), a.data() + 1, 32, kumiFloat32, kumiSum, comm, nullptr), kumiInvalidArgument, "overlap");
+  // All-to-all: both buffers hold size blocks; same checks, and no in-place form.
+  const std::size_t blocks = static_cast<std::size_t>(size);
+  std::vector<float> c(64 * blocks, 1.f), d(64 * blocks, 0.f);
+  expectFail("alltoall-null-send", kumiAllToAll(nullptr, d.data(), 64, kumiFloat32, comm, nullptr), kumiInvalidArgument, "alltoall: send buffer is NULL");
+  expectFail("alltoall-null-recv", kumiAllToAll(c.data(), nullptr, 64, kumiFloat32, comm, nullptr), kumiInvalidArgument, "alltoall: receive buffer is NULL");
+  expectFail("alltoall-bad-type", kumiAllToAll(c.data(), d.data(), 64, static_cast<kumiDataType_t>(42), comm, nullptr), kumiInvalidArgument, "invalid data type 42");
+  expectFail("alltoall-overflow-count", kumiAllToAll(c.data(), d.data(), (SIZE_MAX / 4) / blocks + 1, kumiFloat32, comm, nullptr), kumiInvalidArgument, "too large");
+  expectFail("alltoall-in-place", kumiAllToAll(c.data(), c.data(), 64, kumiFloat32, comm, nullptr), kumiInvalidArgument, "in place (send buffer == receive buffer) is not supported");
+  expectFail("alltoall-overlap", kumiAllToAll(c.data(), c.data() + 1, 32, kumiFloat32, comm, nullptr), kumiInvalidArgument, "overlap");
+  expectFail("alltoall-stream", kumiAllToAll(c.data(), d.data(), 64, kumiFloat32, comm, &dummy), kumiInvalidArgument, "CUDA stream");
   expectFail("stream", kumiAllReduce(a.data(), b.data(), 64, kumiFloat32, kumiSum, comm, &dummy), kumiInvalidArgument, "CUDA stream");
   expectFail("null-comm", kumiAllReduce(a.data(), b.data(), 64, kumiFloat32, kumiSum, nullptr, nullptr), kumiInvalidUsage, "NULL");
   // Still usable, and the output is right.

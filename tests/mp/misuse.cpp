@@ -76,6 +76,7 @@ void everyCall(const char* tag, kumiComm_t comm, kumiResult_t code, const char* 
   expect(what("broadcast"), kumiBroadcast(a, b, 8, kumiFloat32, 0, comm, nullptr), code, needle);
   expect(what("reduce-scatter"), kumiReduceScatter(b, a, 1, kumiFloat32, kumiSum, comm, nullptr), code, needle);
   expect(what("allgather"), kumiAllGather(a, b, 1, kumiFloat32, comm, nullptr), code, needle);
+  expect(what("alltoall"), kumiAllToAll(a, b, 1, kumiFloat32, comm, nullptr), code, needle);
   expect(what("barrier"), kumiBarrier(comm, nullptr), code, needle);
   expect(what("send"), kumiSend(a, 8, kumiFloat32, 1, comm, nullptr), code, needle);
   expect(what("recv"), kumiRecv(b, 8, kumiFloat32, 1, comm, nullptr), code, needle);

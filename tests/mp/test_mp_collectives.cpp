@@ -1,13 +1,14 @@
 // Multi-process tests, run under kumirun with 1..5 ranks over TCP: every collective x data type x
-// op x size class x in/out of place, split communicators, several communicators used at once
-// from different threads, point-to-point, and barrier. Every rank runs the same tests in the
-// same order; results are checked element by element on every rank.
+// op x size class x in/out of place (all-to-all: out of place only), split communicators,
+// several communicators used at once from different threads, point-to-point, and barrier. Every
+// rank runs the same tests in the same order; results are checked element by element on every rank.
 #include <gtest/gtest.h>
 #include <kumi/kumi.hpp>
 
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -23,14 +24,16 @@ using kumi::test::inputValue;
 
 const std::uint64_t kSizes[] = {0, 1, 7, 1023, 100003};
 const kumiRedOp_t kOps[] = {kumiSum, kumiProd, kumiMin, kumiMax, kumiAvg};
-enum class Coll { AllReduce, ReduceScatter, AllGather, Broadcast, Reduce };
-const Coll kColls[] = {Coll::AllReduce, Coll::ReduceScatter, Coll::AllGather, Coll::Broadcast, Coll::Reduce};
+enum class Coll { AllReduce, ReduceScatter, AllGather, Broadcast, Reduce, AllToAll };
+const Coll kColls[] = {Coll::AllReduce, Coll::ReduceScatter, Coll::AllGather,
+                       Coll::Broadcast, Coll::Reduce,        Coll::AllToAll};
 const char* name(Coll c) {
   switch (c) {
     case Coll::AllReduce: return "allreduce";
     case Coll::ReduceScatter: return "reduce_scatter";
     case Coll::AllGather: return "allgather";
     case Coll::Broadcast: return "broadcast";
+    case Coll::AllToAll: return "alltoall";
     default: return "reduce";
   }
 }
@@ -43,8 +46,8 @@ std::uint64_t runOne(const kumi::Comm& comm, Coll coll, kumiDataType_t t, kumiRe
   const std::uint64_t un = static_cast<std::uint64_t>(n);
   const int root = n - 1;
   std::uint64_t sendElems = count, recvElems = count;
-  if (coll == Coll::ReduceScatter) sendElems = count * un;
-  if (coll == Coll::AllGather) recvElems = count * un;
+  if (coll == Coll::ReduceScatter || coll == Coll::AllToAll) sendElems = count * un;
+  if (coll == Coll::AllGather || coll == Coll::AllToAll) recvElems = count * un;
   std::vector<std::byte> sb(sendElems * es + 8), rb(recvElems * es + 8, std::byte{0x5A});
   std::byte* send = sb.data();
   std::byte* recv = rb.data();
@@ -68,11 +71,12 @@ std::uint64_t runOne(const kumi::Comm& comm, Coll coll, kumiDataType_t t, kumiRe
     case Coll::AllGather: res = kumiAllGather(send, recv, count, t, comm.get(), nullptr); break;
     case Coll::Broadcast: res = kumiBroadcast(send, recv, count, t, root, comm.get(), nullptr); break;
     case Coll::Reduce: res = kumiReduce(send, recv, count, t, op, root, comm.get(), nullptr); break;
+    case Coll::AllToAll: res = kumiAllToAll(send, recv, count, t, comm.get(), nullptr); break;
   }
   EXPECT_EQ(res, kumiSuccess) << kumiGetLastError();
   if (coll == Coll::Reduce && r != root) return 0;
   std::uint64_t wrong = 0;
-  const std::uint64_t outElems = coll == Coll::AllGather ? count * un : count;
+  const std::uint64_t outElems = recvElems;
   for (std::uint64_t i = 0; i < outElems; ++i) {
     double want;
     switch (coll) {
@@ -80,6 +84,10 @@ std::uint64_t runOne(const kumi::Comm& comm, Coll coll, kumiDataType_t t, kumiRe
       case Coll::Reduce: want = expectedReduction(t, op, n, i); break;
       case Coll::ReduceScatter: want = expectedReduction(t, op, n, static_cast<std::uint64_t>(r) * count + i); break;
       case Coll::AllGather: want = kumi::roundToType(t, inputValue(static_cast<int>(i / count), i % count, op)); break;
+      case Coll::AllToAll:  // block j: block r of rank j's input
+        want = kumi::roundToType(
+            t, inputValue(static_cast<int>(i / count), static_cast<std::uint64_t>(r) * count + i % count, op));
+        break;
       default: want = kumi::roundToType(t, inputValue(root, i, op)); break;
     }
     if (kumi::loadElement(t, recv, i) != want) ++wrong;
@@ -100,10 +108,12 @@ TEST_P(EveryCombination, MatchesReference) {
       const bool reduces = coll == Coll::AllReduce || coll == Coll::ReduceScatter || coll == Coll::Reduce;
       if (!reduces && op != kumiSum) continue;
       for (std::uint64_t count : kSizes)
-        for (bool inPlace : {false, true})
+        for (bool inPlace : {false, true}) {
+          if (inPlace && coll == Coll::AllToAll) continue;  // refused: see AllToAllInPlaceIsRefused
           ASSERT_EQ(runOne(*world, coll, t, op, count, inPlace), 0u)
               << name(coll) << " " << kumiTypeSize(t) << "-byte type " << GetParam() << " op " << op << " count " << count
               << (inPlace ? " in place" : " out of place") << " rank " << world->rank() << " of " << world->size();
+        }
     }
 }
 
@@ -118,6 +128,23 @@ TEST(MultiProcess, LargeAllReduceSpansManySlices) {
   std::size_t wrong = 0;
   for (std::size_t i = 0; i < count; ++i) wrong += out[i] != static_cast<float>(expectedReduction(kumiFloat32, kumiSum, world->size(), i));
   EXPECT_EQ(wrong, 0u);
+}
+
+TEST(MultiProcess, AllToAllInPlaceIsRefused) {
+  // Every rank is refused before anything is sent, so the calls after it still match up.
+  const int n = world->size(), r = world->rank();
+  std::vector<std::int32_t> buf(static_cast<std::size_t>(n) * 3, r);
+  EXPECT_EQ(kumiAllToAll(buf.data(), buf.data(), 3, kumiInt32, world->get(), nullptr), kumiInvalidArgument);
+  EXPECT_NE(std::string(kumiGetLastError()).find("alltoall: in place (send buffer == receive buffer) is not supported"),
+            std::string::npos)
+      << kumiGetLastError();
+  // Block j of the output is what rank j sent to this rank.
+  std::vector<std::int32_t> out(buf.size(), -1);
+  for (int j = 0; j < n; ++j)
+    for (int e = 0; e < 3; ++e) buf[static_cast<std::size_t>(j * 3 + e)] = r * 1000 + j * 10 + e;
+  world->allToAll(buf.data(), out.data(), 3);
+  for (int j = 0; j < n; ++j)
+    for (int e = 0; e < 3; ++e) EXPECT_EQ(out[static_cast<std::size_t>(j * 3 + e)], j * 1000 + r * 10 + e) << "from rank " << j;
 }
 
 TEST(MultiProcess, SplitByParity) {

@@ -42,7 +42,7 @@ class KumiSim(unittest.TestCase):
         self.assertLess(r[(65536, "tree")][0], r[(65536, "ring")][0] / 4, res.stdout)
 
     def test_every_collective_runs_on_the_nvlink_node(self):
-        for coll in ("allreduce", "allgather", "reduce_scatter", "broadcast", "reduce"):
+        for coll in ("allreduce", "allgather", "reduce_scatter", "broadcast", "reduce", "alltoall"):
             res = sim(coll, "--cluster", os.path.join(CLUSTERS, "nvlink-8gpu.conf"), "-b", "1M", "-e", "1M")
             self.assertEqual(res.returncode, 0, res.describe())
             self.assertTrue(rows(res.stdout), f"{coll}: no rows:{res.describe()}")

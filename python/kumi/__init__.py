@@ -1,0 +1,191 @@
+"""kumi: collective communication for distributed training, from Python.
+
+    import numpy as np, kumi
+    comm = kumi.init()                      # from the launcher's variables (torchrun, kumirun, ...)
+    x = np.ones(1024, dtype=np.float32)
+    comm.all_reduce(x)                      # in place: x is now the sum over ranks
+    y = comm.all_gather(x)                  # a new array, world size x len(x)
+    work = comm.all_reduce(x, async_op=True)
+    work.wait()
+
+Arrays are numpy arrays or anything with DLPack or the buffer protocol (torch tensors, JAX,
+CuPy), used without copies; they must be contiguous. Errors are kumi.Error subclasses carrying
+kumi's message. `import kumi.torch` registers kumi as a torch.distributed backend.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import threading
+from typing import Any, Optional
+
+from ._kumi import (AbortedError, Error, InternalError, InvalidArgumentError, InvalidUsageError, RemoteError,
+                    SystemError, TimeoutError, get_unique_id, version)
+from . import _kumi
+
+__all__ = ["Communicator", "ReduceOp", "Work", "init", "init_with_id", "get_unique_id", "version", "Error",
+           "InvalidArgumentError", "InvalidUsageError", "SystemError", "TimeoutError", "RemoteError", "AbortedError",
+           "InternalError"]
+
+
+class ReduceOp(enum.IntEnum):
+    SUM = 0
+    PROD = 1
+    MIN = 2
+    MAX = 3
+    AVG = 4   # sum / world size (integers: truncated)
+
+
+def _op(op: Any) -> int:
+    if isinstance(op, str):
+        try:
+            return ReduceOp[op.upper()].value
+        except KeyError:
+            raise InvalidArgumentError(f"unknown reduction op {op!r}: use sum, prod, min, max or avg") from None
+    return int(ReduceOp(op))
+
+
+def _raw(a: Any) -> Any:
+    """What the native module takes: torch tensors without autograd (DLPack refuses those)."""
+    detach = getattr(a, "detach", None)
+    return detach() if callable(detach) else a
+
+
+def _like(a: Any, count: int) -> Any:
+    """A new 1-d array of `count` elements of a's type and framework."""
+    new_empty = getattr(a, "new_empty", None)
+    if callable(new_empty):           # torch
+        return new_empty((count,))
+    import numpy as np
+    return np.empty(count, dtype=a.dtype)
+
+
+class Work:
+    """An operation started with async_op=True: wait() returns its result (or raises its error)."""
+
+    def __init__(self, future: concurrent.futures.Future):
+        self._future = future
+
+    def wait(self, timeout: Optional[float] = None) -> Any:
+        return self._future.result(timeout)
+
+    def is_completed(self) -> bool:
+        return self._future.done()
+
+    def exception(self) -> Optional[BaseException]:
+        return self._future.exception() if self._future.done() else None
+
+
+class Communicator:
+    """A group of ranks. Methods are collective: every rank calls them in the same order. One
+    operation runs at a time; async ones run in order on the communicator's own thread, with the
+    GIL released."""
+
+    def __init__(self, native: "_kumi.Communicator"):
+        self._native = native
+        self._lock = threading.Lock()
+        self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self.rank: int = native.rank
+        self.size: int = native.size
+
+    # -- life cycle
+    def close(self) -> None:
+        """Releases the communicator once pending async operations are done (every rank calls it)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+        self._native.close()
+
+    def abort(self) -> None:
+        """Ends the communicator now, from any thread: a call in progress fails with AbortedError."""
+        self._native.abort()
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
+
+    def __enter__(self) -> "Communicator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def split(self, color: int, key: int = 0) -> "Communicator":
+        return Communicator(self._run(False, self._native.split, color, key))
+
+    # -- operations
+    def _run(self, async_op: bool, fn, *args):
+        if not async_op:
+            if self._worker is not None:
+                # Keep the order: a blocking call after async ones runs after them.
+                return self._submit(fn, *args).result()
+            return fn(*args)
+        return Work(self._submit(fn, *args))
+
+    def _submit(self, fn, *args) -> concurrent.futures.Future:
+        with self._lock:
+            if self._worker is None:
+                self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kumi")
+            return self._worker.submit(fn, *args)
+
+    def _call(self, async_op: bool, fn, result, *args):
+        def go():
+            fn(*args)
+            return result
+        return self._run(async_op, go)
+
+    def all_reduce(self, array, op: Any = ReduceOp.SUM, out=None, async_op: bool = False):
+        """out = reduction over ranks of array (in place when out is None). Returns out."""
+        out = array if out is None else out
+        return self._call(async_op, self._native.all_reduce, out, _raw(array), _raw(out), _op(op))
+
+    def reduce(self, array, root: int, op: Any = ReduceOp.SUM, out=None, async_op: bool = False):
+        """On root, out = reduction of array over ranks (in place when out is None)."""
+        out = array if out is None else out
+        return self._call(async_op, self._native.reduce, out, _raw(array), _raw(out), root, _op(op))
+
+    def broadcast(self, array, root: int, out=None, async_op: bool = False):
+        """Every rank's out (array when None) becomes root's array."""
+        out = array if out is None else out
+        return self._call(async_op, self._native.broadcast, out, _raw(array), _raw(out), root)
+
+    def all_gather(self, array, out=None, async_op: bool = False):
+        """out (a new 1-d array of size x len when None) holds every rank's array, by rank."""
+        out = _like(array, len(_flat(array)) * self.size) if out is None else out
+        return self._call(async_op, self._native.all_gather, out, _raw(array), _raw(out))
+
+    def reduce_scatter(self, array, op: Any = ReduceOp.SUM, out=None, async_op: bool = False):
+        """out (a new array of len / size when None) = this rank's block of the reduction."""
+        n = len(_flat(array))
+        if out is None:
+            if n % self.size:
+                raise InvalidArgumentError(f"reduce_scatter: {n} elements do not split into {self.size} equal blocks")
+            out = _like(array, n // self.size)
+        return self._call(async_op, self._native.reduce_scatter, out, _raw(array), _raw(out), _op(op))
+
+    def barrier(self, async_op: bool = False):
+        return self._call(async_op, self._native.barrier, None)
+
+    def send(self, array, peer: int, async_op: bool = False):
+        return self._call(async_op, self._native.send, None, _raw(array), peer)
+
+    def recv(self, array, peer: int, async_op: bool = False):
+        return self._call(async_op, self._native.recv, array, _raw(array), peer)
+
+    def __repr__(self) -> str:
+        return f"kumi.Communicator(rank={self.rank}, size={self.size})"
+
+
+def _flat(a):
+    reshape = getattr(a, "reshape", None)
+    return reshape(-1) if callable(reshape) else a
+
+
+def init(rank: Optional[int] = None, world_size: Optional[int] = None, store: Optional[str] = None,
+         job_id: Optional[str] = None, timeout: Optional[float] = None) -> Communicator:
+    """Joins a job. With no arguments, from the environment: the launcher's variables (torchrun,
+    Kubernetes Jobs, Slurm, Open MPI, kumirun) or KUMI_RANK, KUMI_WORLD_SIZE, KUMI_STORE."""
+    return Communicator(_kumi.init(rank, world_size, store, job_id, timeout))
+
+
+def init_with_id(unique_id: bytes, world_size: int, rank: int) -> Communicator:
+    """Joins the job named by get_unique_id()'s bytes, passed to every rank by any means."""
+    return Communicator(_kumi.init_with_id(unique_id, world_size, rank))

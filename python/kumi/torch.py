@@ -1,0 +1,242 @@
+"""kumi as a torch.distributed backend:
+
+    import kumi.torch                       # registers backend "kumi"
+    torch.distributed.init_process_group("kumi")
+
+A ProcessGroup written in Python over kumi's native module, which is not compiled against torch:
+one kumi wheel serves every torch version from 2.4 on. Tensors travel by DLPack without copies.
+Rank 0 makes a kumi unique id and passes it through the store torch hands the backend, so
+torchrun, init_method URLs and torch.multiprocessing work unchanged. CPU tensors only for now.
+
+Collectives run on the communicator's own thread, in call order, and the returned Work completes
+when they do (DDP overlaps them with the backward pass). Limits: see docs/PYTHON.md.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any, List, Optional
+
+import torch
+import torch.distributed as dist
+
+import kumi
+
+try:  # torch >= 1.13
+    from torch._C._distributed_c10d import _create_work_from_future
+except ImportError as e:  # pragma: no cover - older torch
+    raise ImportError("kumi.torch needs torch >= 2.4") from e
+
+BACKEND = "kumi"
+
+_OPS = {
+    dist.ReduceOp.SUM: kumi.ReduceOp.SUM,
+    dist.ReduceOp.PRODUCT: kumi.ReduceOp.PROD,
+    dist.ReduceOp.MIN: kumi.ReduceOp.MIN,
+    dist.ReduceOp.MAX: kumi.ReduceOp.MAX,
+    dist.ReduceOp.AVG: kumi.ReduceOp.AVG,
+}
+
+
+def _op(op: Any) -> kumi.ReduceOp:
+    for theirs, ours in _OPS.items():
+        if op == theirs:
+            return ours
+    raise ValueError(f"kumi: reduce op {op} is not supported (sum, product, min, max, avg)")
+
+
+def _cpu(t: torch.Tensor, what: str) -> torch.Tensor:
+    if t.device.type != "cpu":
+        raise ValueError(f"kumi: {what}: tensor on {t.device}; this build of kumi takes CPU tensors only")
+    if not t.is_contiguous():
+        raise ValueError(f"kumi: {what}: tensor is not contiguous (call .contiguous())")
+    return t
+
+
+def _work(kumi_work: Optional[kumi.Work], result: Any):
+    """A torch Work whose future completes with `result` when kumi's operation does."""
+    fut: torch.futures.Future = torch.futures.Future()
+    if kumi_work is None:
+        fut.set_result(result)
+    else:
+        def done(f):
+            err = f.exception()
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(result)
+        kumi_work._future.add_done_callback(done)
+    return _create_work_from_future(fut)
+
+
+class KumiProcessGroup(dist.ProcessGroup):
+    def __init__(self, comm: kumi.Communicator, rank: int, size: int):
+        super().__init__(rank, size)
+        self._comm = comm
+        self._group_name = ""
+        self._group_desc = ""
+
+    # -- identity (torch asks for these in various versions)
+    def getBackendName(self) -> str:
+        return BACKEND
+
+    def name(self) -> str:
+        return BACKEND
+
+    @property
+    def group_name(self) -> str:
+        return self._group_name
+
+    def _set_group_name(self, name: str) -> None:
+        self._group_name = name
+
+    def getGroupName(self) -> str:
+        return self._group_name
+
+    def setGroupName(self, name: str) -> None:
+        self._group_name = name
+
+    @property
+    def group_desc(self) -> str:
+        return self._group_desc
+
+    def _set_group_desc(self, desc: str) -> None:
+        self._group_desc = desc
+
+    def getGroupDesc(self) -> str:
+        return self._group_desc
+
+    def setGroupDesc(self, desc: str) -> None:
+        self._group_desc = desc
+
+    @property
+    def _device_types(self) -> List[torch.device]:
+        return [torch.device("cpu")]
+
+    def _get_backend(self, device: Any) -> "KumiProcessGroup":
+        return self
+
+    # -- collectives
+    def allreduce(self, tensors: List[torch.Tensor], opts: Any = None):
+        op = _op(opts.reduceOp) if opts is not None else kumi.ReduceOp.SUM
+        last = None
+        for t in tensors:
+            last = self._comm.all_reduce(_cpu(t, "allreduce"), op=op, async_op=True)
+        return _work(last, tensors)
+
+    def allreduce_coalesced(self, tensors: List[torch.Tensor], opts: Any = None):
+        return self.allreduce(tensors, opts)
+
+    def broadcast(self, tensors: List[torch.Tensor], opts: Any):
+        root = opts.rootRank
+        last = None
+        for t in tensors:
+            last = self._comm.broadcast(_cpu(t, "broadcast"), root=root, async_op=True)
+        return _work(last, tensors)
+
+    def reduce(self, tensors: List[torch.Tensor], opts: Any):
+        last = None
+        for t in tensors:
+            last = self._comm.reduce(_cpu(t, "reduce"), root=opts.rootRank, op=_op(opts.reduceOp), async_op=True)
+        return _work(last, tensors)
+
+    def _allgather_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None):
+        w = self._comm.all_gather(_cpu(input, "all_gather_into_tensor"),
+                                  out=_cpu(output, "all_gather_into_tensor output"), async_op=True)
+        return _work(w, output)
+
+    all_gather_into_tensor = _allgather_base
+
+    def allgather(self, output_lists: List[List[torch.Tensor]], inputs: List[torch.Tensor], opts: Any = None):
+        last = None
+        for outs, inp in zip(output_lists, inputs):
+            inp = _cpu(inp, "allgather")
+            flat = inp.new_empty((self.size() * inp.numel(),))
+            self._comm.all_gather(inp, out=flat, async_op=True)
+
+            def scatter_back(outs=outs, flat=flat, inp=inp):
+                for k, o in enumerate(outs):
+                    o.copy_(flat[k * inp.numel():(k + 1) * inp.numel()].view_as(o))
+            last = self._comm._run(True, scatter_back)  # after the gather, on the same thread
+        return _work(last, output_lists)
+
+    def _reduce_scatter_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None):
+        op = _op(opts.reduceOp) if opts is not None else kumi.ReduceOp.SUM
+        w = self._comm.reduce_scatter(_cpu(input, "reduce_scatter_tensor"),
+                                      out=_cpu(output, "reduce_scatter_tensor output"), op=op, async_op=True)
+        return _work(w, output)
+
+    reduce_scatter_tensor = _reduce_scatter_base
+
+    def reduce_scatter(self, outputs: List[torch.Tensor], input_lists: List[List[torch.Tensor]], opts: Any = None):
+        op = _op(opts.reduceOp) if opts is not None else kumi.ReduceOp.SUM
+        last = None
+        for out, ins in zip(outputs, input_lists):
+            flat = torch.cat([_cpu(i, "reduce_scatter").reshape(-1) for i in ins])
+            last = self._comm.reduce_scatter(flat, out=_cpu(out, "reduce_scatter output"), op=op, async_op=True)
+        return _work(last, outputs)
+
+    def gather(self, output_lists: List[List[torch.Tensor]], inputs: List[torch.Tensor], opts: Any):
+        root = opts.rootRank
+        inp = _cpu(inputs[0], "gather")
+        flat = inp.new_empty((self.size() * inp.numel(),))
+        self._comm.all_gather(inp, out=flat, async_op=True)
+
+        def copy_out():
+            if self.rank() == root:
+                for k, o in enumerate(output_lists[0]):
+                    o.copy_(flat[k * inp.numel():(k + 1) * inp.numel()].view_as(o))
+        return _work(self._comm._run(True, copy_out), output_lists)
+
+    def scatter(self, outputs: List[torch.Tensor], input_lists: List[List[torch.Tensor]], opts: Any):
+        root = opts.rootRank
+        out = _cpu(outputs[0], "scatter")
+        flat = out.new_empty((self.size() * out.numel(),))
+        if self.rank() == root:
+            flat.copy_(torch.cat([i.reshape(-1) for i in input_lists[0]]))
+        self._comm.broadcast(flat, root=root, async_op=True)
+
+        def copy_out():
+            out.copy_(flat[self.rank() * out.numel():(self.rank() + 1) * out.numel()].view_as(out))
+        return _work(self._comm._run(True, copy_out), outputs)
+
+    def send(self, tensors: List[torch.Tensor], dst: int, tag: int = 0):
+        last = None
+        for t in tensors:
+            last = self._comm.send(_cpu(t, "send"), dst, async_op=True)
+        return _work(last, tensors)
+
+    def recv(self, tensors: List[torch.Tensor], src: int, tag: int = 0):
+        last = None
+        for t in tensors:
+            last = self._comm.recv(_cpu(t, "recv"), src, async_op=True)
+        return _work(last, tensors)
+
+    def barrier(self, opts: Any = None):
+        return _work(self._comm.barrier(async_op=True), None)
+
+    def abort(self) -> None:
+        self._comm.abort()
+
+    def shutdown(self) -> None:
+        self._comm.close()
+
+
+def _create(*args: Any):
+    """The backend's creator: (store, rank, size, timeout), or with extended_api the options."""
+    if len(args) == 4:
+        store, rank, size, timeout = args
+    else:
+        opts = args[0]
+        store, rank, size, timeout = opts.store, opts.group_rank, opts.group_size, opts.timeout
+    key = "kumi/unique_id"
+    if rank == 0:
+        uid = kumi.get_unique_id()
+        store.set(key, uid)
+    else:
+        uid = store.get(key)
+    comm = kumi.init_with_id(bytes(uid), size, rank)
+    return KumiProcessGroup(comm, rank, size)
+
+
+if BACKEND not in dist.Backend.backend_list:
+    dist.Backend.register_backend(BACKEND, _create, extended_api=True, devices=["cpu"])

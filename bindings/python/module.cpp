@@ -271,6 +271,9 @@ std::unique_ptr<Communicator> initWithId(nb::bytes id, int worldSize, int rank) 
 
 NB_MODULE(_kumi, m) {
   m.doc() = "kumi's native module; use the kumi package instead.";
+  // torch keeps a registered process group (and so its communicator) alive until interpreter
+  // exit, past the point where nanobind counts leaks: its report would be noise in every job.
+  nb::set_leak_warnings(false);
 
   // kumi.Error and one subclass per result code, created here so that the translator can raise them.
   static const std::array<const char*, kumiNumResults> kNames{

@@ -21,10 +21,6 @@ import torch.distributed as dist
 
 import kumi
 
-try:  # torch >= 1.13
-    from torch._C._distributed_c10d import _create_work_from_future
-except ImportError as e:  # pragma: no cover - older torch
-    raise ImportError("kumi.torch needs torch >= 2.4") from e
 
 BACKEND = "kumi"
 
@@ -45,6 +41,9 @@ def _op(op: Any) -> kumi.ReduceOp:
 
 
 def _cpu(t: torch.Tensor, what: str) -> torch.Tensor:
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"kumi: {what}: dtype {t.dtype} is not supported (integers, float16, bfloat16, float32, "
+                         "float64)")
     if t.device.type != "cpu":
         raise ValueError(f"kumi: {what}: tensor on {t.device}; this build of kumi takes CPU tensors only")
     if not t.is_contiguous():
@@ -52,7 +51,46 @@ def _cpu(t: torch.Tensor, what: str) -> torch.Tensor:
     return t
 
 
-def _work(kumi_work: Optional[kumi.Work], result: Any):
+class KumiWork(dist._Work):
+    """A torch Work over kumi's: wait() raises the operation's error. (A Work made from a future
+    by torch's _create_work_from_future returns from wait() even when the future failed, which
+    would hide a failed collective from every synchronous call.)"""
+
+    def __init__(self, fut: torch.futures.Future):
+        super().__init__()
+        self._fut = fut
+
+    def wait(self, timeout: Optional[datetime.timedelta] = None) -> bool:
+        self._fut.wait()  # raises the operation's error
+        return True
+
+    def is_completed(self) -> bool:
+        return self._fut.done()
+
+    def is_success(self) -> bool:
+        if not self._fut.done():
+            return False
+        try:
+            self._fut.value()
+            return True
+        except Exception:  # noqa: BLE001 - any failure of the operation
+            return False
+
+    def exception(self):
+        try:
+            self._fut.value()
+            return None
+        except Exception as e:  # noqa: BLE001
+            return e
+
+    def get_future(self) -> torch.futures.Future:
+        return self._fut
+
+    def synchronize(self) -> None:
+        self._fut.wait()
+
+
+def _work(kumi_work: Optional[kumi.Work], result: Any) -> KumiWork:
     """A torch Work whose future completes with `result` when kumi's operation does."""
     fut: torch.futures.Future = torch.futures.Future()
     if kumi_work is None:
@@ -65,7 +103,7 @@ def _work(kumi_work: Optional[kumi.Work], result: Any):
             else:
                 fut.set_result(result)
         kumi_work._future.add_done_callback(done)
-    return _create_work_from_future(fut)
+    return KumiWork(fut)
 
 
 class KumiProcessGroup(dist.ProcessGroup):
@@ -145,6 +183,7 @@ class KumiProcessGroup(dist.ProcessGroup):
         return _work(w, output)
 
     all_gather_into_tensor = _allgather_base
+    all_gather_single = _allgather_base  # the name torch 2.10+ calls
 
     def allgather(self, output_lists: List[List[torch.Tensor]], inputs: List[torch.Tensor], opts: Any = None):
         last = None
@@ -166,6 +205,7 @@ class KumiProcessGroup(dist.ProcessGroup):
         return _work(w, output)
 
     reduce_scatter_tensor = _reduce_scatter_base
+    reduce_scatter_single = _reduce_scatter_base  # the name torch 2.10+ calls
 
     def reduce_scatter(self, outputs: List[torch.Tensor], input_lists: List[List[torch.Tensor]], opts: Any = None):
         op = _op(opts.reduceOp) if opts is not None else kumi.ReduceOp.SUM

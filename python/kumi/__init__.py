@@ -85,6 +85,7 @@ class Communicator:
         self._native = native
         self._lock = threading.Lock()
         self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._pending = 0  # operations queued on the worker and not finished
         self.rank: int = native.rank
         self.size: int = native.size
 
@@ -112,25 +113,45 @@ class Communicator:
         return Communicator(self._run(False, self._native.split, color, key))
 
     # -- operations
-    def _run(self, async_op: bool, fn, *args):
-        if not async_op:
-            if self._worker is not None:
-                # Keep the order: a blocking call after async ones runs after them.
-                return self._submit(fn, *args).result()
-            return fn(*args)
+    # Below this many bytes an async operation with nothing queued before it runs at once on the
+    # calling thread: handing it to the worker thread and back costs more than the operation.
+    INLINE_BYTES = 64 << 10
+
+    def _run(self, async_op: bool, fn, *args, nbytes: Optional[int] = None):
+        if not async_op or (nbytes is not None and nbytes <= self.INLINE_BYTES):
+            with self._lock:
+                busy = self._pending > 0
+            if busy:  # keep the order: after the queued operations
+                fut = self._submit(fn, *args)
+                return fut.result() if not async_op else Work(fut)
+            if not async_op:
+                return fn(*args)
+            done: concurrent.futures.Future = concurrent.futures.Future()
+            try:
+                done.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - handed to whoever waits
+                done.set_exception(e)
+            return Work(done)
         return Work(self._submit(fn, *args))
 
     def _submit(self, fn, *args) -> concurrent.futures.Future:
+        def counted():
+            try:
+                return fn(*args)
+            finally:
+                with self._lock:
+                    self._pending -= 1
         with self._lock:
             if self._worker is None:
                 self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kumi")
-            return self._worker.submit(fn, *args)
+            self._pending += 1
+            return self._worker.submit(counted)
 
     def _call(self, async_op: bool, fn, result, *args):
         def go():
             fn(*args)
             return result
-        return self._run(async_op, go)
+        return self._run(async_op, go, nbytes=_nbytes(result if result is not None else (args[0] if args else None)))
 
     def all_reduce(self, array, op: Any = ReduceOp.SUM, out=None, async_op: bool = False):
         """out = reduction over ranks of array (in place when out is None). Returns out."""
@@ -172,6 +193,18 @@ class Communicator:
 
     def __repr__(self) -> str:
         return f"kumi.Communicator(rank={self.rank}, size={self.size})"
+
+
+def _nbytes(a) -> Optional[int]:
+    if a is None:
+        return 0
+    n = getattr(a, "nbytes", None)  # numpy
+    if isinstance(n, int):
+        return n
+    numel, size = getattr(a, "numel", None), getattr(a, "element_size", None)  # torch
+    if callable(numel) and callable(size):
+        return numel() * size()
+    return None
 
 
 def _flat(a):

@@ -1,7 +1,8 @@
 """kumi as a torch.distributed backend (python/kumi/torch.py) with the installed torch (CPU):
 every collective in 2 and 4 processes under kumirun, and DDP training runs for 200 steps on 2 and 4
 processes that must print the same losses as backend "gloo" and end with the same parameters on
-every rank. The test fails, not skips, when torch is missing."""
+every rank, and FSDP2 (fully_shard) on CPU on 2 processes ending with gloo's shards. The test
+fails, not skips, when torch is missing."""
 import os
 import re
 import socket
@@ -67,6 +68,18 @@ class TorchBackend(unittest.TestCase):
         for step, (a, b) in enumerate(zip(kumi_losses, gloo_losses)):
             self.assertAlmostEqual(a, b, delta=1e-4 * max(1.0, abs(b)), msg=f"step {step}: kumi {a}, gloo {b}")
         self.assertLess(kumi_losses[-1], kumi_losses[0], "the model learns")
+
+    def test_fsdp2_two_ranks_matches_gloo(self):
+        # fully_shard on CPU: all_gather_into_tensor / reduce_scatter_tensor through kumi. Every
+        # rank's shards end bit-identical to gloo's run (two ranks: sums are exact in any order).
+        runs = {}
+        for backend in ("kumi", "gloo"):
+            res = run(2, "fsdp_worker.py", backend, "50")
+            self.assertEqual(res.returncode, 0, res.stdout[-3000:] + res.stderr[-3000:])
+            losses = re.findall(r"LOSS (\d+) (\S+)", res.stdout)
+            self.assertEqual(len(losses), 100, res.stdout[-2000:])
+            runs[backend] = (sorted(losses), sorted(re.findall(r"PARAMS (\d+) (\w+)", res.stdout)))
+        self.assertEqual(runs["kumi"], runs["gloo"])
 
     def test_ddp_two_ranks_matches_gloo(self):
         self.ddp(2)

@@ -69,6 +69,26 @@ class TorchBackend(unittest.TestCase):
             self.assertAlmostEqual(a, b, delta=1e-4 * max(1.0, abs(b)), msg=f"step {step}: kumi {a}, gloo {b}")
         self.assertLess(kumi_losses[-1], kumi_losses[0], "the model learns")
 
+    def test_under_torchrun(self):
+        # torchrun's own variables and store (env://), nothing kumi-specific in the script.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUMI_")}
+        env["PYTHONPATH"] = os.path.join(BUILD, "python") + os.pathsep + env.get("PYTHONPATH", "")
+        res = subprocess.run([sys.executable, "-W", "ignore", "-m", "torch.distributed.run", "--nproc-per-node", "3",
+                              "--master-port", str(free_port()), os.path.join(HERE, "torchrun_worker.py")],
+                             env=env, capture_output=True, text=True, timeout=180)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(sorted(re.findall(r"torchrun_worker ok (\d) 3", res.stdout)), ["0", "1", "2"], res.stdout)
+
+    def test_under_torch_multiprocessing(self):
+        code = ("import sys, torch.multiprocessing as mp; sys.path.insert(0, sys.argv[1]); import torchrun_worker; "
+                "mp.spawn(torchrun_worker.main, args=(2, int(sys.argv[2])), nprocs=2)")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUMI_")}
+        env["PYTHONPATH"] = os.path.join(BUILD, "python") + os.pathsep + env.get("PYTHONPATH", "")
+        res = subprocess.run([sys.executable, "-W", "ignore", "-c", code, HERE, str(free_port())], env=env,
+                             capture_output=True, text=True, timeout=180)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(sorted(re.findall(r"torchrun_worker ok (\d) 2", res.stdout)), ["0", "1"], res.stdout)
+
     def test_fsdp2_two_ranks_matches_gloo(self):
         # fully_shard on CPU: all_gather_into_tensor / reduce_scatter_tensor through kumi. Every
         # rank's shards end bit-identical to gloo's run (two ranks: sums are exact in any order).

@@ -72,22 +72,39 @@ install_debian_packages() {
 # git-ignored), never in the system's Python: kubernetes-validate checks the manifests of
 # deploy/kubernetes/ against the Kubernetes OpenAPI schemas (tests/scripts/test_manifests.py).
 # Installed from PyPI only when the environment lacks it.
-KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
+# package -> why the test suite needs it. torch: the CPU build (on these machines pip finds it on
+# local disk); the Python binding is never compiled against it, so any torch >= 2.4 would do.
+declare -A PY_WHY=(
+  [kubernetes-validate==1.37.0]="deploy/kubernetes/ manifests against the Kubernetes schemas"
+  [nanobind>=2.0]="building the Python module (bindings/python)"
+  [scikit-build-core>=0.10]="pip install . in the packaging test"
+  [numpy]="the Python API tests"
+  [pytest]="runner of tests/python"
+  [torch==2.13.0]="the torch.distributed backend tests (DDP, FSDP2, torchrun)"
+)
+declare -A PY_MODULE=(
+  [kubernetes-validate==1.37.0]=kubernetes_validate [nanobind>=2.0]=nanobind [scikit-build-core>=0.10]=scikit_build_core
+  [numpy]=numpy [pytest]=pytest [torch==2.13.0]=torch
+)
 install_python_tools() {
-  local root venv
+  local root venv missing=()
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   venv="$root/.venv-tools"
-  if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c 'import kubernetes_validate' 2>/dev/null; then
-    echo "setup-deps: $venv has kubernetes-validate."
-    return 0
-  fi
-  echo "setup-deps: installing $KUBERNETES_VALIDATE (manifest tests) into $venv"
   if [ ! -x "$venv/bin/python3" ]; then
     rm -rf "$venv"
     python3 -m venv "$venv"
   fi
-  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "$KUBERNETES_VALIDATE"
-  "$venv/bin/python3" -c 'import kubernetes_validate'
+  for req in "${!PY_WHY[@]}"; do
+    "$venv/bin/python3" -c "import ${PY_MODULE[$req]}" 2>/dev/null || missing+=("$req")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup-deps: $venv has the Python test tools."
+    return 0
+  fi
+  echo "setup-deps: installing into $venv:"
+  for req in "${missing[@]}"; do printf '  %-30s %s\n' "$req" "${PY_WHY[$req]}"; done
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${missing[@]}"
+  for req in "${missing[@]}"; do "$venv/bin/python3" -c "import ${PY_MODULE[$req]}"; done
   echo "setup-deps: $venv ready."
 }
 

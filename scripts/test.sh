@@ -12,7 +12,9 @@ bash scripts/setup-deps.sh
 jobs=$(nproc)
 
 echo "== lane 1: Release build and full suite"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+# The Python module builds with the checkout's .venv-tools/ (nanobind, torch for its tests).
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKUMI_WITH_PYTHON=ON \
+  -DPython_EXECUTABLE="$PWD/.venv-tools/bin/python3" >/dev/null
 cmake --build build -j"$jobs"
 # One test at a time: multi-process tests start up to 5 ranks on 2 cores, and timing checks
 # (fail-fast within seconds) must not be starved by a parallel test.
@@ -20,7 +22,7 @@ cmake --build build -j"$jobs"
 
 echo "== lane 2: AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKUMI_SANITIZE=address,undefined \
-  -DKUMI_BUILD_BENCHMARKS=OFF -DKUMI_BUILD_EXAMPLES=OFF >/dev/null
+  -DKUMI_BUILD_BENCHMARKS=OFF -DKUMI_BUILD_EXAMPLES=OFF -DKUMI_WITH_PYTHON=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 # The sanitized schedule checks cover world sizes 1..8 (lane 1 covers 1..32 at full speed).
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -29,7 +31,7 @@ cmake --build build-asan -j"$jobs"
 echo "== lane 3: ThreadSanitizer"
 # Optimised (TSan slows code 5-15x; -O0 would double that), with debug info for the reports.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKUMI_SANITIZE=thread \
-  -DKUMI_BUILD_BENCHMARKS=OFF -DKUMI_BUILD_EXAMPLES=OFF >/dev/null
+  -DKUMI_BUILD_BENCHMARKS=OFF -DKUMI_BUILD_EXAMPLES=OFF -DKUMI_WITH_PYTHON=OFF >/dev/null
 cmake --build build-tsan -j"$jobs"
 # halt_on_error: a report ends the process with status 66, so its test (or its kumirun job) fails.
 # Left out, to keep the lane's tests near 6 minutes instead of 15: tests that run no second thread,

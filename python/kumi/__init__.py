@@ -14,9 +14,11 @@ kumi's message. `import kumi.torch` registers kumi as a torch.distributed backen
 """
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import enum
 import threading
+import weakref
 from typing import Any, Optional
 
 from ._kumi import (AbortedError, Error, InternalError, InvalidArgumentError, InvalidUsageError, RemoteError,
@@ -76,6 +78,21 @@ class Work:
         return self._future.exception() if self._future.done() else None
 
 
+_live: "weakref.WeakSet[Communicator]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Closes what is still open before the interpreter and the native module are torn down:
+    left to static destructors at exit, a communicator's threads could outlive what they use
+    (seen once in CI: "terminate called without an active exception" after a DDP run)."""
+    for comm in list(_live):
+        try:
+            comm.close()
+        except Exception:  # noqa: BLE001 - exiting anyway; peers may be gone
+            pass
+
+
 class Communicator:
     """A group of ranks. Methods are collective: every rank calls them in the same order. One
     operation runs at a time; async ones run in order on the communicator's own thread, with the
@@ -88,6 +105,7 @@ class Communicator:
         self._pending = 0  # operations queued on the worker and not finished
         self.rank: int = native.rank
         self.size: int = native.size
+        _live.add(self)
 
     # -- life cycle
     def close(self) -> None:

@@ -208,6 +208,18 @@ void allGather(Communicator& c, Array send, Array recv) {
   blocking([&] { return kumiAllGather(s.data, r.data, s.count, s.type, h, nullptr); });
 }
 
+void allToAll(Communicator& c, Array send, Array recv) {
+  View s = viewOf(send, "all_to_all input"), r = viewOf(recv, "all_to_all output");
+  sameType(s, r, "all_to_all");
+  const std::size_t n = static_cast<std::size_t>(c.size());
+  if (s.count != r.count || s.count % n != 0)
+    throw KumiFailure{kumiInvalidArgument, "all_to_all: input and output need the same number of elements, a multiple "
+                                           "of the world size " + std::to_string(n) + "; got " +
+                                               std::to_string(s.count) + " and " + std::to_string(r.count)};
+  kumiComm_t h = c.handle();
+  blocking([&] { return kumiAllToAll(s.data, r.data, s.count / n, s.type, h, nullptr); });
+}
+
 void send(Communicator& c, Array data, int peer) {
   View v = viewOf(data, "send");
   kumiComm_t h = c.handle();
@@ -309,6 +321,7 @@ NB_MODULE(_kumi, m) {
       .def("broadcast", &broadcast, nb::arg("send").noconvert(), nb::arg("recv").noconvert(), nb::arg("root"))
       .def("reduce_scatter", &reduceScatter, nb::arg("send").noconvert(), nb::arg("recv").noconvert(), nb::arg("op"))
       .def("all_gather", &allGather, nb::arg("send").noconvert(), nb::arg("recv").noconvert())
+      .def("all_to_all", &allToAll, nb::arg("send").noconvert(), nb::arg("recv").noconvert())
       .def("send", &send, nb::arg("data").noconvert(), nb::arg("peer"))
       .def("recv", &recv, nb::arg("data").noconvert(), nb::arg("peer"))
       .def("barrier", &barrier)

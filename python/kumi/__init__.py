@@ -83,9 +83,9 @@ _live: "weakref.WeakSet[Communicator]" = weakref.WeakSet()
 
 @atexit.register
 def _close_at_exit() -> None:
-    """Closes what is still open before the interpreter and the native module are torn down:
-    left to static destructors at exit, a communicator's threads could outlive what they use
-    (seen once in CI: "terminate called without an active exception" after a DDP run)."""
+    """Closes what is still open while the interpreter still runs: left to interpreter shutdown,
+    a communicator would be destroyed in whatever order modules are torn down, after its worker
+    thread could no longer take the GIL."""
     for comm in list(_live):
         try:
             comm.close()
@@ -199,6 +199,16 @@ class Communicator:
                 raise InvalidArgumentError(f"reduce_scatter: {n} elements do not split into {self.size} equal blocks")
             out = _like(array, n // self.size)
         return self._call(async_op, self._native.reduce_scatter, out, _raw(array), _raw(out), _op(op))
+
+    def all_to_all(self, array, out=None, async_op: bool = False):
+        """Block j of array (len / size elements) goes to rank j; out (a new array like array when
+        None) holds, at block j, what rank j sent this rank."""
+        n = len(_flat(array))
+        if out is None:
+            if n % self.size:
+                raise InvalidArgumentError(f"all_to_all: {n} elements do not split into {self.size} equal blocks")
+            out = _like(array, n)
+        return self._call(async_op, self._native.all_to_all, out, _raw(array), _raw(out))
 
     def barrier(self, async_op: bool = False):
         return self._call(async_op, self._native.barrier, None)

@@ -37,7 +37,31 @@ def _op(op: Any) -> kumi.ReduceOp:
     for theirs, ours in _OPS.items():
         if op == theirs:
             return ours
-    raise ValueError(f"kumi: reduce op {op} is not supported (sum, product, min, max, avg)")
+    raise ValueError(f"kumi: reduce op {op} is not supported (sum, product, min, max, avg, premul_sum)")
+
+
+def _premul_factor(opts: Any) -> Optional[float]:
+    """PREMUL_SUM's factor (FSDP2 uses it for a custom gradient divide factor), else None."""
+    op = getattr(opts, "reduceOp", None)
+    if op is None or op != dist.ReduceOp.PREMUL_SUM:
+        return None
+    factor = getattr(op, "factor", None)
+    if factor is None:
+        raise ValueError("kumi: this torch does not expose PREMUL_SUM's factor to Python backends")
+    return float(factor.item() if isinstance(factor, torch.Tensor) else factor)
+
+
+def _reduction(opts: Any, tensors: List[torch.Tensor], what: str):
+    """(kumi op, premul factor or None) for a reducing call's options."""
+    if opts is None:
+        return kumi.ReduceOp.SUM, None
+    factor = _premul_factor(opts)
+    if factor is None:
+        return _op(opts.reduceOp), None
+    for t in tensors:
+        if not t.is_floating_point():
+            raise ValueError(f"kumi: {what}: PREMUL_SUM needs a floating-point tensor, not {t.dtype}")
+    return kumi.ReduceOp.SUM, factor
 
 
 def _cpu(t: torch.Tensor, what: str) -> torch.Tensor:
@@ -49,6 +73,19 @@ def _cpu(t: torch.Tensor, what: str) -> torch.Tensor:
     if not t.is_contiguous():
         raise ValueError(f"kumi: {what}: tensor is not contiguous (call .contiguous())")
     return t
+
+
+def _even(rows: int, parts: int) -> List[int]:
+    if rows % parts:
+        raise ValueError(f"kumi: all_to_all_single: {rows} rows do not split into {parts} equal blocks")
+    return [rows // parts] * parts
+
+
+def _split(flat: torch.Tensor, sizes: List[int]) -> List[torch.Tensor]:
+    if sum(sizes) != flat.numel():
+        raise ValueError(f"kumi: all_to_all_single: split sizes add up to {sum(sizes)} elements, the tensor has "
+                         f"{flat.numel()}")
+    return list(torch.split(flat, sizes))
 
 
 class KumiWork(dist._Work):
@@ -154,11 +191,22 @@ class KumiProcessGroup(dist.ProcessGroup):
         return self
 
     # -- collectives
+    def _scaled(self, t: torch.Tensor, factor: Optional[float], in_place: bool) -> torch.Tensor:
+        """PREMUL_SUM's input: t times factor, computed on the communicator's thread after the
+        operations queued before it (which may still be using t). In place only where the
+        result overwrites t anyway."""
+        if factor is None:
+            return t
+        out = t if in_place else torch.empty_like(t)
+        self._comm._run(True, lambda: torch.mul(t, factor, out=out))
+        return out
+
     def allreduce(self, tensors: List[torch.Tensor], opts: Any = None):
-        op = _op(opts.reduceOp) if opts is not None else kumi.ReduceOp.SUM
+        op, factor = _reduction(opts, tensors, "allreduce")
         last = None
         for t in tensors:
-            last = self._comm.all_reduce(_cpu(t, "allreduce"), op=op, async_op=True)
+            t = self._scaled(_cpu(t, "allreduce"), factor, in_place=True)
+            last = self._comm.all_reduce(t, op=op, async_op=True)
         return _work(last, tensors)
 
     def allreduce_coalesced(self, tensors: List[torch.Tensor], opts: Any = None):
@@ -172,9 +220,11 @@ class KumiProcessGroup(dist.ProcessGroup):
         return _work(last, tensors)
 
     def reduce(self, tensors: List[torch.Tensor], opts: Any):
+        op, factor = _reduction(opts, tensors, "reduce")
         last = None
         for t in tensors:
-            last = self._comm.reduce(_cpu(t, "reduce"), root=opts.rootRank, op=_op(opts.reduceOp), async_op=True)
+            src = self._scaled(_cpu(t, "reduce"), factor, in_place=False)
+            last = self._comm.reduce(src, root=opts.rootRank, op=op, out=t, async_op=True)
         return _work(last, tensors)
 
     def _allgather_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None):
@@ -199,8 +249,9 @@ class KumiProcessGroup(dist.ProcessGroup):
         return _work(last, output_lists)
 
     def _reduce_scatter_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None):
-        op = _op(opts.reduceOp) if opts is not None else kumi.ReduceOp.SUM
-        w = self._comm.reduce_scatter(_cpu(input, "reduce_scatter_tensor"),
+        op, factor = _reduction(opts, [input], "reduce_scatter_tensor")
+        input = self._scaled(_cpu(input, "reduce_scatter_tensor"), factor, in_place=False)
+        w = self._comm.reduce_scatter(input,
                                       out=_cpu(output, "reduce_scatter_tensor output"), op=op, async_op=True)
         return _work(w, output)
 
@@ -208,10 +259,11 @@ class KumiProcessGroup(dist.ProcessGroup):
     reduce_scatter_single = _reduce_scatter_base  # the name torch 2.10+ calls
 
     def reduce_scatter(self, outputs: List[torch.Tensor], input_lists: List[List[torch.Tensor]], opts: Any = None):
-        op = _op(opts.reduceOp) if opts is not None else kumi.ReduceOp.SUM
+        op, factor = _reduction(opts, [i for ins in input_lists for i in ins], "reduce_scatter")
         last = None
         for out, ins in zip(outputs, input_lists):
             flat = torch.cat([_cpu(i, "reduce_scatter").reshape(-1) for i in ins])
+            flat = self._scaled(flat, factor, in_place=True)  # flat is ours
             last = self._comm.reduce_scatter(flat, out=_cpu(out, "reduce_scatter output"), op=op, async_op=True)
         return _work(last, outputs)
 
@@ -238,6 +290,53 @@ class KumiProcessGroup(dist.ProcessGroup):
         def copy_out():
             out.copy_(flat[self.rank() * out.numel():(self.rank() + 1) * out.numel()].view_as(out))
         return _work(self._comm._run(True, copy_out), outputs)
+
+    def alltoall_base(self, output: torch.Tensor, input: torch.Tensor, output_split_sizes: List[int],
+                      input_split_sizes: List[int], opts: Any = None):
+        """all_to_all_single: even splits straight through kumi; uneven ones padded (below)."""
+        input, output = _cpu(input, "all_to_all_single"), _cpu(output, "all_to_all_single output")
+        n = self.size()
+        if not output_split_sizes and not input_split_sizes:
+            if input.numel() != output.numel() or input.numel() % n:
+                raise ValueError(f"kumi: all_to_all_single: input ({input.numel()} elements) and output "
+                                 f"({output.numel()}) must be equal and split into {n} equal blocks")
+            return _work(self._comm.all_to_all(input, out=output, async_op=True), output)
+        row = input[0].numel() if input.dim() > 1 and input.shape[0] else 1
+        ins = _split(input.reshape(-1), [k * row for k in (input_split_sizes or _even(input.shape[0], n))])
+        outs = _split(output.reshape(-1), [k * row for k in (output_split_sizes or _even(output.shape[0], n))])
+        return self._alltoall_blocks(outs, ins, output)
+
+    def alltoall(self, output_tensors: List[torch.Tensor], input_tensors: List[torch.Tensor], opts: Any = None):
+        """all_to_all with tensor lists: block j of each side is tensor j."""
+        n = self.size()
+        if len(input_tensors) != n or len(output_tensors) != n:
+            raise ValueError(f"kumi: all_to_all: {len(input_tensors)} inputs and {len(output_tensors)} outputs for "
+                             f"{n} ranks")
+        ins = [_cpu(t, "all_to_all").reshape(-1) for t in input_tensors]
+        outs = [_cpu(t, "all_to_all output") for t in output_tensors]
+        return self._alltoall_blocks(outs, ins, output_tensors)
+
+    def _alltoall_blocks(self, outs: List[torch.Tensor], ins: List[torch.Tensor], result: Any):
+        """kumi's all-to-all moves equal blocks, so uneven ones travel padded to the largest block
+        of any rank (agreed on with a small max-allreduce): the MoE case costs a copy each way."""
+        dtypes = {t.dtype for t in ins} | {t.dtype for t in outs}
+        if len(dtypes) != 1:
+            raise ValueError(f"kumi: all_to_all: tensors of different dtypes {sorted(map(str, dtypes))}")
+        n = self.size()
+        native = self._comm._native
+
+        def run():
+            largest = torch.tensor([max([t.numel() for t in ins] + [t.numel() for t in outs])], dtype=torch.int64)
+            native.all_reduce(largest, largest, int(kumi.ReduceOp.MAX))
+            block = int(largest.item())
+            send = ins[0].new_zeros((n * block,))
+            for j, t in enumerate(ins):
+                send[j * block:j * block + t.numel()].copy_(t)
+            recv = torch.empty_like(send)
+            native.all_to_all(send, recv)
+            for j, t in enumerate(outs):
+                t.view(-1).copy_(recv[j * block:j * block + t.numel()])
+        return _work(self._comm._run(True, run), result)
 
     def send(self, tensors: List[torch.Tensor], dst: int, tag: int = 0):
         last = None

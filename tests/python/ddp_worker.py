@@ -1,6 +1,7 @@
 """One rank of tests/python/test_torch.py's DDP check: a small MLP trained for STEPS steps with
 DistributedDataParallel over the backend named in argv[1] ("kumi" or "gloo"); prints the loss of
 every step and a digest of the final parameters, which the test compares across backends and ranks."""
+import gc
 import hashlib
 import os
 import sys
@@ -36,4 +37,10 @@ for step in range(steps):
     print(f"LOSS {step} {l.item() / size:.8f}", flush=True)
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
 print(f"PARAMS {rank} {digest}", flush=True)
+# Drop what holds the process group before destroying it, so that gloo's worker threads are
+# joined while Python still runs. (Left to interpreter shutdown, a gloo thread can free its last
+# work item there, block on the GIL and abort the process: "terminate called without an active
+# exception", seen in about 1 of 10 gloo runs here; torch's issue, not kumi's.)
+del ddp, opt, model
+gc.collect()
 dist.destroy_process_group()

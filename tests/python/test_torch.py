@@ -55,7 +55,7 @@ class TorchBackend(unittest.TestCase):
         runs = {}
         for backend in ("kumi", "gloo"):
             res = run(np_, "ddp_worker.py", backend, "200")
-            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.assertEqual(res.returncode, 0, f"backend {backend}:\n" + res.stdout[-3000:] + res.stderr[-3000:])
             losses = {}
             for m in re.finditer(r"LOSS (\d+) (\S+)", res.stdout):
                 losses.setdefault(int(m.group(1)), set()).add(float(m.group(2)))

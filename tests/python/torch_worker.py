@@ -54,6 +54,46 @@ r = torch.full((5,), float(rank + 1))
 dist.reduce(r, dst=0)
 if rank == 0:
     expect(torch.all(r == size * (size + 1) / 2).item(), "reduce")
+# all_to_all: block j of rank r holds 100 r + j; afterwards block j holds 100 j + r.
+inp = torch.tensor([100 * rank + j for j in range(size) for _ in range(3)], dtype=torch.float32)
+out = torch.empty(3 * size)
+dist.all_to_all_single(out, inp)
+expect(torch.equal(out, torch.tensor([100 * j + rank for j in range(size) for _ in range(3)], dtype=torch.float32)),
+       f"all_to_all_single {out}")
+# Uneven splits (the MoE case): rank r sends r + j + 1 rows of 2 to rank j.
+rows_in = [rank + j + 1 for j in range(size)]
+rows_out = [j + rank + 1 for j in range(size)]
+inp = torch.cat([torch.full((k, 2), 100 * rank + j, dtype=torch.int64) for j, k in enumerate(rows_in)])
+out = torch.empty((sum(rows_out), 2), dtype=torch.int64)
+dist.all_to_all_single(out, inp, output_split_sizes=rows_out, input_split_sizes=rows_in)
+want = torch.cat([torch.full((k, 2), 100 * j + rank, dtype=torch.int64) for j, k in enumerate(rows_out)])
+expect(torch.equal(out, want), f"all_to_all_single with uneven splits {out.tolist()}")
+outs = [torch.empty(j + 1, dtype=torch.float64) for j in range(size)]
+dist.all_to_all(outs, [torch.full((rank + 1,), float(10 * rank + j), dtype=torch.float64) for j in range(size)])
+expect(all(torch.equal(o, torch.full((j + 1,), float(10 * j + rank), dtype=torch.float64)) for j, o in enumerate(outs)),
+       f"all_to_all (lists) {outs}")
+# PREMUL_SUM (FSDP2's custom gradient divide factor): every rank's input times its factor, summed.
+# A per-rank tensor factor makes a post-multiplication wrong, so the check tells them apart.
+if hasattr(dist.ReduceOp.PREMUL_SUM, "__call__"):
+    t = torch.full((6,), float(rank + 1))
+    dist.all_reduce(t, op=dist.ReduceOp.PREMUL_SUM(torch.tensor(float(rank + 1))))
+    expect(torch.allclose(t, torch.full((6,), float(sum((k + 1) ** 2 for k in range(size))))), f"premul_sum all_reduce {t}")
+    inp = torch.arange(2 * size, dtype=torch.float32)
+    keep = inp.clone()
+    out = torch.empty(2)
+    dist.reduce_scatter_tensor(out, inp, op=dist.ReduceOp.PREMUL_SUM(0.5))
+    expect(torch.allclose(out, 0.5 * size * torch.arange(2 * rank, 2 * rank + 2, dtype=torch.float32)),
+           f"premul_sum reduce_scatter_tensor {out}")
+    expect(torch.equal(inp, keep), "premul_sum reduce_scatter_tensor leaves its input alone")
+    r = torch.full((3,), 2.0)
+    dist.reduce(r, dst=0, op=dist.ReduceOp.PREMUL_SUM(0.25))
+    if rank == 0:
+        expect(torch.allclose(r, torch.full((3,), 0.5 * size)), f"premul_sum reduce {r}")
+    try:
+        dist.all_reduce(torch.ones(4, dtype=torch.int32), op=dist.ReduceOp.PREMUL_SUM(2.0))
+        failures.append("premul_sum on int32: accepted")
+    except Exception as e:  # noqa: BLE001
+        expect("PREMUL_SUM" in str(e), f"premul_sum on int32 names the problem: {e}")
 dist.barrier()
 if size > 1:
     if rank == 0:

@@ -67,7 +67,7 @@ kumiDataType_t dataTypeOf(const Array& a, const char* what) {
   throw KumiFailure{kumiInvalidArgument,
                     std::string(what) + ": unsupported dtype (code " + std::to_string(t.code) + ", " +
                         std::to_string(t.bits) + " bits, " + std::to_string(t.lanes) +
-                        " lanes): kumi reduces int8, uint8, int32, uint32, int64, uint64, float16, bfloat16, "
+                        " lanes): kumi handles int8, uint8, int32, uint32, int64, uint64, float16, bfloat16, "
                         "float32 and float64"};
 }
 

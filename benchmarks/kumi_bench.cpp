@@ -29,10 +29,13 @@
 #include <utility>
 #include <vector>
 
-#include "core/element.hpp"  // header-only: the same fp16/bf16 rounding the library uses
-#include "core/types.hpp"     // header-only: canonical type and op names
+#include "core/element.hpp"     // header-only: the same fp16/bf16 rounding the library uses
+#include "core/scoped_env.hpp"  // header-only
+#include "core/types.hpp"       // header-only: canonical type and op names
 
 namespace {
+
+using kumi::ScopedEnv;
 
 struct Options {
   std::string coll = "allreduce";
@@ -77,27 +80,6 @@ struct CommDestroy {
   void operator()(kumiComm_t c) const noexcept { kumiCommDestroy(c); }
 };
 using CommPtr = std::unique_ptr<kumiComm, CommDestroy>;
-
-// Sets (nullptr: unsets) an environment variable for this object's life: the library reads
-// KUMI_* when a communicator is created, so each communicator gets its own settings this way.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value) ::setenv(name, value, 1);
-    else ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
-    else ::unsetenv(name_.c_str());
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
 
 CommPtr initComm() {
   kumiComm_t c = nullptr;

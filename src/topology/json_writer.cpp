@@ -1,6 +1,8 @@
 #include "topology/json_writer.hpp"
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/error.hpp"
 
@@ -48,6 +50,22 @@ JsonWriter& JsonWriter::raw(std::string_view token) {
   beforeItem();
   out_ += token;
   return *this;
+}
+
+JsonWriter& JsonWriter::value(double v) {
+  if (!std::isfinite(v)) return null();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  // Fewer digits where they read back the same: 1.1e9, not 1100000000.0000002.
+  for (int digits = 6; digits < 17; ++digits) {
+    char shorter[32];
+    std::snprintf(shorter, sizeof shorter, "%.*g", digits, v);
+    if (std::strtod(shorter, nullptr) == v) {
+      std::snprintf(buf, sizeof buf, "%s", shorter);
+      break;
+    }
+  }
+  return raw(buf);
 }
 
 JsonWriter& JsonWriter::value(std::string_view s) {

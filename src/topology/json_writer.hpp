@@ -25,6 +25,8 @@ class JsonWriter {
   JsonWriter& value(T v) {
     return raw(std::to_string(v));
   }
+  // Shortest text that reads back to the same double; NaN and infinities (not JSON) as null.
+  JsonWriter& value(double v);
   JsonWriter& null() { return raw("null"); }
 
   template <class T>

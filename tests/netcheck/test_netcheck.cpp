@@ -14,6 +14,8 @@
 #include "core/socket.hpp"
 #include "tools/netcheck/baseline_file.hpp"
 #include "tools/netcheck/findings.hpp"
+#include "tools/netcheck/options.hpp"
+#include "tools/netcheck/report.hpp"
 #include "tools/netcheck/prometheus_text.hpp"
 #include "tools/netcheck/pushgateway.hpp"
 #include "tools/netcheck/robust_stats.hpp"
@@ -310,6 +312,80 @@ TEST(BaselineFile, RoundTripAndClearErrors) {
   EXPECT_EQ(refused(head + "a b 0 tcp -1 1e-5\n", "bandwidth '-1'"), "");
   EXPECT_EQ(refused(head + "a b 0 tcp 1 1\na b 0 tcp 1 1\n", "appears twice"), "");
   EXPECT_THROW(loadBaseline("/nonexistent/baseline"), Error);
+}
+
+TEST(Options, DurationsSizesAndRefusals) {
+  EXPECT_EQ(parseDuration("--budget", "90"), 90);
+  EXPECT_EQ(parseDuration("--budget", "90s"), 90);
+  EXPECT_EQ(parseDuration("--budget", "5m"), 300);
+  EXPECT_EQ(parseDuration("--budget", "1h"), 3600);
+  EXPECT_EQ(parseDuration("--budget", "1m30s"), 90);
+  EXPECT_EQ(parseDuration("--budget", "0.5s"), 0.5);
+  for (const char* bad : {"", "5x", "m", "-5m", "0s", "5m30"}) EXPECT_THROW(parseDuration("--budget", bad), Error) << bad;
+  const Options o = parseOptions({"--budget", "2m", "--bytes", "1M", "--repeats", "3", "--allreduce-sizes", "64K,4M",
+                                  "--algos", "ring,tree", "--threshold", "tcp=1.0:50", "--group", "cluster=a/b",
+                                  "--pushgateway", "http://127.0.0.1:9091", "--no-intra-node"});
+  EXPECT_EQ(o.budgetSeconds, 120);
+  EXPECT_EQ(o.p2p.bytes, 1u << 20);
+  EXPECT_EQ(o.p2p.repeats, 3);
+  EXPECT_EQ(o.sweep.sizes, (std::vector<std::uint64_t>{64 << 10, 4 << 20}));
+  EXPECT_EQ(o.sweep.algorithms, (std::vector<std::string>{"ring", "tree"}));
+  EXPECT_EQ(o.analysis.thresholds.at("tcp").bandwidth, 1e9);
+  EXPECT_NEAR(o.analysis.thresholds.at("tcp").latency, 50e-6, 1e-12);
+  EXPECT_EQ(o.grouping.at(0).second, "a/b");
+  EXPECT_FALSE(o.intraNode);
+  EXPECT_TRUE(parseOptions({"--allreduce-sizes", "none"}).sweep.sizes.empty());
+  EXPECT_EQ(parseOptions({}).sweep.algorithms, allAllreduceAlgorithms());
+  auto refused = [](std::vector<std::string> args, const std::string& needle) {
+    try {
+      parseOptions(args);
+      return std::string("accepted");
+    } catch (const Error& e) {
+      return std::string(e.what()).find(needle) != std::string::npos ? std::string() : std::string(e.what());
+    }
+  };
+  EXPECT_EQ(refused({"--repeats", "0"}, "--repeats"), "");
+  EXPECT_EQ(refused({"--repeats", "2.5"}, "whole number"), "");
+  EXPECT_EQ(refused({"--bytes", "lots"}, "not a size"), "");
+  EXPECT_EQ(refused({"--threshold", "tcp"}, "TRANSPORT=GBPS"), "");
+  EXPECT_EQ(refused({"--threshold", "tcp=fast"}, "not a number"), "");
+  EXPECT_EQ(refused({"--group", "novalue"}, "LABEL=VALUE"), "");
+  EXPECT_EQ(refused({"--job", "a/b"}, "without '/'"), "");
+  EXPECT_EQ(refused({"--budget"}, "needs a value"), "");
+  EXPECT_EQ(refused({"--frobnicate"}, "unknown argument"), "");
+}
+
+TEST(Report, MetricsJsonTextAndExitCode) {
+  auto links = cluster(3, 1, 1.1, [](int s, int d, int) { return s == 2 || d == 2 ? 0.2 : 1.0; });
+  RunInfo run;
+  run.nodeNames = names(3);
+  run.ranks = 3;
+  run.seconds = 12.5;
+  run.startedAt = 1.8e9;
+  std::vector<AllreduceRow> sweep{{"auto", "ring", 1 << 20, 900, 1.5e9}, {"tree", "tree", 1 << 20, 1100, 1.2e9}};
+  // Three nodes, one slow: both ends of each slow link have two peers, node-2 all of its links slow.
+  const Analysis a = analyse(links, run.nodeNames, {}, {});
+  ASSERT_EQ(a.findings.size(), 1u);
+  EXPECT_EQ(exitCode(a, run), 1);
+  const std::string m = exposition(metricFamilies(a, sweep, run));
+  for (const char* needle :
+       {"kumi_netcheck_p2p_bandwidth_bytes_per_second{src_node=\"node-0\",dst_node=\"node-1\",transport=\"tcp\",rail=\"0\"}",
+        "kumi_netcheck_allreduce_busbw_bytes_per_second{algorithm=\"tree\",size=\"1048576\"} 1200000000",
+        "kumi_netcheck_node_healthy{node=\"node-2\"} 0", "kumi_netcheck_node_healthy{node=\"node-0\"} 1",
+        "kumi_netcheck_findings{scope=\"node\",severity=\"critical\"} 1", "kumi_netcheck_exit_code 1",
+        "kumi_netcheck_complete 1", "kumi_netcheck_nodes 3"})
+    EXPECT_NE(m.find(needle), std::string::npos) << needle << "\n" << m;
+  const std::string j = jsonReport(a, sweep, run);
+  EXPECT_NE(j.find("\"exit_code\": 1"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"scope\": \"node\""), std::string::npos);
+  EXPECT_NE(j.find("\"node\": \"node-2\""), std::string::npos);
+  const std::string t = textReport(a, sweep, run);
+  EXPECT_NE(t.find("SLOW"), std::string::npos);
+  EXPECT_NE(t.find("critical (node): node node-2"), std::string::npos) << t;
+  run.failure = "measurement stopped: rank 2 left";
+  EXPECT_EQ(exitCode(a, run), 2);
+  EXPECT_NE(textReport(a, sweep, run).find("FAILED: measurement stopped"), std::string::npos);
+  EXPECT_EQ(exitCode(analyse(cluster(3, 1, 1.1, [](int, int, int) { return 1.0; }), run.nodeNames, {}, {}), RunInfo{}), 0);
 }
 
 }  // namespace

@@ -25,6 +25,8 @@ declare -A WHY=(
   [libgloo-dev]="Gloo, a peer in the comparison benchmark"
   [iproute2]="network namespaces for the virtual-cluster tests"
   [procps]="process tools used by test scripts"
+  [prometheus]="a real Prometheus server the kumi-netcheck test queries (started on loopback by the test)"
+  [prometheus-pushgateway]="the Pushgateway kumi-netcheck pushes to in its test (started on loopback by the test)"
 )
 
 missing=()
@@ -81,10 +83,11 @@ declare -A PY_WHY=(
   [numpy]="the Python API tests"
   [pytest]="runner of tests/python"
   [torch==2.13.0]="the torch.distributed backend tests (DDP, FSDP2, torchrun)"
+  [matplotlib]="kumi-netcheck-plot's report image (tests/scripts/test_netcheck.py)"
 )
 declare -A PY_MODULE=(
   [kubernetes-validate==1.37.0]=kubernetes_validate [nanobind>=2.0]=nanobind [scikit-build-core>=0.10]=scikit_build_core
-  [numpy]=numpy [pytest]=pytest [torch==2.13.0]=torch
+  [numpy]=numpy [pytest]=pytest [torch==2.13.0]=torch [matplotlib]=matplotlib
 )
 install_python_tools() {
   local root venv missing=()

@@ -28,3 +28,7 @@ def kumi_topo() -> None:
 
 def kumi_sim() -> None:
     _exec("kumi-sim")
+
+
+def kumi_netcheck() -> None:
+    _exec("kumi-netcheck")

@@ -574,6 +574,22 @@ class VirtualCluster:
             _tc("-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", f"{p['rate']}bit",
                 "burst", str(p["burst"]), "latency", f"{p['latency_us']}us")
 
+    def set_pair_rate(self, a: int, b: int, rate: Union[str, int]) -> None:
+        """Limits only the traffic between nodes a and b, both ways, to rate: each node's egress
+        gets an htb qdisc whose default class keeps the node's own rate (the cluster's, or
+        unlimited) and whose second class, for packets to the other node, the pair's. Replaces
+        the node-side tbf of set_rate on a and b."""
+        pair = parse_rate(rate)
+        base = self.rate_bits or parse_rate("10gbit")
+        for me, other in ((self._check_node(a), self._check_node(b)), (b, a)):
+            ns = self.namespace(me)
+            _tc("-n", ns, "qdisc", "del", "dev", NODE_IF, "root", check=False)
+            _tc("-n", ns, "qdisc", "add", "dev", NODE_IF, "root", "handle", "1:", "htb", "default", "1")
+            _tc("-n", ns, "class", "add", "dev", NODE_IF, "parent", "1:", "classid", "1:1", "htb", "rate", f"{base}bit")
+            _tc("-n", ns, "class", "add", "dev", NODE_IF, "parent", "1:", "classid", "1:2", "htb", "rate", f"{pair}bit")
+            _tc("-n", ns, "filter", "add", "dev", NODE_IF, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dst", f"{self.address(other)}/32", "flowid", "1:2")
+
     def qdiscs(self, node: int) -> Dict[str, str]:
         """`tc qdisc show` of both ends of node's link (for checks and debugging)."""
         return {"node": _tc("-n", self.namespace(node), "qdisc", "show", "dev", NODE_IF).stdout.strip(),

@@ -126,8 +126,13 @@ World discoverWorld(kumiComm_t comm) {
   check(kumiCommSize(comm, &w.size), "kumiCommSize");
   std::vector<int> host(static_cast<std::size_t>(w.size));
   for (int r = 0; r < w.size; ++r) check(kumiCommHost(comm, r, &host[static_cast<std::size_t>(r)]), "kumiCommHost");
+  // The node's name in reports: the Kubernetes node (KUMI_NODE_NAME from the downward API's
+  // spec.nodeName), else the host identity given to kumi, else the host name (a pod's own name
+  // unless it runs on the host network).
   char mine[64] = {};
-  ::gethostname(mine, sizeof mine - 1);
+  if (const char* given = std::getenv("KUMI_NODE_NAME"); given && *given) std::strncpy(mine, given, sizeof mine - 1);
+  else if (const char* id = std::getenv("KUMI_HOSTID"); id && *id) std::strncpy(mine, id, sizeof mine - 1);
+  else ::gethostname(mine, sizeof mine - 1);
   std::vector<char> names(static_cast<std::size_t>(w.size) * sizeof mine);
   check(kumiAllGather(mine, names.data(), sizeof mine, kumiUint8, comm, nullptr), "gathering host names");
   std::map<int, int> nodeOfHost;

@@ -23,7 +23,7 @@ struct World {
   std::vector<int> nodeOf;              // rank -> node (numbered by first rank)
   std::vector<int> localIndex;          // rank -> its index on its node: the rail it measures
   std::vector<std::vector<int>> ranksOf;  // node -> ranks
-  std::vector<std::string> nodeNames;   // node -> host name of its first rank
+  std::vector<std::string> nodeNames;   // node -> KUMI_NODE_NAME, KUMI_HOSTID or host name of its first rank
   int nodes() const { return static_cast<int>(ranksOf.size()); }
 };
 

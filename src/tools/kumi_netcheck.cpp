@@ -7,11 +7,13 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/scoped_env.hpp"
 #include "tools/netcheck/baseline_file.hpp"
 #include "tools/netcheck/measure.hpp"
 #include "tools/netcheck/options.hpp"
@@ -62,6 +64,41 @@ void measureLinks(const World& w, const Options& o, const Deadline& end, std::ve
   if (o.intraNode && !end.expired()) {
     auto got = measureIntraNode(w, o.p2p);
     links->insert(links->end(), got.begin(), got.end());
+  }
+}
+
+// Rank 0's yes or no, for everyone: ranks' clocks differ, and all must take the same branch.
+bool agree(const World& w, bool yes) {
+  int v = yes ? 1 : 0;
+  if (kumiBroadcast(&v, &v, 1, kumiInt32, 0, w.comm, nullptr) != kumiSuccess)
+    throw std::runtime_error(std::string("agreeing with rank 0: ") + kumiGetLastError());
+  return v != 0;
+}
+
+// One rail of --rails: a communicator whose transport is bound to that rail's interface, the
+// pairs measured over it, its links labelled with the rail and the main world's node numbers.
+void measureRail(const World& w, const Options& o, int rail, const Deadline& end, std::vector<LinkResult>* links,
+                 RunInfo* run) {
+  kumiComm_t raw = nullptr;
+  {
+    ScopedEnv bind("KUMI_SOCKET_IFNAME", o.railInterfaces[static_cast<std::size_t>(rail)].c_str());
+    if (kumiCommInitFromEnv(&raw) != kumiSuccess)
+      throw std::runtime_error("rail " + std::to_string(rail) + " (" + o.railInterfaces[static_cast<std::size_t>(rail)] +
+                               "): " + kumiGetLastError());
+  }
+  std::unique_ptr<kumiComm, decltype(&kumiCommDestroy)> comm(raw, &kumiCommDestroy);
+  const World rw = discoverWorld(raw);
+  std::vector<LinkResult> got;
+  Options one = o;
+  one.intraNode = false;  // measured once, on the main communicator
+  measureLinks(rw, one, end, &got, run);
+  std::map<std::string, int> mainIndex;
+  for (int n = 0; n < w.nodes(); ++n) mainIndex[w.nodeNames[static_cast<std::size_t>(n)]] = n;
+  for (auto& l : got) {
+    l.key.src = mainIndex.at(rw.nodeNames[static_cast<std::size_t>(l.key.src)]);
+    l.key.dst = mainIndex.at(rw.nodeNames[static_cast<std::size_t>(l.key.dst)]);
+    l.key.rail = rail;
+    links->push_back(std::move(l));
   }
 }
 
@@ -132,7 +169,19 @@ int run(int argc, char** argv) {
     // Point-to-point first (it finds what the alerts are about); the sweep gets what is left,
     // but at least a fifth of the budget when it is asked for.
     const double p2pShare = o.sweep.sizes.empty() ? 1.0 : 0.8;
-    measureLinks(w, o, Deadline::after(o.budgetSeconds * p2pShare), &links, &info);
+    const Deadline p2pEnd = Deadline::after(o.budgetSeconds * p2pShare);
+    if (o.railInterfaces.empty()) {
+      measureLinks(w, o, p2pEnd, &links, &info);
+    } else {
+      for (std::size_t r = 0; r < o.railInterfaces.size(); ++r) {
+        if (r > 0 && !agree(w, !p2pEnd.expired())) {
+          info.complete = false;
+          info.notes.push_back("budget reached before rail " + std::to_string(r));
+          break;
+        }
+        measureRail(w, o, static_cast<int>(r), p2pEnd, &links, &info);
+      }
+    }
     if (!o.sweep.sizes.empty())
       sweep = allreduceSweep(w, o.sweep, Deadline::after(o.budgetSeconds - secondsSince(t0)), &info.notes);
   } catch (const std::exception& e) {

@@ -76,6 +76,8 @@ const char* usageText() {
          "  --allreduce-sizes LIST  allreduce sizes (default 1M,16M; 'none' skips the sweep)\n"
          "  --algos all|LIST        allreduce algorithms forced besides the planner's (default all)\n"
          "  --no-intra-node         skip the intra-node measurement\n"
+         "  --rails IF,IF,...       one rank per node: measure each rail in turn over the interface\n"
+         "                          named (KUMI_SOCKET_IFNAME syntax, e.g. =net1,=net2)\n"
          "  --baseline FILE         expected values per link (written by --save-baseline)\n"
          "  --save-baseline FILE    write this run's links as the baseline\n"
          "  --threshold T=GBPS[:US] floor on bandwidth (GB/s) and cap on latency (us) for transport T\n"
@@ -113,6 +115,9 @@ Options parseOptions(const std::vector<std::string>& args) {
     } else if (a == "--algos") {
       const std::string v = val();
       o.sweep.algorithms = v == "all" ? allAllreduceAlgorithms() : v == "none" ? std::vector<std::string>{} : splitList(v, ',');
+    } else if (a == "--rails") {
+      o.railInterfaces = splitList(val(), ',');
+      KUMI_REQUIRE_ARG(!o.railInterfaces.empty(), a, ": name at least one interface");
     } else if (a == "--no-intra-node") o.intraNode = false;
     else if (a == "--baseline") o.baseline = val();
     else if (a == "--save-baseline") o.saveBaseline = val();

@@ -14,6 +14,10 @@ struct Options {
   P2POptions p2p;
   SweepOptions sweep;
   bool intraNode = true;
+  // --rails: measure the pairs once per rail, each time over a communicator bound to that rail's
+  // interface (KUMI_SOCKET_IFNAME syntax); for one rank per node with several NICs (a pod per
+  // node). Empty: the rail of a rank is its index on its node.
+  std::vector<std::string> railInterfaces;
   AnalysisOptions analysis;
   std::string baseline, saveBaseline, metricsFile, pushgateway, json;
   std::string job = "kumi-netcheck";

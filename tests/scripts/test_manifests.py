@@ -25,7 +25,10 @@ import glob
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,7 +45,7 @@ DETECTED = {"KUMI_RANK", "KUMI_LOCAL_RANK", "KUMI_LOCAL_SIZE", "KUMI_NODE_RANK",
 FAILURE_COUNT = ("JOB_INDEX_FAILURE_COUNT", "metadata.annotations['batch.kubernetes.io/job-index-failure-count']")
 
 EXPECTED_FILES = ["indexed-job.yaml", "indexed-job-volcano.yaml", "indexed-job-kueue.yaml", "jobset.yaml",
-                  "pytorchjob.yaml", "mpijob.yaml", "kumi-store.yaml"]
+                  "pytorchjob.yaml", "mpijob.yaml", "kumi-store.yaml", "kumi-netcheck.yaml"]
 
 
 def _tools_or_reexec():
@@ -98,7 +101,7 @@ def one(docs, kind, api_prefix=None):
     return found[0]
 
 
-CORE_API = {"v1", "apps/v1", "batch/v1"}
+CORE_API = {"v1", "apps/v1", "batch/v1", "scheduling.k8s.io/v1"}
 
 
 def pod_templates(doc):
@@ -106,6 +109,9 @@ def pod_templates(doc):
     kind, api = doc["kind"], doc["apiVersion"]
     if kind == "Job" and api == "batch/v1":
         return [("Job", doc["spec"]["template"], doc["spec"])]
+    if kind == "CronJob" and api == "batch/v1":
+        job = doc["spec"]["jobTemplate"]["spec"]
+        return [("CronJob", job["template"], job)]
     if kind == "Deployment":
         return [("Deployment", doc["spec"]["template"], None)]
     if kind == "JobSet":
@@ -256,7 +262,8 @@ class ManifestTest(unittest.TestCase):
                  ("scheduling.volcano.sh/v1beta1", "PodGroup"), ("kueue.x-k8s.io/v1beta1", "LocalQueue"),
                  ("kueue.x-k8s.io/v1beta1", "ClusterQueue"), ("kueue.x-k8s.io/v1beta1", "ResourceFlavor"),
                  ("jobset.x-k8s.io/v1alpha2", "JobSet"), ("kubeflow.org/v1", "PyTorchJob"),
-                 ("kubeflow.org/v2beta1", "MPIJob")}
+                 ("kubeflow.org/v2beta1", "MPIJob"), ("batch/v1", "CronJob"), ("scheduling.k8s.io/v1", "PriorityClass"),
+                 ("monitoring.coreos.com/v1", "PrometheusRule")}
         for name, docs in self.doc_lists():
             for d in docs:
                 with self.subTest(file=name, kind=d.get("kind")):
@@ -365,6 +372,8 @@ class ManifestTest(unittest.TestCase):
         for d in docs:
             if d["kind"] == "Job":
                 return d["spec"]["parallelism"]
+            if d["kind"] == "CronJob":
+                return d["spec"]["jobTemplate"]["spec"]["parallelism"]
             if d["kind"] == "JobSet":
                 r = d["spec"]["replicatedJobs"][0]
                 return r["replicas"] * r["template"]["spec"]["parallelism"]
@@ -594,6 +603,71 @@ class ManifestTest(unittest.TestCase):
     def test_standalone_store(self):
         self.check_standalone_store(self.files["kumi-store.yaml"])
 
+    def check_netcheck(self, docs):
+        """The CronJob: an Indexed Job that relies on detection, one pod per node, runs that never
+        overlap (one PodGroup), the lowest priority without preemption, every rail's interface
+        measured, the node named; the alerts query metrics kumi-netcheck writes and parse."""
+        cron = one(docs, "CronJob")
+        self.assertEqual(cron["spec"]["concurrencyPolicy"], "Forbid", "runs share one PodGroup")
+        job = cron["spec"]["jobTemplate"]["spec"]
+        pod = job["template"]["spec"]
+        c = pod["containers"][0]
+        self.assertEqual(job["completionMode"], "Indexed")
+        self.assertEqual(job["completions"], job["parallelism"])
+        self.assertEqual(int(env_value(c, "KUMI_WORLD_SIZE")), job["completions"])
+        self.assertIsNone(env_of(c).get("KUMI_STORE"), "the coordinator is detected")
+        # The CronJob names each Job <cronjob>-<minutes since the epoch, 8 digits>.
+        self.check_detectable_index(pod, c, f"{cron['metadata']['name']}-29000000-{job['completions'] - 1}")
+        svc = one(docs, "Service")
+        self.assertEqual(svc["metadata"]["name"], pod.get("subdomain"))
+        self.assertEqual(svc["spec"]["clusterIP"], "None")
+        self.assertIs(svc["spec"]["publishNotReadyAddresses"], True)
+        labels = job["template"]["metadata"]["labels"]
+        self.assertTrue(svc["spec"]["selector"].items() <= labels.items(), "the Service selects every run's pods")
+        self.assertNotIn("job-name", svc["spec"]["selector"], "job names change with every run")
+        pc = one(docs, "PriorityClass")
+        self.assertEqual(pod["priorityClassName"], pc["metadata"]["name"])
+        self.assertLess(pc["value"], 0, "below every job's priority")
+        self.assertEqual(pc["preemptionPolicy"], "Never")
+        spread = pod["topologySpreadConstraints"][0]
+        self.assertEqual((spread["topologyKey"], spread["maxSkew"], spread["whenUnsatisfiable"]),
+                         ("kubernetes.io/hostname", 1, "DoNotSchedule"), "one pod per node")
+        self.assertTrue(spread["labelSelector"]["matchLabels"].items() <= labels.items())
+        self.assertEqual(field_path(c, "KUMI_NODE_NAME"), "spec.nodeName")
+        cmd = c["command"]
+        self.assertEqual(cmd[0], "kumi-netcheck")
+        with open(os.path.join(ROOT, "src", "tools", "netcheck", "options.cpp")) as f:
+            options = f.read()
+        for flag in (a for a in cmd[1:] if a.startswith("--")):
+            self.assertIn(f'"{flag}"', options, f"kumi-netcheck has no {flag}")
+        rails = cmd[cmd.index("--rails") + 1].split(",")
+        nets = {n["interface"] for n in json.loads(job["template"]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"])}
+        self.assertEqual({r.lstrip("=") for r in rails}, nets, "--rails measures every Multus interface")
+        self.check_secret(docs, job["template"], job["template"])
+        self.check_alerts(one(docs, "PrometheusRule"))
+
+    def check_alerts(self, rule):
+        with open(os.path.join(ROOT, "docs", "NETCHECK.md")) as f:
+            documented = set(re.findall(r"^\| `(kumi_netcheck_[a-z_]+)`", f.read(), re.M))
+        with open(os.path.join(ROOT, "src", "tools", "netcheck", "report.cpp")) as f:
+            written = set(re.findall(r'"(kumi_netcheck_[a-z_]+)"', f.read()))
+        self.assertEqual(documented, written, "docs/NETCHECK.md's metric table = the metrics report.cpp writes")
+        exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+        self.assertGreaterEqual(len(exprs), 3)
+        for e in exprs:
+            for metric in re.findall(r"kumi_netcheck_[a-z_]+", e):
+                self.assertIn(metric, written, f"alert on {metric}, which kumi-netcheck does not write")
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool (Debian's prometheus package) is not installed: bash scripts/setup-deps.sh")
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
+            f.flush()
+            r = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, "promtool refuses the rules: " + r.stdout + r.stderr)
+
+    def test_netcheck(self):
+        self.check_netcheck(self.files["kumi-netcheck.yaml"])
+
 
 class ChecksRejectTest(unittest.TestCase):
     """The consistency checks can fail too: broken copies of the examples are rejected."""
@@ -677,6 +751,28 @@ class ChecksRejectTest(unittest.TestCase):
         for f, kind in [("kumi-store.yaml", "Job"), ("jobset.yaml", "JobSet"), ("pytorchjob.yaml", "PyTorchJob")]:
             for var in ("KUMI_RANK", "KUMI_JOB_ID", "KUMI_GENERATION"):
                 self.assertBroken(chk, f, lambda d: self.add_env(self.pod(d, kind), var, "0"), f"{var} set")
+
+    def test_netcheck_breakages(self):
+        f, chk = "kumi-netcheck.yaml", self.checks.check_netcheck
+        self.assertBroken(chk, f, lambda d: one(d, "CronJob")["spec"].update(concurrencyPolicy="Allow"), "overlapping runs")
+        self.assertBroken(chk, f, lambda d: one(d, "PriorityClass").update(value=1000), "a priority above jobs")
+        self.assertBroken(chk, f, lambda d: one(d, "Service")["spec"].update(selector={"job-name": "kumi-netcheck"}),
+                          "a selector on a job name that changes with every run")
+        self.assertBroken(chk, f, lambda d: self.pod(d, "CronJob")["containers"][0]["command"].extend(["--frobnicate"]),
+                          "a flag kumi-netcheck does not have")
+
+        def one_rail(d):
+            cmd = self.pod(d, "CronJob")["containers"][0]["command"]
+            cmd[cmd.index("--rails") + 1] = "=net1"
+        self.assertBroken(chk, f, one_rail, "rails left unmeasured")
+
+        def unknown_metric(d):
+            one(d, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["expr"] = "kumi_netcheck_node_up == 0"
+        self.assertBroken(chk, f, unknown_metric, "an alert on a metric that is not written")
+
+        def bad_promql(d):
+            one(d, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["expr"] = "max_over_time(kumi_netcheck_node_healthy) == 0"
+        self.assertBroken(chk, f, bad_promql, "PromQL that does not parse")
 
     def test_standalone_store_breakages(self):
         f, chk = "kumi-store.yaml", self.checks.check_standalone_store

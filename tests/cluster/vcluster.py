@@ -585,8 +585,12 @@ class VirtualCluster:
             ns = self.namespace(me)
             _tc("-n", ns, "qdisc", "del", "dev", NODE_IF, "root", check=False)
             _tc("-n", ns, "qdisc", "add", "dev", NODE_IF, "root", "handle", "1:", "htb", "default", "1")
-            _tc("-n", ns, "class", "add", "dev", NODE_IF, "parent", "1:", "classid", "1:1", "htb", "rate", f"{base}bit")
-            _tc("-n", ns, "class", "add", "dev", NODE_IF, "parent", "1:", "classid", "1:2", "htb", "rate", f"{pair}bit")
+            # The bursts tbf would get at these rates, so that the default class carries what
+            # set_rate's tbf does (htb's own default burst is a single packet).
+            for cls, bits in (("1:1", base), ("1:2", pair)):
+                burst = str(tbf_params(bits)["burst"])
+                _tc("-n", ns, "class", "add", "dev", NODE_IF, "parent", "1:", "classid", cls, "htb", "rate", f"{bits}bit",
+                    "burst", burst, "cburst", burst)
             _tc("-n", ns, "filter", "add", "dev", NODE_IF, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
                 "match", "ip", "dst", f"{self.address(other)}/32", "flowid", "1:2")
 

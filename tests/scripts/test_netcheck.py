@@ -187,18 +187,26 @@ CAN, WHY = vcluster.can_create_namespaces()
 
 @unittest.skipUnless(CAN, f"network namespaces: {WHY}")
 class VirtualCluster(unittest.TestCase):
-    def run_netcheck(self, vc, json_path):
+    def run_netcheck(self, vc, json_path, ranks_per_node=1):
         res = vc.launch([NETCHECK, *QUICK, "--allreduce-sizes", "1M", "--algos", "ring", "--json", json_path],
-                        ranks_per_node=1, timeout=300, env={"KUMI_TIMEOUT": "120"})
+                        ranks_per_node=ranks_per_node, timeout=300, env={"KUMI_TIMEOUT": "120"})
+        self.assertTrue(os.path.exists(json_path), res.describe())
         with open(json_path) as f:
             return res, json.load(f)
 
     def test_healthy_cluster_has_no_findings(self):
-        with tempfile.TemporaryDirectory() as d, vcluster.VirtualCluster(nodes=4, rate="1gbit") as vc:
-            res, report = self.run_netcheck(vc, os.path.join(d, "r.json"))
+        # Two ranks per node: rails 0 and 1 measured at once, and the intra-node link.
+        with tempfile.TemporaryDirectory() as d, vcluster.VirtualCluster(nodes=3, rate="1gbit") as vc:
+            res, report = self.run_netcheck(vc, os.path.join(d, "r.json"), ranks_per_node=2)
             self.assertEqual(res.exit_status(), 0, res.describe())
             self.assertEqual(report["findings"], [])
-            self.assertEqual(len(report["links"]), 12)
+            tcp = [l for l in report["links"] if l["transport"] == "tcp"]
+            shm = [l for l in report["links"] if l["transport"] == "shm"]
+            self.assertEqual(len(tcp), 3 * 2 * 2, "3 pairs, both directions, 2 rails")
+            self.assertEqual({l["rail"] for l in tcp}, {0, 1})
+            self.assertEqual(len(shm), 3 * 2, "each node's local ranks 0 and 1, both directions")
+            self.assertTrue(all(l["src_node"] == l["dst_node"] for l in shm))
+            self.assertEqual([r["algorithm"] for r in report["allreduce"]], ["auto", "ring"])
 
     def test_slow_node_and_slow_pair_are_named(self):
         with tempfile.TemporaryDirectory() as d, vcluster.VirtualCluster(nodes=5, rate="1gbit") as vc:

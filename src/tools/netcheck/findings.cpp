@@ -238,6 +238,11 @@ Analysis analyse(const std::vector<LinkResult>& links, const std::vector<std::st
     f.peer = y;
     f.rail = r;
     f.transport = a.links[idx.front()].link.key.transport;
+    if (x == y) {  // the intra-node measurement: local ranks 0 and 1 of one node
+      f.summary = "node " + names[static_cast<std::size_t>(x)] + ": intra-node link (" + f.transport + ") slow";
+      finish(std::move(f), idx);
+      continue;
+    }
     f.summary = "link " + names[static_cast<std::size_t>(x)] + " <-> " + names[static_cast<std::size_t>(y)] + " rail " +
                 std::to_string(r) + (nodes > 2 ? ": slow while both nodes' other links are fine"
                                                 : ": slow (with two nodes, which end is at fault cannot be told)");

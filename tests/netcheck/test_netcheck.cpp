@@ -169,10 +169,13 @@ TEST(Findings, BaselineWinsAndFailuresAreCritical) {
 TEST(Findings, HighLatencyAlone) {
   auto links = cluster(4, 1, 1.1, [](int, int, int) { return 1.0; });
   links[0].latency = 500e-6;  // node-0 -> node-1
+  links[1].latency = 44e-6;   // node-0 -> node-2: twice the others, but within the noise floor
   const auto a = analyse(links, names(4), {}, {});
   ASSERT_EQ(a.findings.size(), 1u);
   EXPECT_TRUE(a.links[0].laggy);
   EXPECT_FALSE(a.links[0].slow);
+  EXPECT_FALSE(a.links[1].laggy);
+  EXPECT_TRUE(analyse(links, names(4), {}, {.latencyFloor = 0}).links[1].laggy);
 }
 
 TEST(Prometheus, ExpositionEscapesAndChecks) {
@@ -290,9 +293,9 @@ TEST(BaselineFile, RoundTripAndClearErrors) {
   const std::string text = formatBaseline(links, names(3));
   const Baseline b = parseBaseline(text, "base.txt");
   ASSERT_EQ(b.size(), links.size());
-  const auto& e = b.at({"node-1", "node-2", 1, "tcp"});
-  EXPECT_NEAR(e.bandwidth, links[9].bandwidth, links[9].bandwidth * 1e-5);  // rail 1, 1 -> 2
-  EXPECT_NEAR(e.latency, 20e-6, 1e-10);
+  const auto& got = b.at({"node-1", "node-2", 1, "tcp"});
+  EXPECT_NEAR(got.bandwidth, links[9].bandwidth, links[9].bandwidth * 1e-5);  // rail 1, 1 -> 2
+  EXPECT_NEAR(got.latency, 20e-6, 1e-10);
   auto refused = [](const std::string& t, const std::string& needle) {
     try {
       parseBaseline(t, "base.txt");

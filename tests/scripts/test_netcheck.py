@@ -31,9 +31,9 @@ import vcluster  # noqa: E402
 
 NETCHECK = os.path.join(BUILD, "kumi-netcheck")
 KUMIRUN = os.path.join(BUILD, "kumirun")
-TOOLS_PYTHON = os.path.join(SOURCE, ".venv-tools", "bin", "python3")
+TOOLS_PYTHON = os.environ.get("KUMI_TOOLS_PYTHON") or os.path.join(SOURCE, ".venv-tools", "bin", "python3")
 # Small measurements: the test is about what netcheck concludes, not about the numbers.
-QUICK = ["--bytes", "1M", "--messages", "2", "--repeats", "3", "--latency-iters", "5", "--no-progress"]
+QUICK = ["--bytes", "1M", "--messages", "2", "--repeats", "3", "--latency-iters", "20", "--no-progress"]
 
 
 def free_port() -> int:
@@ -50,8 +50,11 @@ def clean_env(**extra):
 
 
 def netcheck_local(np_, nodes, *args, timeout=180):
-    return subprocess.run([KUMIRUN, "-np", str(np_), "--nodes", str(nodes), "--no-prefix", "--", NETCHECK, *args],
-                          env=clean_env(), capture_output=True, text=True, timeout=timeout)
+    # Stable node names (n0, n1, ...) across runs, as KUMI_NODE_NAME gives them in Kubernetes:
+    # kumirun's simulated hosts are named after each job, and a baseline matches links by name.
+    script = 'KUMI_NODE_NAME=n$KUMI_NODE_RANK exec "$0" "$@"'
+    return subprocess.run([KUMIRUN, "-np", str(np_), "--nodes", str(nodes), "--no-prefix", "--", "sh", "-c", script,
+                           NETCHECK, *args], env=clean_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def wait_http(url, timeout=30):
@@ -85,6 +88,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stderr.close()
 
 
 class Outputs(unittest.TestCase):
@@ -170,6 +174,20 @@ class Outputs(unittest.TestCase):
         with open(self.path("kumi.prom")) as f:
             self.assertIn("kumi_netcheck_exit_code 2", f.read())
 
+    def test_two_rails_and_the_intra_node_link(self):
+        # Two ranks per node: local rank l measures rail l, both rails at once; local ranks 0 and
+        # 1 also measure their node's shared-memory link. (Findings are allowed: on 2 cores the
+        # ranks of all "nodes" share the CPUs, and loopback numbers swing.)
+        r = netcheck_local(4, 2, *QUICK, "--allreduce-sizes", "none", "--json", self.path("r.json"))
+        self.assertIn(r.returncode, (0, 1), r.stdout + r.stderr)
+        with open(self.path("r.json")) as f:
+            links = json.load(f)["links"]
+        tcp = sorted((l["src_node"], l["dst_node"], l["rail"]) for l in links if l["transport"] == "tcp")
+        self.assertEqual(tcp, [("n0", "n1", 0), ("n0", "n1", 1), ("n1", "n0", 0), ("n1", "n0", 1)])
+        shm = sorted((l["src_node"], l["dst_node"], l["rail"]) for l in links if l["transport"] == "shm")
+        self.assertEqual(shm, [("n0", "n0", 0), ("n0", "n0", 0), ("n1", "n1", 0), ("n1", "n1", 0)])
+        self.assertTrue(all(l["bandwidth_bytes_per_second"] > 0 and l["latency_seconds"] > 0 for l in links))
+
     def test_budget_smaller_than_a_round(self):
         r = netcheck_local(3, 3, *QUICK, "--allreduce-sizes", "64K", "--budget", "0.001s",
                            "--metrics-file", self.path("kumi.prom"))
@@ -188,24 +206,23 @@ CAN, WHY = vcluster.can_create_namespaces()
 @unittest.skipUnless(CAN, f"network namespaces: {WHY}")
 class VirtualCluster(unittest.TestCase):
     def run_netcheck(self, vc, json_path, ranks_per_node=1):
-        res = vc.launch([NETCHECK, *QUICK, "--allreduce-sizes", "1M", "--algos", "ring", "--json", json_path],
+        # All "nodes" share this machine's 2 cores: a round trip waits tens of microseconds more
+        # whenever its rank is descheduled (seen: 49 us against 13 us, once in 20 runs), which on
+        # separate machines would be a finding. The floor keeps those out; the latency rules
+        # themselves are unit-tested (Findings.HighLatencyAlone).
+        res = vc.launch([NETCHECK, *QUICK, "--latency-floor-us", "200", "--allreduce-sizes", "1M", "--algos", "ring",
+                         "--json", json_path],
                         ranks_per_node=ranks_per_node, timeout=300, env={"KUMI_TIMEOUT": "120"})
         self.assertTrue(os.path.exists(json_path), res.describe())
         with open(json_path) as f:
             return res, json.load(f)
 
     def test_healthy_cluster_has_no_findings(self):
-        # Two ranks per node: rails 0 and 1 measured at once, and the intra-node link.
-        with tempfile.TemporaryDirectory() as d, vcluster.VirtualCluster(nodes=3, rate="1gbit") as vc:
-            res, report = self.run_netcheck(vc, os.path.join(d, "r.json"), ranks_per_node=2)
-            self.assertEqual(res.exit_status(), 0, res.describe())
+        with tempfile.TemporaryDirectory() as d, vcluster.VirtualCluster(nodes=4, rate="1gbit") as vc:
+            res, report = self.run_netcheck(vc, os.path.join(d, "r.json"))
+            self.assertEqual(res.exit_status, 0, res.describe())
             self.assertEqual(report["findings"], [])
-            tcp = [l for l in report["links"] if l["transport"] == "tcp"]
-            shm = [l for l in report["links"] if l["transport"] == "shm"]
-            self.assertEqual(len(tcp), 3 * 2 * 2, "3 pairs, both directions, 2 rails")
-            self.assertEqual({l["rail"] for l in tcp}, {0, 1})
-            self.assertEqual(len(shm), 3 * 2, "each node's local ranks 0 and 1, both directions")
-            self.assertTrue(all(l["src_node"] == l["dst_node"] for l in shm))
+            self.assertEqual(len(report["links"]), 12, "4 nodes: 6 pairs, both directions")
             self.assertEqual([r["algorithm"] for r in report["allreduce"]], ["auto", "ring"])
 
     def test_slow_node_and_slow_pair_are_named(self):
@@ -213,7 +230,7 @@ class VirtualCluster(unittest.TestCase):
             vc.set_rate(3, "100mbit")
             vc.set_pair_rate(0, 1, "250mbit")
             res, report = self.run_netcheck(vc, os.path.join(d, "r.json"))
-            self.assertEqual(res.exit_status(), 1, res.describe())
+            self.assertEqual(res.exit_status, 1, res.describe())
             found = sorted((f["scope"], f.get("node"), f.get("peer")) for f in report["findings"])
             names = [vc.hostname(i) for i in range(5)]
             self.assertEqual(found, sorted([("node", names[3], None), ("pair", names[0], names[1])]),

@@ -127,7 +127,7 @@ Analysis analyse(const std::vector<LinkResult>& links, const std::vector<std::st
       v.slow = v.drop >= o.minDrop && (!fromPeers || l.bandwidth < ps.bandwidth - o.madFactor * ps.bandwidthMad);
     }
     if (l.error.empty() && v.expected.latency > 0 && l.latency > 0)
-      v.laggy = l.latency > v.expected.latency * (1 + o.latencyRise) &&
+      v.laggy = l.latency > v.expected.latency * (1 + o.latencyRise) && l.latency > v.expected.latency + o.latencyFloor &&
                 (!fromPeers || l.latency > ps.latency + o.madFactor * ps.latencyMad);
     a.links.push_back(std::move(v));
   }

@@ -39,7 +39,8 @@ struct AnalysisOptions {
   double minDrop = 0.2;        // a link is slow only when at least this much below expected...
   double madFactor = 4;        // ...and further below the peers' median than this many scaled MADs
   double criticalDrop = 0.5;   // at least this much below expected: critical, not a warning
-  double latencyRise = 1.0;    // latency above expected by this fraction (1.0: twice) is a finding
+  double latencyRise = 1.0;    // latency above expected by this fraction (1.0: twice) is a finding,
+  double latencyFloor = 25e-6; // and by at least this many seconds: less is scheduling noise on a busy host
   double nodeShare = 0.75;     // a node (or one NIC) is blamed when this share of its links is slow
   std::map<std::string, Expected> thresholds;  // per transport: floor on bandwidth, cap on latency
 };

@@ -43,22 +43,29 @@ struct Buffers {
   explicit Buffers(std::uint64_t bytes) : data(std::max<std::uint64_t>(bytes, 8)) {}
 };
 
-// Sender side of one direction: latency by round trips, then bandwidth samples of `messages`
-// messages closed by a one-byte acknowledgement (so the time covers delivery, not buffering).
-Record sendSide(const World& w, int peer, const P2POptions& o, Buffers& b) {
-  Record r;
-  r.valid = 1;
-  r.src = w.nodeOf[static_cast<std::size_t>(w.rank)];
-  r.dst = w.nodeOf[static_cast<std::size_t>(peer)];
-  r.rail = w.localIndex[static_cast<std::size_t>(w.rank)];
-  r.sameNode = r.src == r.dst;
-  std::vector<double> rtt, bw;
+// Latency of one direction: 8-byte round trips started by this rank, answered by `peer`.
+double pingSide(const World& w, int peer, const P2POptions& o, Buffers& b) {
+  std::vector<double> rtt;
   for (int i = 0; i < o.latencyIters; ++i) {
     const auto t0 = Clock::now();
     check(kumiSend(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency send");
     check(kumiRecv(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency recv");
     rtt.push_back(since(t0));
   }
+  return median(rtt) / 2;
+}
+
+void pongSide(const World& w, int peer, const P2POptions& o, Buffers& b) {
+  for (int i = 0; i < o.latencyIters; ++i) {
+    check(kumiRecv(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency recv");
+    check(kumiSend(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency send");
+  }
+}
+
+// Bandwidth of one direction: samples of `messages` messages closed by a one-byte
+// acknowledgement (so the time covers delivery, not buffering).
+void sendSide(const World& w, int peer, const P2POptions& o, Buffers& b, Record* r) {
+  std::vector<double> bw;
   for (int k = 0; k < o.repeats; ++k) {
     const auto t0 = Clock::now();
     for (int m = 0; m < o.messages; ++m)
@@ -66,18 +73,12 @@ Record sendSide(const World& w, int peer, const P2POptions& o, Buffers& b) {
     check(kumiRecv(b.data.data(), 1, kumiUint8, peer, w.comm, nullptr), "acknowledgement");
     bw.push_back(static_cast<double>(o.bytes) * o.messages / since(t0));
   }
-  r.latency = median(rtt) / 2;
-  r.bandwidth = median(bw);
-  r.spread = r.bandwidth > 0 ? (quantile(bw, 0.9) - quantile(bw, 0.1)) / r.bandwidth : 0;
-  r.repeats = o.repeats;
-  return r;
+  r->bandwidth = median(bw);
+  r->spread = r->bandwidth > 0 ? (quantile(bw, 0.9) - quantile(bw, 0.1)) / r->bandwidth : 0;
+  r->repeats = o.repeats;
 }
 
 void receiveSide(const World& w, int peer, const P2POptions& o, Buffers& b) {
-  for (int i = 0; i < o.latencyIters; ++i) {
-    check(kumiRecv(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency recv");
-    check(kumiSend(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency send");
-  }
   for (int k = 0; k < o.repeats; ++k) {
     for (int m = 0; m < o.messages; ++m)
       check(kumiRecv(b.data.data(), o.bytes, kumiUint8, peer, w.comm, nullptr), "bandwidth recv");
@@ -85,17 +86,36 @@ void receiveSide(const World& w, int peer, const P2POptions& o, Buffers& b) {
   }
 }
 
-// Both directions between this rank and `peer`: the lower-numbered node's rank sends first.
-Record exchange(const World& w, int peer, bool sendFirst, const P2POptions& o, Buffers& b) {
-  Record mine;
-  if (sendFirst) {
-    mine = sendSide(w, peer, o, b);
-    receiveSide(w, peer, o, b);
-  } else {
-    receiveSide(w, peer, o, b);
-    mine = sendSide(w, peer, o, b);
+// Both directions between this rank and `peer` (the lower node's rank first): latencies of the
+// whole round first, then, after a barrier, bandwidths, so that no round trip waits in a queue
+// behind another pair's stream on a shared link (rails of a virtual cluster share one).
+Record exchange(const World& w, int peer, bool first, int rail, const P2POptions& o, Buffers& b) {
+  Record r;
+  if (peer >= 0) {
+    r.valid = 1;
+    r.src = w.nodeOf[static_cast<std::size_t>(w.rank)];
+    r.dst = w.nodeOf[static_cast<std::size_t>(peer)];
+    r.rail = rail;
+    r.sameNode = r.src == r.dst;
+    if (first) {
+      r.latency = pingSide(w, peer, o, b);
+      pongSide(w, peer, o, b);
+    } else {
+      pongSide(w, peer, o, b);
+      r.latency = pingSide(w, peer, o, b);
+    }
   }
-  return mine;
+  check(kumiBarrier(w.comm, nullptr), "barrier between latency and bandwidth");
+  if (peer >= 0) {
+    if (first) {
+      sendSide(w, peer, o, b, &r);
+      receiveSide(w, peer, o, b);
+    } else {
+      receiveSide(w, peer, o, b);
+      sendSide(w, peer, o, b, &r);
+    }
+  }
+  return r;
 }
 
 std::vector<LinkResult> gather(const World& w, const Record& mine) {
@@ -153,33 +173,35 @@ World discoverWorld(kumiComm_t comm) {
   // Two nodes with one host name (containers sharing the host's UTS namespace): tell them apart.
   std::map<std::string, int> seen;
   for (auto& n : w.nodeNames)
-    if (seen[n]++ > 0) n += "#" + std::to_string(seen[n] - 1);
+    if (seen[n]++ > 0) n.append(1, '#').append(std::to_string(seen[n] - 1));
   return w;
 }
 
 std::vector<LinkResult> measureRound(const World& w, const std::vector<Pair>& round, const P2POptions& o) {
   Buffers b(o.bytes);
-  Record mine;
   const int myNode = w.nodeOf[static_cast<std::size_t>(w.rank)];
   const int myRail = w.localIndex[static_cast<std::size_t>(w.rank)];
+  int peer = -1;
+  bool first = false;
   for (const Pair& p : round) {
     if (p.a != myNode && p.b != myNode) continue;
     const int other = p.a == myNode ? p.b : p.a;
     const auto& theirs = w.ranksOf[static_cast<std::size_t>(other)];
-    if (myRail >= static_cast<int>(theirs.size())) break;  // the other node has no rank on this rail
-    mine = exchange(w, theirs[static_cast<std::size_t>(myRail)], p.a == myNode, o, b);
+    if (myRail < static_cast<int>(theirs.size())) {  // else the other node has no rank on this rail
+      peer = theirs[static_cast<std::size_t>(myRail)];
+      first = p.a == myNode;
+    }
     break;
   }
-  return gather(w, mine);
+  return gather(w, exchange(w, peer, first, myRail, o, b));
 }
 
 std::vector<LinkResult> measureIntraNode(const World& w, const P2POptions& o) {
   Buffers b(o.bytes);
-  Record mine;
   const auto& local = w.ranksOf[static_cast<std::size_t>(w.nodeOf[static_cast<std::size_t>(w.rank)])];
   const int me = w.localIndex[static_cast<std::size_t>(w.rank)];
-  if (local.size() >= 2 && me < 2) mine = exchange(w, local[static_cast<std::size_t>(1 - me)], me == 0, o, b);
-  return gather(w, mine);
+  const int peer = local.size() >= 2 && me < 2 ? local[static_cast<std::size_t>(1 - me)] : -1;
+  return gather(w, exchange(w, peer, me == 0, 0, o, b));  // rail 0: no NIC involved
 }
 
 std::vector<AllreduceRow> allreduceSweep(const World& w, const SweepOptions& o, const Deadline& deadline,

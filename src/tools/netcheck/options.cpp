@@ -82,6 +82,7 @@ const char* usageText() {
          "  --save-baseline FILE    write this run's links as the baseline\n"
          "  --threshold T=GBPS[:US] floor on bandwidth (GB/s) and cap on latency (us) for transport T\n"
          "  --min-drop F            fraction below expected that counts as slow (default 0.2)\n"
+         "  --latency-floor-us US   a latency finding needs at least this rise too (default 25)\n"
          "  --metrics-file PATH     Prometheus text for node_exporter's textfile collector\n"
          "  --pushgateway URL       push the metrics (http://host:port) under --job and --group\n"
          "  --job NAME              job label for the Pushgateway (default kumi-netcheck)\n"
@@ -132,6 +133,7 @@ Options parseOptions(const std::vector<std::string>& args) {
       if (colon != std::string::npos) e.latency = number(a, rest.substr(colon + 1), 0, 1e9) * 1e-6;
       o.analysis.thresholds[transport] = e;
     } else if (a == "--min-drop") o.analysis.minDrop = number(a, val(), 0.01, 0.99);
+    else if (a == "--latency-floor-us") o.analysis.latencyFloor = number(a, val(), 0, 1e7) * 1e-6;
     else if (a == "--metrics-file") o.metricsFile = val();
     else if (a == "--pushgateway") o.pushgateway = val();
     else if (a == "--job") o.job = val();

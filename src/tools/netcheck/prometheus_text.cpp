@@ -67,7 +67,9 @@ std::string exposition(const std::vector<MetricFamily>& families) {
         }
         out += "}";
       }
-      out += " " + number(s.value) + "\n";
+      out += ' ';
+      out += number(s.value);
+      out += '\n';
     }
   }
   return out;

@@ -4,7 +4,7 @@
 #           kumirun (1-5 ranks), script tests (kumirun, bad input, examples, install, kumi-bench);
 #   lane 2  AddressSanitizer + UndefinedBehaviorSanitizer build: unit and multi-process tests;
 #   lane 3  ThreadSanitizer build: unit and multi-process tests;
-#   fuzz    libFuzzer (clang, ASan+UBSan) on every wire parser, 30 s per target (scripts/fuzz.sh).
+#   fuzz    libFuzzer (clang, ASan+UBSan) on every wire parser, 20 s per target (FUZZ_SECONDS) (scripts/fuzz.sh).
 # Exits non-zero if anything fails. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,4 +43,4 @@ cmake --build build-tsan -j"$jobs"
   -E '^(Schedules\.|Half\.|mp\.collectives\.(tree_binomial|rabenseifner|rd)\.)')
 
 echo "== fuzz lane: libFuzzer on the store protocol, the transport handshake, the shared-memory checks and the tuning file"
-FUZZ_SECONDS=${FUZZ_SECONDS:-30} FUZZ_BUILD_JOBS="$jobs" bash scripts/fuzz.sh
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} FUZZ_BUILD_JOBS="$jobs" bash scripts/fuzz.sh

@@ -348,6 +348,7 @@ TEST(Options, DurationsSizesAndRefusals) {
     }
   };
   EXPECT_EQ(refused({"--repeats", "0"}, "--repeats"), "");
+  EXPECT_EQ(refused({"--repeats", "65"}, "--repeats"), "");  // every sample must fit the record sent to rank 0
   EXPECT_EQ(refused({"--repeats", "2.5"}, "whole number"), "");
   EXPECT_EQ(refused({"--bytes", "lots"}, "not a size"), "");
   EXPECT_EQ(refused({"--threshold", "tcp"}, "TRANSPORT=GBPS"), "");

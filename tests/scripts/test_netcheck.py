@@ -187,6 +187,10 @@ class Outputs(unittest.TestCase):
         shm = sorted((l["src_node"], l["dst_node"], l["rail"]) for l in links if l["transport"] == "shm")
         self.assertEqual(shm, [("n0", "n0", 0), ("n0", "n0", 0), ("n1", "n1", 0), ("n1", "n1", 0)])
         self.assertTrue(all(l["bandwidth_bytes_per_second"] > 0 and l["latency_seconds"] > 0 for l in links))
+        # Every sample is in the report, and the median is the median of them.
+        for l in links:
+            self.assertEqual(len(l["bandwidth_samples"]), 3)
+            self.assertAlmostEqual(sorted(l["bandwidth_samples"])[1], l["bandwidth_bytes_per_second"], delta=1)
 
     def test_budget_smaller_than_a_round(self):
         r = netcheck_local(3, 3, *QUICK, "--allreduce-sizes", "64K", "--budget", "0.001s",

@@ -24,6 +24,7 @@ struct LinkResult {
   double latency = 0;    // seconds (one way), median of the repeats
   double spread = 0;     // (p90 - p10) / median of the bandwidth repeats
   int repeats = 0;
+  std::vector<double> samples;  // every bandwidth sample, bytes per second
   std::string error;     // not empty: the measurement failed (the link counts as slow, critical)
 };
 

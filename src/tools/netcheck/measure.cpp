@@ -28,6 +28,7 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 struct Record {
   std::int32_t valid = 0, src = 0, dst = 0, rail = 0, repeats = 0, sameNode = 0;
   double bandwidth = 0, latency = 0, spread = 0;
+  double samples[kMaxRepeats] = {};
   char error[96] = {};
 };
 
@@ -72,6 +73,7 @@ void sendSide(const World& w, int peer, const P2POptions& o, Buffers& b, Record*
       check(kumiSend(b.data.data(), o.bytes, kumiUint8, peer, w.comm, nullptr), "bandwidth send");
     check(kumiRecv(b.data.data(), 1, kumiUint8, peer, w.comm, nullptr), "acknowledgement");
     bw.push_back(static_cast<double>(o.bytes) * o.messages / since(t0));
+    r->samples[k] = bw.back();
   }
   r->bandwidth = median(bw);
   r->spread = r->bandwidth > 0 ? (quantile(bw, 0.9) - quantile(bw, 0.1)) / r->bandwidth : 0;
@@ -130,6 +132,7 @@ std::vector<LinkResult> gather(const World& w, const Record& mine) {
     l.latency = r.latency;
     l.spread = r.spread;
     l.repeats = r.repeats;
+    l.samples.assign(r.samples, r.samples + std::min(r.repeats, kMaxRepeats));
     l.error.assign(r.error, strnlen(r.error, sizeof r.error));
     out.push_back(std::move(l));
   }
@@ -258,6 +261,7 @@ std::vector<AllreduceRow> allreduceSweep(const World& w, const SweepOptions& o, 
       row.ran = ran && *ran ? ran : "?";
       row.bytes = count * 4;
       row.timeUs = median(times) * 1e6;
+      for (double t : times) row.samplesUs.push_back(t * 1e6);
       row.busbw = row.timeUs > 0 ? static_cast<double>(row.bytes) * 2 * (n - 1) / n / (row.timeUs * 1e-6) : 0;
       rows.push_back(row);
     }

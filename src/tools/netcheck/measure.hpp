@@ -30,10 +30,13 @@ struct World {
 // Who is where, from kumi's host ids and every rank's host name (one allgather).
 World discoverWorld(kumiComm_t comm);
 
+// Every sample travels to rank 0 in a fixed-size record: this many at most.
+constexpr int kMaxRepeats = 64;
+
 struct P2POptions {
   std::uint64_t bytes = 4 << 20;  // per message
   int messages = 4;               // per bandwidth sample
-  int repeats = 5;                // bandwidth samples per direction
+  int repeats = 5;                // bandwidth samples per direction (at most kMaxRepeats)
   int latencyIters = 20;          // 8-byte round trips per direction
 };
 

@@ -71,7 +71,7 @@ const char* usageText() {
          "  --budget DURATION       stop measuring after this long (default 5m; 90s, 5m, 1h)\n"
          "  --bytes SIZE            point-to-point message size (default 4M)\n"
          "  --messages N            messages per bandwidth sample (default 4)\n"
-         "  --repeats N             bandwidth samples per direction (default 5)\n"
+         "  --repeats N             bandwidth samples per direction (default 5, at most 64)\n"
          "  --latency-iters N       8-byte round trips per direction (default 20)\n"
          "  --allreduce-sizes LIST  allreduce sizes (default 1M,16M; 'none' skips the sweep)\n"
          "  --algos all|LIST        allreduce algorithms forced besides the planner's (default all)\n"
@@ -106,7 +106,7 @@ Options parseOptions(const std::vector<std::string>& args) {
     else if (a == "--budget") o.budgetSeconds = parseDuration(a, val());
     else if (a == "--bytes") o.p2p.bytes = bytes(a, val());
     else if (a == "--messages") o.p2p.messages = integer(a, val(), 1, 100000);
-    else if (a == "--repeats") o.p2p.repeats = integer(a, val(), 1, 1000);
+    else if (a == "--repeats") o.p2p.repeats = integer(a, val(), 1, kMaxRepeats);
     else if (a == "--latency-iters") o.p2p.latencyIters = integer(a, val(), 1, 100000);
     else if (a == "--allreduce-sizes") {
       const std::string v = val();

@@ -110,7 +110,10 @@ std::string jsonReport(const Analysis& a, const std::vector<AllreduceRow>& allre
         .field("bandwidth_bytes_per_second", v.link.bandwidth)
         .field("latency_seconds", v.link.latency)
         .field("spread", v.link.spread)
-        .field("repeats", v.link.repeats)
+        .field("repeats", v.link.repeats);
+    j.key("bandwidth_samples").beginArray();
+    for (double x : v.link.samples) j.value(x);
+    j.endArray()
         .field("expected_bandwidth_bytes_per_second", v.expected.bandwidth)
         .field("expected_latency_seconds", v.expected.latency)
         .field("expected_from", v.expectedFrom)
@@ -121,14 +124,18 @@ std::string jsonReport(const Analysis& a, const std::vector<AllreduceRow>& allre
   }
   j.endArray();
   j.key("allreduce").beginArray();
-  for (const auto& r : allreduce)
+  for (const auto& r : allreduce) {
     j.beginObject()
         .field("algorithm", r.algorithm)
         .field("ran", r.ran)
         .field("bytes", r.bytes)
         .field("time_us", r.timeUs)
         .field("busbw_bytes_per_second", r.busbw)
-        .endObject();
+        .key("time_us_samples")
+        .beginArray();
+    for (double t : r.samplesUs) j.value(t);
+    j.endArray().endObject();
+  }
   j.endArray();
   j.key("findings").beginArray();
   for (const auto& f : a.findings) {

@@ -17,6 +17,7 @@ struct AllreduceRow {
   std::uint64_t bytes = 0;
   double timeUs = 0;      // median over repeats of the slowest rank's time
   double busbw = 0;       // bytes per second, nccl-tests' definition
+  std::vector<double> samplesUs;  // every repeat's time (the slowest rank's), microseconds
 };
 
 struct RunInfo {

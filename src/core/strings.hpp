@@ -1,6 +1,7 @@
 // Splitting configuration lists ("a,b;c:d") the same way everywhere.
 #pragma once
 
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -25,6 +26,17 @@ inline std::vector<std::string> splitList(const std::string& s, char sep) {
     start = pos + 1;
   }
   return out;
+}
+
+// printf into a string, for report lines with widths and precisions (at most 511 characters);
+// C varargs so that the compiler checks every format against its arguments.
+[[gnu::format(printf, 1, 2)]] inline std::string formatted(const char* format, ...) {
+  char b[512];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(b, sizeof b, format, args);
+  va_end(args);
+  return b;
 }
 
 // 8 hex digits (checksums, 32-bit hashes in names).

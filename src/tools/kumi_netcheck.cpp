@@ -27,8 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 // The point-to-point part: rounds while the budget allows. Rank 0 decides for everyone, from the
 // rounds so far, whether the next one still fits.
 void measureLinks(const World& w, const Options& o, const Deadline& end, std::vector<LinkResult>* links,
@@ -37,14 +35,9 @@ void measureLinks(const World& w, const Options& o, const Deadline& end, std::ve
   const bool tty = o.progress && w.rank == 0 && ::isatty(STDERR_FILENO);
   const auto t0 = Clock::now();
   for (std::size_t r = 0; r < rounds.size(); ++r) {
-    int go = 1;
-    if (w.rank == 0 && r > 0) {
-      const double perRound = secondsSince(t0) / static_cast<double>(r);
-      go = end.msLeft() / 1000.0 >= perRound ? 1 : 0;
-    }
-    if (kumiBroadcast(&go, &go, 1, kumiInt32, 0, w.comm, nullptr) != kumiSuccess)
-      throw std::runtime_error(std::string("agreeing on the budget: ") + kumiGetLastError());
-    if (!go) {
+    // Another round only when the rounds so far say it fits (rank 0's clock decides).
+    const bool fits = r == 0 || end.msLeft() / 1000.0 >= secondsSince(t0) / static_cast<double>(r);
+    if (!agreeWithRank0(w, fits)) {
       run->complete = false;
       run->notes.push_back("budget reached after round " + std::to_string(r) + " of " + std::to_string(rounds.size()) +
                            " (" + std::to_string(static_cast<int>(secondsSince(t0))) + " s): pairs of later rounds not measured");
@@ -67,14 +60,6 @@ void measureLinks(const World& w, const Options& o, const Deadline& end, std::ve
   }
 }
 
-// Rank 0's yes or no, for everyone: ranks' clocks differ, and all must take the same branch.
-bool agree(const World& w, bool yes) {
-  int v = yes ? 1 : 0;
-  if (kumiBroadcast(&v, &v, 1, kumiInt32, 0, w.comm, nullptr) != kumiSuccess)
-    throw std::runtime_error(std::string("agreeing with rank 0: ") + kumiGetLastError());
-  return v != 0;
-}
-
 // One rail of --rails: a communicator whose transport is bound to that rail's interface, the
 // pairs measured over it, its links labelled with the rail and the main world's node numbers.
 void measureRail(const World& w, const Options& o, int rail, const Deadline& end, std::vector<LinkResult>* links,
@@ -86,7 +71,7 @@ void measureRail(const World& w, const Options& o, int rail, const Deadline& end
       throw std::runtime_error("rail " + std::to_string(rail) + " (" + o.railInterfaces[static_cast<std::size_t>(rail)] +
                                "): " + kumiGetLastError());
   }
-  std::unique_ptr<kumiComm, decltype(&kumiCommDestroy)> comm(raw, &kumiCommDestroy);
+  CommHandle comm(raw, &kumiCommDestroy);
   const World rw = discoverWorld(raw);
   std::vector<LinkResult> got;
   Options one = o;
@@ -154,7 +139,7 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "kumi-netcheck: cannot join the job: %s\n", kumiGetLastError());
     return 2;
   }
-  std::unique_ptr<kumiComm, decltype(&kumiCommDestroy)> comm(raw, &kumiCommDestroy);
+  CommHandle comm(raw, &kumiCommDestroy);
   RunInfo info;
   info.startedAt = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   const auto t0 = Clock::now();
@@ -174,7 +159,7 @@ int run(int argc, char** argv) {
       measureLinks(w, o, p2pEnd, &links, &info);
     } else {
       for (std::size_t r = 0; r < o.railInterfaces.size(); ++r) {
-        if (r > 0 && !agree(w, !p2pEnd.expired())) {
+        if (r > 0 && !agreeWithRank0(w, !p2pEnd.expired())) {
           info.complete = false;
           info.notes.push_back("budget reached before rail " + std::to_string(r));
           break;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/strings.hpp"
 
 namespace kumi::netcheck {
 namespace {
@@ -59,11 +60,7 @@ Baseline parseBaseline(const std::string& text, const std::string& source) {
 
 std::string formatBaseline(const std::vector<LinkResult>& links, const std::vector<std::string>& names) {
   std::string out = std::string(kHeader) + "\n# src dst rail transport bandwidth_bytes_per_second latency_seconds\n";
-  auto num = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    return std::string(buf);
-  };
+  auto num = [](double v) { return formatted("%.6g", v); };
   for (const auto& l : links) {
     if (!l.error.empty()) continue;  // a failed link is no expectation
     out += names[static_cast<std::size_t>(l.key.src)] + " " + names[static_cast<std::size_t>(l.key.dst)] + " " +

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <set>
 
+#include "core/strings.hpp"
 #include "tools/netcheck/robust_stats.hpp"
 
 namespace kumi::netcheck {
@@ -40,21 +41,15 @@ std::map<std::string, PeerStats> peerStatsByTransport(const std::vector<LinkResu
   return out;
 }
 
-std::string fmt(const char* f, double a, double b = 0, double c = 0) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, f, a, b, c);
-  return buf;
-}
-
 std::string describe(const LinkVerdict& v, const std::vector<std::string>& names) {
   const LinkKey& k = v.link.key;
   std::string s = names[static_cast<std::size_t>(k.src)] + " -> " + names[static_cast<std::size_t>(k.dst)] + " rail " +
                   std::to_string(k.rail) + " " + k.transport + ": ";
   if (!v.link.error.empty()) return s + "failed: " + v.link.error;
-  s += fmt("%.3f GB/s", v.link.bandwidth / 1e9);
-  if (v.expected.bandwidth > 0) s += fmt(" (expected %.3f, %+.0f%%)", v.expected.bandwidth / 1e9, -100 * v.drop);
-  s += fmt(", latency %.1f us", v.link.latency * 1e6);
-  if (v.expected.latency > 0) s += fmt(" (expected %.1f)", v.expected.latency * 1e6);
+  s += formatted("%.3f GB/s", v.link.bandwidth / 1e9);
+  if (v.expected.bandwidth > 0) s += formatted(" (expected %.3f, %+.0f%%)", v.expected.bandwidth / 1e9, -100 * v.drop);
+  s += formatted(", latency %.1f us", v.link.latency * 1e6);
+  if (v.expected.latency > 0) s += formatted(" (expected %.1f)", v.expected.latency * 1e6);
   return s + " [" + v.expectedFrom + "]";
 }
 

@@ -21,8 +21,6 @@ void check(kumiResult_t r, const char* what) {
   if (r != kumiSuccess) throw std::runtime_error(std::string(what) + ": " + kumiGetLastError());
 }
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 // What one rank measured as the sender of a link in one round: every rank contributes one
 // (valid = 0 when it sent nothing), and one allgather brings all of them to everyone.
 struct Record {
@@ -51,7 +49,7 @@ double pingSide(const World& w, int peer, const P2POptions& o, Buffers& b) {
     const auto t0 = Clock::now();
     check(kumiSend(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency send");
     check(kumiRecv(b.data.data(), 8, kumiUint8, peer, w.comm, nullptr), "latency recv");
-    rtt.push_back(since(t0));
+    rtt.push_back(secondsSince(t0));
   }
   return median(rtt) / 2;
 }
@@ -72,7 +70,7 @@ void sendSide(const World& w, int peer, const P2POptions& o, Buffers& b, Record*
     for (int m = 0; m < o.messages; ++m)
       check(kumiSend(b.data.data(), o.bytes, kumiUint8, peer, w.comm, nullptr), "bandwidth send");
     check(kumiRecv(b.data.data(), 1, kumiUint8, peer, w.comm, nullptr), "acknowledgement");
-    bw.push_back(static_cast<double>(o.bytes) * o.messages / since(t0));
+    bw.push_back(static_cast<double>(o.bytes) * o.messages / secondsSince(t0));
     r->samples[k] = bw.back();
   }
   r->bandwidth = median(bw);
@@ -141,6 +139,14 @@ std::vector<LinkResult> gather(const World& w, const Record& mine) {
 }
 
 }  // namespace
+
+double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+bool agreeWithRank0(const World& w, bool yes) {
+  int v = yes ? 1 : 0;
+  check(kumiBroadcast(&v, &v, 1, kumiInt32, 0, w.comm, nullptr), "agreeing with rank 0");
+  return v != 0;
+}
 
 World discoverWorld(kumiComm_t comm) {
   World w;
@@ -212,7 +218,7 @@ std::vector<AllreduceRow> allreduceSweep(const World& w, const SweepOptions& o, 
   struct Variant {
     std::string label;
     kumiComm_t comm;
-    std::unique_ptr<kumiComm, decltype(&kumiCommDestroy)> owned;
+    CommHandle owned;
   };
   std::vector<Variant> variants;
   variants.push_back({"auto", w.comm, {nullptr, &kumiCommDestroy}});
@@ -235,10 +241,7 @@ std::vector<AllreduceRow> allreduceSweep(const World& w, const SweepOptions& o, 
     const std::uint64_t count = std::max<std::uint64_t>(1, bytes / 4);
     std::vector<float> in(count, 1.0f), out(count);
     for (auto& v : variants) {
-      // Stop together: rank 0's clock decides, so that no rank starts a call the others skip.
-      int stop = deadline.expired() ? 1 : 0;
-      check(kumiBroadcast(&stop, &stop, 1, kumiInt32, 0, w.comm, nullptr), "agreeing on the budget");
-      if (stop) {
+      if (!agreeWithRank0(w, !deadline.expired())) {
         notes->push_back("budget reached during the allreduce sweep (at " + std::to_string(bytes) + " bytes, " +
                          v.label + ")");
         return rows;
@@ -250,7 +253,7 @@ std::vector<AllreduceRow> allreduceSweep(const World& w, const SweepOptions& o, 
         const auto t0 = Clock::now();
         for (int i = 0; i < o.iters; ++i)
           check(kumiAllReduce(in.data(), out.data(), count, kumiFloat32, kumiSum, v.comm, nullptr), "allreduce");
-        double t = since(t0) / o.iters, slowest = 0;
+        double t = secondsSince(t0) / o.iters, slowest = 0;
         check(kumiAllReduce(&t, &slowest, 1, kumiFloat64, kumiMax, w.comm, nullptr), "allreduce(max)");
         times.push_back(slowest);
       }

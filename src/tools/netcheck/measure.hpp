@@ -6,7 +6,9 @@
 
 #include <kumi/kumi.h>
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,12 @@ struct World {
   int nodes() const { return static_cast<int>(ranksOf.size()); }
 };
 
+// A communicator destroyed with its owner.
+using CommHandle = std::unique_ptr<kumiComm, decltype(&kumiCommDestroy)>;
+
+// Seconds since t0 on the steady clock.
+double secondsSince(std::chrono::steady_clock::time_point t0);
+
 // Who is where, from kumi's host ids and every rank's host name (one allgather).
 World discoverWorld(kumiComm_t comm);
 
@@ -39,6 +47,10 @@ struct P2POptions {
   int repeats = 5;                // bandwidth samples per direction (at most kMaxRepeats)
   int latencyIters = 20;          // 8-byte round trips per direction
 };
+
+// Rank 0's yes or no, for everyone: ranks' clocks differ, and all must take the same branch
+// (another round, another rail, another sweep step). Throws when the broadcast fails.
+bool agreeWithRank0(const World& w, bool yes);
 
 // One round of the tournament: each pair of nodes, on every rail both have, measures a -> b then
 // b -> a. Returns every link measured in the round (on every rank).

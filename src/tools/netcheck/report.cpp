@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 
+#include "core/strings.hpp"
 #include "topology/json_writer.hpp"
 
 namespace kumi::netcheck {
@@ -15,12 +16,6 @@ Labels linkLabels(const LinkKey& k, const std::vector<std::string>& names) {
           {"dst_node", names[static_cast<std::size_t>(k.dst)]},
           {"transport", k.transport},
           {"rail", std::to_string(k.rail)}};
-}
-
-std::string line(const char* f, auto... args) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, f, args...);
-  return buf;
 }
 
 }  // namespace
@@ -154,22 +149,22 @@ std::string jsonReport(const Analysis& a, const std::vector<AllreduceRow>& allre
 
 std::string textReport(const Analysis& a, const std::vector<AllreduceRow>& allreduce, const RunInfo& run) {
   const auto& names = run.nodeNames;
-  std::string out = line("# kumi-netcheck: %zu nodes, %d ranks, %.1f s%s\n", names.size(), run.ranks, run.seconds,
+  std::string out = formatted("# kumi-netcheck: %zu nodes, %d ranks, %.1f s%s\n", names.size(), run.ranks, run.seconds,
                          run.complete ? "" : " (incomplete)");
   for (const auto& n : run.notes) out += "# " + n + "\n";
-  out += line("# %-20s %-20s %4s %-9s %10s %10s %10s %7s  %s\n", "src", "dst", "rail", "transport", "GB/s", "expected",
+  out += formatted("# %-20s %-20s %4s %-9s %10s %10s %10s %7s  %s\n", "src", "dst", "rail", "transport", "GB/s", "expected",
               "lat (us)", "spread", "verdict");
   for (const auto& v : a.links) {
     const LinkKey& k = v.link.key;
     const char* verdict = !v.link.error.empty() ? "FAILED" : v.slow ? "SLOW" : v.laggy ? "LAGGY" : "ok";
-    out += line("  %-20s %-20s %4d %-9s %10.3f %10.3f %10.1f %6.0f%%  %s\n", names[static_cast<std::size_t>(k.src)].c_str(),
+    out += formatted("  %-20s %-20s %4d %-9s %10.3f %10.3f %10.1f %6.0f%%  %s\n", names[static_cast<std::size_t>(k.src)].c_str(),
                 names[static_cast<std::size_t>(k.dst)].c_str(), k.rail, k.transport.c_str(), v.link.bandwidth / 1e9,
                 v.expected.bandwidth / 1e9, v.link.latency * 1e6, 100 * v.link.spread, verdict);
   }
   if (!allreduce.empty()) {
-    out += line("# %-20s %-20s %12s %12s %10s\n", "allreduce algorithm", "ran", "bytes", "time (us)", "busbw GB/s");
+    out += formatted("# %-20s %-20s %12s %12s %10s\n", "allreduce algorithm", "ran", "bytes", "time (us)", "busbw GB/s");
     for (const auto& r : allreduce)
-      out += line("  %-20s %-20s %12llu %12.1f %10.3f\n", r.algorithm.c_str(), r.ran.c_str(),
+      out += formatted("  %-20s %-20s %12llu %12.1f %10.3f\n", r.algorithm.c_str(), r.ran.c_str(),
                   static_cast<unsigned long long>(r.bytes), r.timeUs, r.busbw / 1e9);
   }
   if (a.findings.empty()) out += run.failure.empty() ? "# healthy: no findings\n" : "";

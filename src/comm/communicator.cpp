@@ -27,6 +27,9 @@
 #include "transports/routed_transport.hpp"
 #include "transports/shm/shm_transport.hpp"
 #include "transports/tcp/tcp_transport.hpp"
+#if KUMI_HAVE_IBVERBS
+#include "transports/ib/ib_transport.hpp"
+#endif
 
 namespace kumi {
 
@@ -188,12 +191,19 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   confirmClaim(*store_, rank_, me);
   // Where every rank runs travels between the ranks, not through the store, so that the store
   // serves O(1) requests per rank however large the job.
-  world_ = WorldMap(exchangePlaces(*tcp, {host.id, Registry::instance().hostname()}, deadline, cancel));
+  // Whether this rank has an RDMA port travels with its place, so that every pair agrees on its
+  // transport without asking the store.
+  const RdmaPlan rdma = planRdma();
+  std::vector<RankPlace> places =
+      exchangePlaces(*tcp, {host.id, Registry::instance().hostname(), rdma.linkLayer}, deadline, cancel);
+  world_ = WorldMap(places);
   if (rank_ == 0) store_->set("plan", inputs);
   const std::vector<int> local = world_.localPeers(rank_);
+  // Index 0 is TCP, which every pair can use; shared memory and RDMA take the pairs they can.
   std::vector<std::unique_ptr<Transport>> transports;
+  transports.push_back(std::move(tcp));
   std::vector<int> routes(static_cast<std::size_t>(size_), 0);
-  if (!local.empty() && cfg_.transport != "tcp") {
+  if (!local.empty() && cfg_.transport != "tcp" && cfg_.transport != "ib") {
     ShmOptions so;
     so.rank = rank_;
     so.localPeers = local;
@@ -203,15 +213,17 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     so.crossMemoryAttach = cfg_.shmCrossMemory != 0;
     so.checks = wireChecks(cfg_);
     auto shm = std::make_unique<ShmTransport>(so, *store_, deadline, cancel);
-    for (int p : shm->connectedPeers()) routes[static_cast<std::size_t>(p)] = 1;
+    for (int p : shm->connectedPeers()) routes[static_cast<std::size_t>(p)] = static_cast<int>(transports.size());
     if (!shm->connectedPeers().empty()) {
       sharedMemory_ = true;
-      transports.push_back(std::move(tcp));
       transports.push_back(std::move(shm));
     }
   }
-  transport_ = sharedMemory_ ? std::make_unique<RoutedTransport>(std::move(transports), std::move(routes))
-                             : std::unique_ptr<Transport>(std::move(tcp));
+  connectRdma(rdma, places, routes, transports);
+  if (transports.size() > 1)
+    transport_ = std::make_unique<RoutedTransport>(std::move(transports), std::move(routes));
+  else
+    transport_ = std::move(transports.front());
   // Every rank's transports are up: no rank returns from init while another is failing (e.g.
   // a host whose /dev/shm is too small), and a failure posted meanwhile reaches everyone.
   waitForRanks(*store_, size_, "ready", deadline, cancel, parentStore);
@@ -220,6 +232,59 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     KUMI_WARN("rank ", rank_, ": KUMI_ALGO, KUMI_CHUNK_SIZE, KUMI_TRANSPORT or KUMI_TUNING_FILE differ from rank 0's;",
               " planning with rank 0's so that every rank runs the same schedules");
   planner_ = plannerFrom(agreed, world_.hostIndex());
+}
+
+Communicator::RdmaPlan Communicator::planRdma() const {
+  RdmaPlan plan;
+  if (cfg_.transport == "tcp") return plan;
+#if KUMI_HAVE_IBVERBS
+  plan.options = ib::IbOptions::fromEnvironment();
+  // The local rank is not known before the places are exchanged; the port is chosen again then.
+  const IbAvailability a = probeIb(plan.options, 0);
+  if (a.usable) {
+    plan.linkLayer = a.linkLayer;
+  } else if (cfg_.transport == "ib") {
+    fail(kumiSystemError, "rank ", rank_, ": KUMI_TRANSPORT=ib but this rank cannot use RDMA: ", a.why);
+  } else {
+    plan.why = a.why;
+  }
+#else
+  if (cfg_.transport == "ib")
+    fail(kumiInvalidArgument, "rank ", rank_, ": KUMI_TRANSPORT=ib but this kumi was built without libibverbs");
+  plan.why = "this kumi was built without libibverbs";
+#endif
+  return plan;
+}
+
+void Communicator::connectRdma(const RdmaPlan& plan, const std::vector<RankPlace>& places, std::vector<int>& routes,
+                               std::vector<std::unique_ptr<Transport>>& transports) {
+  // Peers that RDMA takes: every other rank with KUMI_TRANSPORT=ib, else those on other hosts;
+  // always only those whose port speaks the same link layer.
+  std::vector<int> peers;
+  for (int p = 0; p < size_; ++p) {
+    if (p == rank_ || (routes[static_cast<std::size_t>(p)] != 0 && cfg_.transport != "ib")) continue;
+    const std::string& theirs = places[static_cast<std::size_t>(p)].rdma;
+    if (cfg_.transport == "ib" && theirs != plan.linkLayer)
+      fail(kumiSystemError, "rank ", rank_, ": KUMI_TRANSPORT=ib but rank ", p, " on ", peerName(p),
+           theirs.empty() ? std::string(" has no usable RDMA port") : cat(" has a ", theirs, " port and this rank a ", plan.linkLayer, " one"));
+    if (!plan.linkLayer.empty() && theirs == plan.linkLayer) peers.push_back(p);
+  }
+  if (peers.empty()) {
+    const bool remote = world_.hosts() > 1;
+    if (remote && cfg_.transport != "tcp")
+      KUMI_INFO("rank ", rank_, ": TCP between hosts: ", plan.why.empty() ? std::string("peers have no RDMA port") : plan.why);
+    return;
+  }
+#if KUMI_HAVE_IBVERBS
+  IbTransportOptions io;
+  io.rank = rank_;
+  io.localRank = world_.localRank(rank_);
+  io.ib = plan.options;
+  io.checks = wireChecks(cfg_);
+  auto ib = std::make_unique<IbTransport>(io, store_);
+  for (int p : peers) routes[static_cast<std::size_t>(p)] = static_cast<int>(transports.size());
+  transports.push_back(std::move(ib));
+#endif
 }
 
 std::vector<RankPlace> Communicator::exchangePlaces(TcpTransport& tcp, const RankPlace& mine, const Deadline& deadline,
@@ -231,12 +296,13 @@ std::vector<RankPlace> Communicator::exchangePlaces(TcpTransport& tcp, const Ran
     KUMI_REQUIRE_ARG(s.size() < kField, what, " '", s.substr(0, 40), "...' is longer than ", kField - 1, " bytes");
     std::memcpy(at, s.data(), s.size());
   };
-  const std::size_t record = 3 * kField;
+  const std::size_t record = 4 * kField;
   std::vector<std::byte> all(record * static_cast<std::size_t>(size_));
   std::byte* own = all.data() + record * static_cast<std::size_t>(rank_);
   put(own, mine.hostId, "host id (KUMI_HOSTID)");
   put(own + kField, mine.hostname, "hostname");
   put(own + 2 * kField, tcp.address(), "listen address");
+  put(own + 3 * kField, mine.rdma, "RDMA link layer");
   // A ring: each rank connects to two neighbours, whose addresses are two store requests.
   ScheduleKey key{Collective::AllGather, size_, rank_, record, -1, true, false, record};
   PreparedSchedule ps(ringAllGather(key));
@@ -261,7 +327,7 @@ std::vector<RankPlace> Communicator::exchangePlaces(TcpTransport& tcp, const Ran
     return std::string(at, ::strnlen(at, kField));
   };
   for (int r = 0; r < size_; ++r) {
-    places.push_back({field(r, 0), field(r, 1)});
+    places.push_back({field(r, 0), field(r, 1), field(r, 3)});
     addresses.push_back(field(r, 2));
   }
   tcp.learnAddresses(std::move(addresses));

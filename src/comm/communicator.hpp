@@ -18,6 +18,7 @@
 #include "core/socket.hpp"
 #include "rendezvous/store.hpp"
 #include "topology/world_map.hpp"
+#include "transports/ib/ib_options.hpp"
 #include "transports/transport.hpp"
 
 namespace kumi {
@@ -85,6 +86,16 @@ class Communicator {
   void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel, Store* parentStore);
   // Start-up: every rank's host id, hostname and TCP address, by a ring allgather over `tcp`,
   // which learns the addresses.
+  // RDMA as this rank sees it before knowing its peers: its port's link layer, or why none.
+  struct RdmaPlan {
+    std::string linkLayer;
+    std::string why;
+    ib::IbOptions options;
+  };
+  RdmaPlan planRdma() const;
+  // Adds the RDMA transport for the peers it can take (both ends with ports of one link layer).
+  void connectRdma(const RdmaPlan& plan, const std::vector<RankPlace>& places, std::vector<int>& routes,
+                   std::vector<std::unique_ptr<Transport>>& transports);
   std::vector<RankPlace> exchangePlaces(TcpTransport& tcp, const RankPlace& mine, const Deadline& deadline,
                                         const std::atomic<bool>* cancel);
 
@@ -98,7 +109,7 @@ class Communicator {
   WorldMap world_;
   bool sharedMemory_ = false;  // some peers are reached through shared memory
   int cpusAvailable_ = -1;     // CPUs this process may run on (spin policy); -1 until known
-  std::unique_ptr<Transport> transport_;  // routes each peer to shm or tcp
+  std::unique_ptr<Transport> transport_;  // routes each peer to shm, ib or tcp
   Executor executor_;
   Planner planner_;  // from rank 0's link model, KUMI_ALGO and KUMI_CHUNK_SIZE
   struct CacheKey {

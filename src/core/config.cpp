@@ -112,8 +112,9 @@ void Config::validate() const {
   // At most 16 MiB: kumi keeps at least two staging slices, within its 32 MiB budget.
   KUMI_REQUIRE_ARG(chunkBytes == 0 || (chunkBytes >= 4096 && chunkBytes <= (16u << 20)),
                    "KUMI_CHUNK_SIZE must be between 4K and 16M, got ", chunkBytes);
-  KUMI_REQUIRE_ARG(transport.empty() || transport == "auto" || transport == "tcp", "KUMI_TRANSPORT='", transport,
-                   "' is not known: use auto (shared memory within a host, tcp between hosts) or tcp");
+  KUMI_REQUIRE_ARG(transport.empty() || transport == "auto" || transport == "tcp" || transport == "ib", "KUMI_TRANSPORT='",
+                   transport, "' is not known: use auto (shared memory within a host, RDMA where both ends have a ",
+                   "port, tcp otherwise), tcp, or ib (RDMA to every peer, even on the same host)");
   KUMI_REQUIRE_ARG(shmBufferBytes >= (64u << 10) && shmBufferBytes <= (64u << 20),
                    "KUMI_SHM_BUFFER must be between 64K and 64M, got ", shmBufferBytes);
   KUMI_REQUIRE_ARG(!shmDir.empty() && shmDir[0] == '/', "KUMI_SHM_DIR must be an absolute directory, got '", shmDir, "'");

@@ -28,7 +28,7 @@ struct Config {
   std::uint64_t chunkBytes = 0;  // KUMI_CHUNK_SIZE pipeline slice (0 = automatic)
   std::string algo;           // KUMI_ALGO
   std::string tuningFile;     // KUMI_TUNING_FILE: link model for the planner (kumi-bench --calibrate)
-  std::string transport;      // KUMI_TRANSPORT: "" (shm on a host, tcp between) or "tcp"
+  std::string transport;      // KUMI_TRANSPORT: "" (shm on a host, ib or tcp between), "tcp" or "ib"
   std::string hostId;         // KUMI_HOSTID
   std::string shmDir = "/dev/shm";          // KUMI_SHM_DIR
   std::uint64_t shmBufferBytes = 512 << 10;  // KUMI_SHM_BUFFER: ring per peer and direction

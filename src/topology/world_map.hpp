@@ -11,6 +11,7 @@ namespace kumi {
 struct RankPlace {
   std::string hostId;
   std::string hostname;
+  std::string rdma;  // the link layer of the rank's RDMA port ("roce", "ib"), "" without one
 };
 
 class WorldMap {

@@ -1,0 +1,232 @@
+// The RDMA transport in one process, on a real verbs device: transports of two "ranks" share a
+// store server on loopback and talk over real RC queue pairs with RDMA writes. Needs an RDMA
+// port (Soft-RoCE in the VM lane, scripts/softroce-vm.sh); elsewhere every test skips and says
+// why. Covers ordered delivery over several queue pairs and slot sizes, both directions at once,
+// the live GID table, the call-stamp, size and checksum checks, a peer that goes away (named
+// with its queue pair), and one port per local rank when there are several (rails).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "../common/drive.hpp"
+#include "core/error.hpp"
+#include "rendezvous/store.hpp"
+#include "rendezvous/tcp_store_client.hpp"
+#include "rendezvous/tcp_store_server.hpp"
+#include "transports/ib/gid_select.hpp"
+#include "transports/ib/ib_transport.hpp"
+#include "transports/ib/verbs.hpp"
+
+namespace kumi {
+namespace {
+
+using test::drive;
+
+class IbTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    ports_ = ib::findPorts(ib::HcaFilter{}, &why);
+    if (ports_.empty()) GTEST_SKIP() << "needs an RDMA port (runs in the Soft-RoCE VM lane): " << why;
+    server_ = std::make_unique<TcpStoreServer>(resolve("127.0.0.1", 0, "test").front());
+    server_->start();
+  }
+  ib::IbOptions options() const {
+    ib::IbOptions o;
+    o.slots = 4;
+    o.slotBytes = 64 << 10;  // small slots: messages span many, and the ring wraps often
+    o.qpsPerConnection = 3;
+    return o;
+  }
+  std::unique_ptr<IbTransport> make(int rank, const ib::IbOptions& o, int localRank = 0, WireChecks checks = {}) {
+    auto client = std::make_shared<TcpStoreClient>(server_->address().str(), Deadline::after(5));
+    IbTransportOptions io;
+    io.rank = rank;
+    io.localRank = localRank;
+    io.ib = o;
+    io.checks = checks;
+    return std::make_unique<IbTransport>(io, std::make_shared<PrefixStore>(scope_, client));
+  }
+  // Connects a (rank 0) and b (rank 1), as a collective between the pair.
+  static void pair(IbTransport& a, IbTransport& b) {
+    std::thread ca([&] { a.connect({1}, Deadline::after(20)); });
+    b.connect({0}, Deadline::after(20));
+    ca.join();
+  }
+  std::vector<ib::PortInfo> ports_;
+  std::unique_ptr<TcpStoreServer> server_;
+  std::string scope_ = "scope";
+};
+
+std::vector<char> pattern(std::size_t n, int seed) {
+  std::vector<char> v(n);
+  for (std::size_t j = 0; j < n; ++j) v[j] = static_cast<char>((seed * 131 + j * 7 + j / 4096) & 0xff);
+  return v;
+}
+
+TEST_F(IbTransportTest, OrderedMessagesBothWaysOverSeveralQueuePairs) {
+  auto a = make(0, options()), b = make(1, options());
+  pair(*a, *b);
+  // Empty, small, exactly one slot's payload, one byte more, and several rings' worth.
+  const std::size_t payload = (64 << 10) - 64;
+  const std::vector<std::size_t> sizes = {0, 100, payload, payload + 1, 3u << 20, 7, 1u << 20};
+  std::vector<std::vector<char>> outA, outB, inA, inB;
+  std::vector<Request> reqs(4 * sizes.size());
+  std::vector<Request*> all;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    outA.push_back(pattern(sizes[i], static_cast<int>(i)));
+    outB.push_back(pattern(sizes[i], static_cast<int>(i) + 100));
+    inA.emplace_back(sizes[i], 0);
+    inB.emplace_back(sizes[i], 0);
+  }
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    a->postSend(1, outA[i].data(), sizes[i], &reqs[4 * i]);
+    b->postSend(0, outB[i].data(), sizes[i], &reqs[4 * i + 1]);
+    a->postRecv(1, inA[i].data(), sizes[i], &reqs[4 * i + 2]);
+    b->postRecv(0, inB[i].data(), sizes[i], &reqs[4 * i + 3]);
+  }
+  for (auto& r : reqs) all.push_back(&r);
+  drive({a.get(), b.get()}, all, 60);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    EXPECT_EQ(inB[i], outA[i]) << "message " << i << " of " << sizes[i] << " bytes, rank 0 to 1";
+    EXPECT_EQ(inA[i], outB[i]) << "message " << i << " of " << sizes[i] << " bytes, rank 1 to 0";
+  }
+}
+
+TEST_F(IbTransportTest, ChoosesARoutableRoceV2GidFromTheLiveTable) {
+  const ib::PortInfo& p = ports_.front();
+  if (!p.ethernet) GTEST_SKIP() << p.describe() << " is InfiniBand: GIDs are not chosen by content there";
+  const auto table = ib::readGidTable(p.sysfsPortDir, p.gidTableLength);
+  const auto choice = ib::selectGid(table, ib::GidPolicy{}, p.describe());
+  EXPECT_EQ(choice.type, "RoCE v2") << choice.reason;
+  // IPv4-mapped (::ffff:a.b.c.d): the default family is IPv4, and a link-local GID never wins.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(choice.gid[static_cast<std::size_t>(i)], 0) << choice.reason;
+  EXPECT_EQ(choice.gid[10], 0xff);
+  EXPECT_EQ(choice.gid[11], 0xff);
+  auto t = make(0, options());
+  EXPECT_NE(t->describe().find(choice.text), std::string::npos) << t->describe();
+}
+
+TEST_F(IbTransportTest, DifferentCallStampIsRefused) {
+  auto a = make(0, options()), b = make(1, options());
+  pair(*a, *b);
+  a->setCallStamp({1, 2});
+  b->setCallStamp({1, 3});
+  std::vector<char> out(1000, 'x'), in(1000);
+  Request s, r;
+  a->postSend(1, out.data(), out.size(), &s);
+  b->postRecv(0, in.data(), in.size(), &r);
+  EXPECT_THROW(drive({a.get(), b.get()}, {&s, &r}, 20), CallMismatch);
+}
+
+TEST_F(IbTransportTest, SizeMismatchNamesBothSizes) {
+  auto a = make(0, options()), b = make(1, options());
+  pair(*a, *b);
+  std::vector<char> out(300000, 'x'), in(200000);
+  Request s, r;
+  a->postSend(1, out.data(), out.size(), &s);
+  b->postRecv(0, in.data(), in.size(), &r);
+  try {
+    drive({a.get(), b.get()}, {&s, &r}, 20);
+    FAIL() << "a 300000-byte message matched a 200000-byte receive";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("300000"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("200000"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(IbTransportTest, ChecksumCatchesACorruptedPart) {
+  WireChecks sender{true, 0}, receiver{true, 3};  // the receiver flips a bit of every third part
+  auto a = make(0, options(), 0, sender), b = make(1, options(), 0, receiver);
+  pair(*a, *b);
+  auto out = pattern(1u << 20, 5);
+  std::vector<char> in(out.size());
+  Request s, r;
+  a->postSend(1, out.data(), out.size(), &s);
+  b->postRecv(0, in.data(), in.size(), &r);
+  try {
+    drive({a.get(), b.get()}, {&s, &r}, 20);
+    FAIL() << "a corrupted part went unnoticed";
+  } catch (const LinkError& e) {
+    EXPECT_EQ(e.peer, 0);
+    EXPECT_NE(std::string(e.what()).find("CRC32C"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(IbTransportTest, PeerThatGoesAwayIsNamedWithItsQueuePair) {
+  ib::IbOptions o = options();
+  o.timeout = 10;  // ~4 ms per try, 2 retries: the survivor knows within a fraction of a second
+  o.retryCount = 2;
+  auto a = make(0, o), b = make(1, o);
+  pair(*a, *b);
+  b.reset();  // its queue pairs are destroyed: nothing answers a's writes any more
+  auto out = pattern(4u << 20, 9);
+  std::vector<char> in(1000);
+  Request s, r;
+  a->postSend(1, out.data(), out.size(), &s);
+  a->postRecv(1, in.data(), in.size(), &r);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    drive({a.get()}, {&s, &r}, 30);
+    FAIL() << "a transfer to a vanished peer completed";
+  } catch (const PeerLost& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(e.peer, 1);
+    EXPECT_NE(what.find("QP "), std::string::npos) << what;
+    EXPECT_NE(what.find("rank 1"), std::string::npos) << what;
+    EXPECT_NE(what.find(ports_.front().device), std::string::npos) << what;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST_F(IbTransportTest, EachLocalRankTakesItsOwnPortWhenThereAreSeveral) {
+  if (ports_.size() < 2) GTEST_SKIP() << "needs two RDMA ports (the VM lane has rxe0 and rxe1), found " << ports_.size();
+  auto rail0 = make(0, options(), 0), rail1 = make(0, options(), 1);
+  EXPECT_EQ(rail0->describe().rfind(ports_[0].describe(), 0), 0u) << rail0->describe();
+  EXPECT_EQ(rail1->describe().rfind(ports_[1].describe(), 0), 0u) << rail1->describe();
+  rail0.reset();
+  rail1.reset();
+  // A pair on the second rail moves data over the second port.
+  auto a = make(0, options(), 1), b = make(1, options(), 1);
+  pair(*a, *b);
+  auto out = pattern(2u << 20, 3);
+  std::vector<char> in(out.size());
+  Request s, r;
+  a->postSend(1, out.data(), out.size(), &s);
+  b->postRecv(0, in.data(), in.size(), &r);
+  drive({a.get(), b.get()}, {&s, &r}, 30);
+  EXPECT_EQ(in, out);
+}
+
+TEST_F(IbTransportTest, HcaFilterPicksThePort) {
+  const std::string last = ports_.back().device;
+  ib::IbOptions o = options();
+  o.hca = ib::HcaFilter::parse("=" + last);
+  auto t = make(0, o);
+  EXPECT_EQ(t->describe().rfind(last + ":", 0), 0u) << t->describe();
+  ib::IbOptions none = options();
+  none.hca = ib::HcaFilter::parse("=no_such_device");
+  try {
+    make(0, none);
+    FAIL() << "a filter that admits no device still gave a transport";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no usable RDMA port"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(IbTransportTest, PeerThatNeverPublishesTimesOutNamingIt) {
+  auto a = make(0, options());
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    a->connect({1}, Deadline::after(1.5));
+    FAIL() << "connected to a rank that does not exist";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), kumiTimeout);
+    EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace kumi

@@ -1,0 +1,698 @@
+#include "transports/ib/ib_transport.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <random>
+#include <sstream>
+#include <unordered_map>
+
+#include "core/crc32c.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/socket.hpp"
+#include "core/strings.hpp"
+#include "transports/ib/gid_select.hpp"
+#include "transports/ib/verbs.hpp"
+
+namespace kumi {
+using namespace ib;
+
+namespace {
+
+constexpr std::uint32_t kSlotMagic = 0x4b554d52;  // "KUMR"
+constexpr std::uint32_t kHasChecksum = 1;
+constexpr const char* kRecordVersion = "kumi-ib1";
+
+// The first bytes of every slot: what the part is, so that the receiver checks it belongs to
+// the receive it is matched with (the same checks as the TCP and shared-memory transports).
+struct SlotHeader {
+  std::uint32_t magic;
+  std::uint32_t sequence;  // the message's number on this pair and direction
+  std::uint64_t messageBytes;
+  std::uint64_t offset;  // of this part's bytes within the message
+  std::uint32_t partBytes;
+  std::uint32_t checksum;  // CRC32C of the part's bytes, when flags has kHasChecksum
+  std::uint64_t stampLo;
+  std::uint64_t stampHi;
+  std::uint32_t flags;
+  std::uint32_t reserved[3];
+};
+static_assert(sizeof(SlotHeader) == 64);
+
+// wr_id: what a completion is about. Receives are only ever for incoming writes and credits.
+enum class Work : std::uint64_t { kData = 1, kCredit = 2, kRecv = 3 };
+std::uint64_t wrId(Work w, int qp, std::uint32_t slot) {
+  return (static_cast<std::uint64_t>(w) << 56) | (static_cast<std::uint64_t>(qp) << 32) | slot;
+}
+Work workOf(std::uint64_t id) { return static_cast<Work>(id >> 56); }
+int qpOf(std::uint64_t id) { return static_cast<int>((id >> 32) & 0xffffff); }
+std::uint32_t slotOf(std::uint64_t id) { return static_cast<std::uint32_t>(id); }
+
+struct SendItem {
+  Request* req;
+  const char* data;
+  std::size_t bytes;
+  std::size_t offset = 0;
+  bool anyPart = false;  // a zero-byte message still sends one (empty) part
+  std::uint32_t sequence;
+  CallStamp stamp;
+};
+
+struct RecvItem {
+  Request* req;
+  char* data;
+  std::size_t bytes;
+  std::size_t offset = 0;
+  std::uint32_t sequence;
+  CallStamp expect;
+};
+
+// What a rank publishes for a peer: enough to bring its queue pairs to RTR and write its ring.
+struct Record {
+  std::string where;  // "rxe0:1"
+  std::string linkLayer;
+  unsigned lid = 0;
+  ibv_gid gid{};
+  int mtu = 0;
+  std::uint32_t psn = 0;
+  int slots = 0;
+  std::size_t slotBytes = 0;
+  std::uint64_t ring = 0;
+  std::uint32_t rkey = 0;
+  std::vector<std::uint32_t> qpns;
+};
+
+std::string gidHex(const ibv_gid& g) {
+  std::string s;
+  for (auto b : g.raw) s += formatted("%02x", b);
+  return s;
+}
+
+std::string formatRecord(const Record& r) {
+  std::string q;
+  for (auto n : r.qpns) q += cat(" ", n);
+  return cat(kRecordVersion, " ", r.where, " ", r.linkLayer, " ", r.lid, " ", gidHex(r.gid), " ", r.mtu, " ", r.psn,
+             " ", r.slots, " ", r.slotBytes, " ", r.ring, " ", r.rkey, " ", r.qpns.size(), q);
+}
+
+Record parseRecord(const std::string& text, int peer) {
+  std::istringstream in(text);
+  Record r;
+  std::string version, gid;
+  std::size_t count = 0;
+  in >> version >> r.where >> r.linkLayer >> r.lid >> gid >> r.mtu >> r.psn >> r.slots >> r.slotBytes >> r.ring >>
+      r.rkey >> count;
+  const bool sane = in && version == kRecordVersion && gid.size() == 32 && count >= 1 && count <= 16 &&
+                    r.slots >= 2 && r.slotBytes > sizeof(SlotHeader);
+  if (!sane) fail(kumiRemoteError, "rank ", peer, " published a malformed RDMA connection record '", text, "'");
+  for (std::size_t i = 0; i < 16; ++i) r.gid.raw[i] = static_cast<std::uint8_t>(std::stoul(gid.substr(2 * i, 2), nullptr, 16));
+  r.qpns.resize(count);
+  for (auto& n : r.qpns) in >> n;
+  if (!in) fail(kumiRemoteError, "rank ", peer, " published a malformed RDMA connection record '", text, "'");
+  return r;
+}
+
+}  // namespace
+
+struct Connection {
+  int peer = -1;
+  std::string peerWhere;  // its device:port
+  // Declared in the order that lets the members go in reverse: QPs, CQ, registrations, memory.
+  PinnedArea recvArea, sendArea;
+  MrPtr recvMr, sendMr;
+  CqPtr cq;
+  std::vector<QpPtr> qps;
+  std::vector<int> sendsOut;  // posted, not completed, send work requests per QP
+  int sendDepth = 0;
+  // Our ring (the peer writes it) and the peer's (we write it).
+  int slots = 0;
+  std::size_t slotBytes = 0;
+  int remoteSlots = 0;
+  std::size_t remoteSlotBytes = 0;
+  std::uint64_t remoteRing = 0;
+  std::uint32_t remoteRkey = 0;
+  // Sender side: counts wrap at 2^32; differences stay exact.
+  std::uint32_t written = 0;    // slots written into the peer's ring
+  std::uint32_t peerFreed = 0;  // of those, read by the peer (its last credit)
+  std::vector<std::uint8_t> stagingBusy;  // our staging slot's write has not completed yet
+  // Receiver side.
+  std::uint32_t consumed = 0;  // slots of our ring read so far
+  std::uint32_t reported = 0;  // `consumed` as last sent back as a credit
+  std::vector<std::uint8_t> arrived;
+  std::deque<SendItem> sendq;
+  std::deque<RecvItem> recvq;
+  std::uint32_t sendSeq = 0, recvSeq = 0;
+  std::vector<ibv_wc> stash;  // completions polled while arming the CQ before a wait
+
+  char* recvSlot(std::uint32_t s) const { return recvArea.data() + static_cast<std::size_t>(s) * slotBytes; }
+  char* sendSlot(std::uint32_t s) const { return sendArea.data() + static_cast<std::size_t>(s) * remoteSlotBytes; }
+  std::uint32_t qpNumber(int i) const { return qps[static_cast<std::size_t>(i)]->qp_num; }
+};
+
+struct IbTransport::Impl {
+  IbTransportOptions opt;
+  std::shared_ptr<Store> store;
+  PortInfo port;
+  ContextPtr ctx;
+  PdPtr pd;
+  ChannelPtr channel;
+  Fd wakeFd;
+  int gidIndex = 0;
+  ibv_gid gid{};
+  std::string gidText = "-", gidReason;
+  std::unordered_map<int, std::unique_ptr<Connection>> conns;
+  std::vector<Connection*> live;  // connected, in connection order
+  CallStamp stamp;
+  std::atomic<bool> interrupted{false};
+  bool isShutdown = false;
+  std::uint32_t partsReceived = 0;  // for WireChecks::corruptEvery
+  std::mt19937 random{std::random_device{}()};
+
+  std::string where() const { return port.describe(); }
+
+  std::string qpName(const Connection& c, int qp) const {
+    return cat(where(), " QP ", c.qps.empty() ? 0u : c.qpNumber(qp), " to rank ", c.peer,
+               c.peerWhere.empty() ? std::string() : cat(" (", c.peerWhere, ")"));
+  }
+
+  [[noreturn]] void linkFailed(const Connection& c, int qp, const std::string& what) const {
+    throw PeerLost(c.peer, cat("RDMA transport, rank ", opt.rank, ": ", qpName(c, qp), ": ", what));
+  }
+
+  Impl(const IbTransportOptions& o, std::shared_ptr<Store> s) : opt(o), store(std::move(s)) {
+    std::string why;
+    const auto ports = findPorts(opt.ib.hca, &why);
+    if (ports.empty()) fail(kumiSystemError, "RDMA transport, rank ", opt.rank, ": ", why);
+    port = ports[static_cast<std::size_t>(opt.localRank) % ports.size()];
+    ctx = openDevice(port.device);
+    pd = PdPtr(::ibv_alloc_pd(ctx.get()));
+    if (!pd) failErrno("RDMA transport: allocating a protection domain on ", where());
+    channel = ChannelPtr(::ibv_create_comp_channel(ctx.get()));
+    if (!channel) failErrno("RDMA transport: creating a completion channel on ", where());
+    const int flags = ::fcntl(channel->fd, F_GETFL);
+    ::fcntl(channel->fd, F_SETFL, flags | O_NONBLOCK);
+    ::fcntl(ctx->async_fd, F_SETFL, ::fcntl(ctx->async_fd, F_GETFL) | O_NONBLOCK);
+    wakeFd = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (wakeFd.get() < 0) failErrno("RDMA transport: eventfd");
+    chooseGid();
+  }
+
+  void chooseGid() {
+    if (!port.ethernet) {
+      // InfiniBand routes by LID inside a subnet; GID 0 is the port's own, always set.
+      gidIndex = opt.ib.gid.forcedIndex >= 0 ? opt.ib.gid.forcedIndex : 0;
+      if (::ibv_query_gid(ctx.get(), static_cast<std::uint8_t>(port.port), gidIndex, &gid) != 0)
+        failErrno("RDMA transport: reading GID ", gidIndex, " of ", where());
+      gidReason = cat("InfiniBand port, LID ", port.lid, ", GID index ", gidIndex);
+      return;
+    }
+    const auto table = readGidTable(port.sysfsPortDir, port.gidTableLength);
+    const GidChoice choice = selectGid(table, opt.ib.gid, where());
+    gidIndex = choice.index;
+    std::memcpy(gid.raw, choice.gid.data(), sizeof gid.raw);
+    gidText = choice.text;
+    gidReason = choice.reason;
+  }
+
+  std::unique_ptr<Connection> create(int peer) {
+    auto c = std::make_unique<Connection>();
+    c->peer = peer;
+    c->slots = opt.ib.slots;
+    c->slotBytes = opt.ib.slotBytes;
+    c->recvArea = PinnedArea(static_cast<std::size_t>(c->slots) * c->slotBytes);
+    c->recvMr = registerMemory(pd.get(), c->recvArea.data(), c->recvArea.size(),
+                               IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, where());
+    c->arrived.assign(static_cast<std::size_t>(c->slots), 0);
+    const int q = opt.ib.qpsPerConnection;
+    // Per QP: every slot may be in flight on it, and as many credits; a few spare.
+    c->sendDepth = 2 * std::max(opt.ib.slots, 8) + 4;
+    const int recvDepth = c->sendDepth;
+    c->cq = CqPtr(::ibv_create_cq(ctx.get(), q * (c->sendDepth + recvDepth), nullptr, channel.get(), 0));
+    if (!c->cq) failErrno("RDMA transport: creating a completion queue on ", where(), " for rank ", peer);
+    for (int i = 0; i < q; ++i) {
+      ibv_qp_init_attr init{};
+      init.send_cq = c->cq.get();
+      init.recv_cq = c->cq.get();
+      init.qp_type = IBV_QPT_RC;
+      init.cap.max_send_wr = static_cast<std::uint32_t>(c->sendDepth);
+      init.cap.max_recv_wr = static_cast<std::uint32_t>(recvDepth);
+      init.cap.max_send_sge = 1;
+      init.cap.max_recv_sge = 1;
+      ibv_qp* qp = ::ibv_create_qp(pd.get(), &init);
+      if (!qp) failErrno("RDMA transport: creating queue pair ", i, " on ", where(), " for rank ", peer);
+      c->qps.emplace_back(qp);
+      ibv_qp_attr a{};
+      a.qp_state = IBV_QPS_INIT;
+      a.pkey_index = 0;
+      a.port_num = static_cast<std::uint8_t>(port.port);
+      a.qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+      if (int e = ::ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
+        fail(kumiSystemError, "RDMA transport: ", qpName(*c, i), ": to INIT: ", std::strerror(e));
+      // Receives are posted before the peer can write: an early write finds one waiting.
+      for (int k = 0; k < recvDepth; ++k) postRecv(*c, i);
+    }
+    c->sendsOut.assign(static_cast<std::size_t>(q), 0);
+    return c;
+  }
+
+  void postRecv(Connection& c, int qp) {
+    ibv_recv_wr wr{};
+    ibv_recv_wr* bad = nullptr;
+    wr.wr_id = wrId(Work::kRecv, qp, 0);
+    wr.num_sge = 0;  // writes with immediate and credits carry nothing into the receive
+    if (int e = ::ibv_post_recv(c.qps[static_cast<std::size_t>(qp)].get(), &wr, &bad))
+      linkFailed(c, qp, cat("posting a receive failed: ", std::strerror(e)));
+  }
+
+  Record recordFor(const Connection& c, std::uint32_t psn) const {
+    Record r;
+    r.where = where();
+    r.linkLayer = port.ethernet ? "roce" : "ib";
+    r.lid = port.lid;
+    r.gid = gid;
+    r.mtu = static_cast<int>(port.activeMtu);
+    r.psn = psn;
+    r.slots = c.slots;
+    r.slotBytes = c.slotBytes;
+    r.ring = reinterpret_cast<std::uintptr_t>(c.recvArea.data());
+    r.rkey = c.recvMr->rkey;
+    for (std::size_t i = 0; i < c.qps.size(); ++i) r.qpns.push_back(c.qps[i]->qp_num);
+    return r;
+  }
+
+  // Waits for a key the peer publishes, in slices so that interrupt() and the deadline end it.
+  std::string awaitPeer(const std::string& key, int peer, const Deadline& deadline, const char* what) {
+    for (;;) {
+      if (interrupted.load()) fail(kumiAborted, "RDMA transport: connecting to rank ", peer, " was aborted");
+      const int ms = std::min(deadline.msLeft(), 500);
+      if (ms <= 0)
+        fail(kumiTimeout, "RDMA transport, rank ", opt.rank, " (", where(), "): rank ", peer, " did not ", what,
+             " before the deadline (is it alive, and does it have a usable RDMA port?)");
+      try {
+        return store->get(key, Store::Timeout(ms));
+      } catch (const Error& e) {
+        if (e.code() != kumiTimeout) throw;
+      }
+    }
+  }
+
+  void bringUp(Connection& c, const Record& r, std::uint32_t myPsn) {
+    c.peerWhere = r.where;
+    const std::string myLayer = port.ethernet ? "roce" : "ib";
+    if (r.linkLayer != myLayer)
+      fail(kumiRemoteError, "RDMA transport: ", where(), " is ", myLayer, " but rank ", c.peer, "'s ", r.where, " is ",
+           r.linkLayer, ": the two cannot talk");
+    if (r.qpns.size() != c.qps.size())
+      fail(kumiRemoteError, "RDMA transport: rank ", c.peer, " has ", r.qpns.size(), " queue pairs per connection, rank ",
+           opt.rank, " has ", c.qps.size(), ": set KUMI_IB_QPS_PER_CONNECTION the same everywhere");
+    c.remoteSlots = r.slots;
+    c.remoteSlotBytes = r.slotBytes;
+    c.remoteRing = r.ring;
+    c.remoteRkey = r.rkey;
+    c.sendArea = PinnedArea(static_cast<std::size_t>(c.remoteSlots) * c.remoteSlotBytes);
+    c.sendMr = registerMemory(pd.get(), c.sendArea.data(), c.sendArea.size(), IBV_ACCESS_LOCAL_WRITE, where());
+    c.stagingBusy.assign(static_cast<std::size_t>(c.remoteSlots), 0);
+    const auto mtu = static_cast<ibv_mtu>(std::min(static_cast<int>(port.activeMtu), r.mtu));
+    for (std::size_t i = 0; i < c.qps.size(); ++i) {
+      ibv_qp* qp = c.qps[i].get();
+      const int qi = static_cast<int>(i);
+      ibv_qp_attr a{};
+      a.qp_state = IBV_QPS_RTR;
+      a.path_mtu = mtu;
+      a.dest_qp_num = r.qpns[i];
+      a.rq_psn = r.psn;
+      a.max_dest_rd_atomic = 1;
+      a.min_rnr_timer = 12;  // 0.64 ms: a receive is reposted long before
+      a.ah_attr.port_num = static_cast<std::uint8_t>(port.port);
+      a.ah_attr.sl = static_cast<std::uint8_t>(opt.ib.serviceLevel);
+      if (port.ethernet || opt.ib.gid.forcedIndex >= 0) {
+        a.ah_attr.is_global = 1;
+        a.ah_attr.grh.dgid = r.gid;
+        a.ah_attr.grh.sgid_index = static_cast<std::uint8_t>(gidIndex);
+        a.ah_attr.grh.hop_limit = 255;
+        a.ah_attr.grh.traffic_class = static_cast<std::uint8_t>(opt.ib.trafficClass);
+      }
+      a.ah_attr.dlid = static_cast<std::uint16_t>(r.lid);
+      int mask = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+                 IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER;
+      if (int e = ::ibv_modify_qp(qp, &a, mask))
+        fail(kumiSystemError, "RDMA transport: ", qpName(c, qi), ": to RTR (remote QP ", r.qpns[i], ", GID ",
+             gidHex(r.gid), "): ", std::strerror(e));
+      a = ibv_qp_attr{};
+      a.qp_state = IBV_QPS_RTS;
+      a.timeout = static_cast<std::uint8_t>(opt.ib.timeout);
+      a.retry_cnt = static_cast<std::uint8_t>(opt.ib.retryCount);
+      a.rnr_retry = 7;  // a missing receive is only ever late, never gone: wait for it
+      a.sq_psn = myPsn;
+      a.max_rd_atomic = 1;
+      mask = IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC;
+      if (int e = ::ibv_modify_qp(qp, &a, mask))
+        fail(kumiSystemError, "RDMA transport: ", qpName(c, qi), ": to RTS: ", std::strerror(e));
+    }
+  }
+
+  void connect(const std::vector<int>& peers, const Deadline& deadline) {
+    if (isShutdown) fail(kumiInvalidUsage, "RDMA transport used after shutdown");
+    struct Fresh {
+      Connection* c;
+      std::uint32_t psn;
+    };
+    std::vector<Fresh> fresh;
+    for (int p : peers) {
+      if (p == opt.rank || conns.count(p)) continue;
+      auto c = create(p);
+      fresh.push_back({c.get(), static_cast<std::uint32_t>(random() & 0xffffff)});
+      conns.emplace(p, std::move(c));
+    }
+    if (fresh.empty()) return;
+    for (const auto& f : fresh) store->set(cat("ib/", opt.rank, "/", f.c->peer), formatRecord(recordFor(*f.c, f.psn)));
+    for (const auto& f : fresh) {
+      const std::string text =
+          awaitPeer(cat("ib/", f.c->peer, "/", opt.rank), f.c->peer, deadline, "publish its RDMA queue pairs");
+      bringUp(*f.c, parseRecord(text, f.c->peer), f.psn);
+      store->set(cat("ib/", opt.rank, "/", f.c->peer, "/up"), "1");
+    }
+    // A write that reaches a queue pair not yet ready to receive is dropped and retried only
+    // after the ACK timeout (a second): wait until the peer's side is up before the first one.
+    for (const auto& f : fresh) {
+      awaitPeer(cat("ib/", f.c->peer, "/", opt.rank, "/up"), f.c->peer, deadline, "bring its RDMA queue pairs up");
+      live.push_back(f.c);
+      KUMI_TRACE("ib: rank ", opt.rank, " connected to rank ", f.c->peer, " (", f.c->peerWhere, ") over ", where(),
+                 " with ", f.c->qps.size(), " QP(s)");
+    }
+  }
+
+  Connection& connection(int peer) {
+    auto it = conns.find(peer);
+    if (it == conns.end() || it->second->remoteSlots == 0)
+      fail(kumiInternalError, "RDMA transport: rank ", peer, " is not connected");
+    return *it->second;
+  }
+
+  // Sender: fills free slots of the peer's ring from the send queue.
+  bool pushSends(Connection& c, std::vector<Request*>& completed) {
+    bool moved = false;
+    const std::size_t payload = c.remoteSlotBytes - sizeof(SlotHeader);
+    while (!c.sendq.empty()) {
+      if (c.written - c.peerFreed >= static_cast<std::uint32_t>(c.remoteSlots)) break;  // no credit
+      const std::uint32_t slot = c.written % static_cast<std::uint32_t>(c.remoteSlots);
+      if (c.stagingBusy[slot]) break;
+      const int qp = static_cast<int>(c.written % c.qps.size());
+      if (c.sendsOut[static_cast<std::size_t>(qp)] >= c.sendDepth) break;
+      SendItem& item = c.sendq.front();
+      const std::size_t n = std::min(payload, item.bytes - item.offset);
+      char* at = c.sendSlot(slot);
+      SlotHeader h{};
+      h.magic = kSlotMagic;
+      h.sequence = item.sequence;
+      h.messageBytes = item.bytes;
+      h.offset = item.offset;
+      h.partBytes = static_cast<std::uint32_t>(n);
+      h.stampLo = item.stamp.lo;
+      h.stampHi = item.stamp.hi;
+      if (n) std::memcpy(at + sizeof h, item.data + item.offset, n);
+      if (opt.checks.checksum) {
+        h.flags |= kHasChecksum;
+        h.checksum = crc32c(at + sizeof h, n);
+      }
+      std::memcpy(at, &h, sizeof h);
+      ibv_sge sge{};
+      sge.addr = reinterpret_cast<std::uintptr_t>(at);
+      sge.length = static_cast<std::uint32_t>(sizeof h + n);
+      sge.lkey = c.sendMr->lkey;
+      ibv_send_wr wr{};
+      ibv_send_wr* bad = nullptr;
+      wr.wr_id = wrId(Work::kData, qp, slot);
+      wr.sg_list = &sge;
+      wr.num_sge = 1;
+      wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+      wr.send_flags = IBV_SEND_SIGNALED;
+      wr.imm_data = htonl(slot);
+      wr.wr.rdma.remote_addr = c.remoteRing + static_cast<std::uint64_t>(slot) * c.remoteSlotBytes;
+      wr.wr.rdma.rkey = c.remoteRkey;
+      if (int e = ::ibv_post_send(c.qps[static_cast<std::size_t>(qp)].get(), &wr, &bad))
+        linkFailed(c, qp, cat("posting an RDMA write failed: ", std::strerror(e)));
+      ++c.sendsOut[static_cast<std::size_t>(qp)];
+      c.stagingBusy[slot] = 1;
+      ++c.written;
+      item.offset += n;
+      item.anyPart = true;
+      moved = true;
+      // The user's bytes are in the staging slot: the send is done as far as the caller cares.
+      if (item.offset == item.bytes) {
+        if (--item.req->partsLeft == 0) completed.push_back(item.req);
+        c.sendq.pop_front();
+      }
+    }
+    return moved;
+  }
+
+  // Receiver: copies arrived slots, in ring order, into the posted receives.
+  bool pullReceives(Connection& c, std::vector<Request*>& completed) {
+    bool moved = false;
+    while (!c.recvq.empty()) {
+      const std::uint32_t slot = c.consumed % static_cast<std::uint32_t>(c.slots);
+      if (!c.arrived[slot]) break;
+      RecvItem& item = c.recvq.front();
+      char* at = c.recvSlot(slot);
+      SlotHeader h;
+      std::memcpy(&h, at, sizeof h);
+      if (h.magic != kSlotMagic)
+        linkFailed(c, 0, cat("slot ", slot, " holds no message (magic ", hex32(h.magic), "): corrupt ring"));
+      if (CallStamp{h.stampLo, h.stampHi} != item.expect)
+        throw CallMismatch(c.peer, item.expect, CallStamp{h.stampLo, h.stampHi});
+      if (h.sequence != item.sequence)
+        fail(kumiRemoteError, "rank ", opt.rank, ": rank ", c.peer, " sent message #", h.sequence, " where #",
+             item.sequence, " was expected: the ranks' schedules disagree");
+      if (h.messageBytes != item.bytes)
+        fail(kumiRemoteError, "rank ", opt.rank, ": rank ", c.peer, " sent a message of ", h.messageBytes,
+             " bytes where ", item.bytes,
+             " were expected: the ranks called different collectives or disagree on count or data type");
+      if (h.offset != item.offset || h.partBytes > item.bytes - item.offset ||
+          h.partBytes > c.slotBytes - sizeof(SlotHeader))
+        linkFailed(c, 0, cat("part at offset ", h.offset, " of ", h.partBytes, " bytes where offset ", item.offset,
+                             " was next: corrupt ring"));
+      char* bytes = at + sizeof h;
+      injectCorruption(opt.checks, partsReceived, bytes, h.partBytes);
+      if (h.flags & kHasChecksum) {
+        const std::uint32_t got = crc32c(bytes, h.partBytes);
+        if (got != h.checksum)
+          throw LinkError(c.peer, cat("rank ", opt.rank, ": data corrupted on the RDMA link from rank ", c.peer, " (",
+                                      qpName(c, 0), "): ", h.partBytes, "-byte part of message #", h.sequence,
+                                      ": CRC32C sent ", hex32(h.checksum), ", received ", hex32(got)));
+      }
+      if (h.partBytes) std::memcpy(item.data + item.offset, bytes, h.partBytes);
+      item.offset += h.partBytes;
+      c.arrived[slot] = 0;
+      ++c.consumed;
+      moved = true;
+      if (item.offset == item.bytes) {
+        if (--item.req->partsLeft == 0) completed.push_back(item.req);
+        c.recvq.pop_front();
+      }
+    }
+    return moved;
+  }
+
+  // Returns read slots to the sender. Always on QP 0, whose order keeps credits monotonic.
+  void returnCredits(Connection& c) {
+    if (c.consumed == c.reported || c.sendsOut[0] >= c.sendDepth) return;
+    ibv_send_wr wr{};
+    ibv_send_wr* bad = nullptr;
+    wr.wr_id = wrId(Work::kCredit, 0, 0);
+    wr.num_sge = 0;
+    wr.opcode = IBV_WR_SEND_WITH_IMM;
+    wr.send_flags = IBV_SEND_SIGNALED;
+    wr.imm_data = htonl(c.consumed);
+    if (int e = ::ibv_post_send(c.qps[0].get(), &wr, &bad))
+      linkFailed(c, 0, cat("posting a credit failed: ", std::strerror(e)));
+    ++c.sendsOut[0];
+    c.reported = c.consumed;
+  }
+
+  void handle(Connection& c, const ibv_wc& wc) {
+    const int qp = qpOf(wc.wr_id);
+    if (wc.status != IBV_WC_SUCCESS) {
+      const char* doing = workOf(wc.wr_id) == Work::kData     ? "an RDMA write"
+                          : workOf(wc.wr_id) == Work::kCredit ? "a credit send"
+                                                              : "a receive";
+      linkFailed(c, qp, cat(doing, " failed: ", statusText(wc.status), ", vendor error ", wc.vendor_err,
+                            wc.status == IBV_WC_RETRY_EXC_ERR ? " (the peer stopped answering: dead, or a broken path)"
+                                                              : ""));
+    }
+    switch (workOf(wc.wr_id)) {
+      case Work::kData:
+        c.stagingBusy[slotOf(wc.wr_id)] = 0;
+        --c.sendsOut[static_cast<std::size_t>(qp)];
+        break;
+      case Work::kCredit:
+        --c.sendsOut[static_cast<std::size_t>(qp)];
+        break;
+      case Work::kRecv: {
+        const std::uint32_t imm = ntohl(wc.imm_data);
+        if (wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+          if (imm >= static_cast<std::uint32_t>(c.slots) || c.arrived[imm])
+            linkFailed(c, qp, cat("a write into slot ", imm, " that is not free: corrupt ring"));
+          c.arrived[imm] = 1;
+        } else if (c.written - imm <= c.written - c.peerFreed) {
+          c.peerFreed = imm;  // credits come in order on QP 0; never move back
+        }
+        postRecv(c, qp);
+        break;
+      }
+    }
+  }
+
+  bool pollCompletions(Connection& c) {
+    bool any = false;
+    for (const auto& wc : c.stash) handle(c, wc), any = true;
+    c.stash.clear();
+    ibv_wc wc[32];
+    for (;;) {
+      const int n = ::ibv_poll_cq(c.cq.get(), 32, wc);
+      if (n < 0) linkFailed(c, 0, "polling the completion queue failed");
+      for (int i = 0; i < n; ++i) handle(c, wc[i]);
+      any = any || n > 0;
+      if (n < 32) return any;
+    }
+  }
+
+  bool progress(std::vector<Request*>& completed) {
+    if (isShutdown) return false;
+    drainAsyncEvents();
+    bool moved = false;
+    for (Connection* c : live) {
+      moved |= pollCompletions(*c);
+      moved |= pullReceives(*c, completed);
+      returnCredits(*c);
+      moved |= pushSends(*c, completed);
+    }
+    return moved;
+  }
+
+  // The device's own events: a port going down or a QP turning fatal is said once, loudly; the
+  // work requests that fail because of it name the peer.
+  void drainAsyncEvents() {
+    ibv_async_event ev;
+    while (::ibv_get_async_event(ctx.get(), &ev) == 0) {
+      KUMI_WARN("RDMA transport, rank ", opt.rank, ": ", where(), ": ", ::ibv_event_type_str(ev.event_type));
+      const bool fatal = ev.event_type == IBV_EVENT_DEVICE_FATAL;
+      ::ibv_ack_async_event(&ev);
+      if (fatal) fail(kumiSystemError, "RDMA transport, rank ", opt.rank, ": ", where(), " reported a fatal error");
+    }
+  }
+
+  void waitForEvents(int timeoutMs) {
+    if (isShutdown || timeoutMs <= 0) return;
+    // Arm every CQ, then look once more: a completion that came in before the arming raises no
+    // event, so it is stashed for progress() and the wait is skipped.
+    bool ready = false;
+    for (Connection* c : live) {
+      if (::ibv_req_notify_cq(c->cq.get(), 0) != 0) continue;
+      ibv_wc wc[8];
+      const int n = ::ibv_poll_cq(c->cq.get(), 8, wc);
+      if (n > 0) {
+        c->stash.insert(c->stash.end(), wc, wc + n);
+        ready = true;
+      }
+    }
+    if (ready || interrupted.load()) return;
+    pollfd fds[3] = {{channel->fd, POLLIN, 0}, {wakeFd.get(), POLLIN, 0}, {ctx->async_fd, POLLIN, 0}};
+    ::poll(fds, 3, timeoutMs);
+    if (fds[1].revents) {
+      std::uint64_t v;
+      [[maybe_unused]] auto r = ::read(wakeFd.get(), &v, sizeof v);
+    }
+    ibv_cq* cq = nullptr;
+    void* context = nullptr;
+    while (::ibv_get_cq_event(channel.get(), &cq, &context) == 0) ::ibv_ack_cq_events(cq, 1);
+  }
+};
+
+IbAvailability probeIb(const IbOptions& options, int localRank) {
+  IbAvailability a;
+  std::string why;
+  const auto ports = findPorts(options.hca, &why);
+  if (ports.empty()) {
+    a.why = why;
+    return a;
+  }
+  const PortInfo& p = ports[static_cast<std::size_t>(localRank) % ports.size()];
+  a.usable = true;
+  a.linkLayer = p.ethernet ? "roce" : "ib";
+  return a;
+}
+
+IbTransport::IbTransport(const IbTransportOptions& options, std::shared_ptr<Store> store)
+    : impl_(std::make_unique<Impl>(options, std::move(store))) {
+  KUMI_INFO("rank ", options.rank, ": RDMA transport on ", describe(), ": ", impl_->gidReason);
+}
+
+IbTransport::~IbTransport() = default;
+
+std::string IbTransport::describe() const {
+  const auto& i = *impl_;
+  return cat(i.where(), i.port.ethernet ? cat(" GID ", i.gidIndex, " (", i.gidText, ")") : cat(" LID ", i.port.lid),
+             ", ", i.opt.ib.qpsPerConnection, " QP(s) per peer, ", i.opt.ib.slots, " x ", i.opt.ib.slotBytes >> 10,
+             " KiB slots");
+}
+
+void IbTransport::connect(const std::vector<int>& peers, const Deadline& deadline) { impl_->connect(peers, deadline); }
+
+void IbTransport::setCallStamp(const CallStamp& stamp) { impl_->stamp = stamp; }
+
+void IbTransport::postSend(int peer, const void* data, std::size_t bytes, Request* req) {
+  Connection& c = impl_->connection(peer);
+  ++req->partsLeft;
+  c.sendq.push_back({req, static_cast<const char*>(data), bytes, 0, false, c.sendSeq++, impl_->stamp});
+}
+
+void IbTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {
+  Connection& c = impl_->connection(peer);
+  ++req->partsLeft;
+  c.recvq.push_back({req, static_cast<char*>(data), bytes, 0, c.recvSeq++, impl_->stamp});
+}
+
+bool IbTransport::progress(std::vector<Request*>& completed) { return impl_->progress(completed); }
+
+void IbTransport::waitForEvents(int timeoutMs) { impl_->waitForEvents(timeoutMs); }
+
+void IbTransport::interrupt() {
+  impl_->interrupted.store(true);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto r = ::write(impl_->wakeFd.get(), &one, sizeof one);
+}
+
+// A failing rank's peers learn its story from the store (the communicator posts it there first);
+// destroying the queue pairs in shutdown() makes their writes fail within the retry time.
+void IbTransport::publishFailure(const std::string&) {}
+
+void IbTransport::shutdown() {
+  auto& i = *impl_;
+  if (i.isShutdown) return;
+  i.isShutdown = true;
+  // To the error state: posted work flushes at once instead of waiting on a peer.
+  for (Connection* c : i.live)
+    for (auto& qp : c->qps) {
+      ibv_qp_attr a{};
+      a.qp_state = IBV_QPS_ERR;
+      ::ibv_modify_qp(qp.get(), &a, IBV_QP_STATE);
+    }
+}
+
+void IbTransport::cancelAll() {
+  for (Connection* c : impl_->live) {
+    c->sendq.clear();
+    c->recvq.clear();
+  }
+}
+
+}  // namespace kumi

@@ -15,7 +15,7 @@ seconds=${FUZZ_SECONDS:-30}
 jobs=${FUZZ_BUILD_JOBS:-$(nproc)}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_store_server fuzz_store_reply fuzz_tcp_handshake fuzz_shm_layout fuzz_link_model)
+  targets=(fuzz_store_server fuzz_store_reply fuzz_tcp_handshake fuzz_shm_layout fuzz_link_model fuzz_ib_record)
 fi
 
 if ! command -v clang++ >/dev/null 2>&1; then

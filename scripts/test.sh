@@ -4,6 +4,8 @@
 #           kumirun (1-5 ranks), script tests (kumirun, bad input, examples, install, kumi-bench);
 #   lane 2  AddressSanitizer + UndefinedBehaviorSanitizer build: unit and multi-process tests;
 #   lane 3  ThreadSanitizer build: unit and multi-process tests;
+#   rdma    the Release build's RDMA tests on real RoCE v2 verbs: Soft-RoCE in a qemu VM
+#           (scripts/softroce-vm.sh, tests/rdma/softroce_lane.sh; the image is cached between runs);
 #   fuzz    libFuzzer (clang, ASan+UBSan) on every wire parser, 20 s per target (FUZZ_SECONDS) (scripts/fuzz.sh).
 # Exits non-zero if anything fails. .ci/run calls exactly this.
 set -euo pipefail
@@ -19,6 +21,9 @@ cmake --build build -j"$jobs"
 # One test at a time: multi-process tests start up to 5 ranks on 2 cores, and timing checks
 # (fail-fast within seconds) must not be starved by a parallel test.
 (cd build && ctest --output-on-failure --timeout 1500)
+
+echo "== rdma lane: Soft-RoCE in a VM (real queue pairs and RDMA writes; docs/RDMA.md)"
+bash scripts/softroce-vm.sh --timeout 1500 tests/rdma/softroce_lane.sh
 
 echo "== lane 2: AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKUMI_SANITIZE=address,undefined \

@@ -78,6 +78,18 @@ void RoutedTransport::shutdown() {
   for (auto& t : transports_) t->shutdown();
 }
 
+std::uint64_t RoutedTransport::registerBuffer(void* data, std::size_t bytes) {
+  for (auto& t : transports_)
+    if (std::uint64_t h = t->registerBuffer(data, bytes)) return h;
+  return 0;
+}
+
+bool RoutedTransport::deregisterBuffer(std::uint64_t handle) {
+  bool known = false;
+  for (auto& t : transports_) known = t->deregisterBuffer(handle) || known;
+  return known;
+}
+
 void RoutedTransport::cancelAll() {
   for (auto& t : transports_) t->cancelAll();
   std::fill(outstanding_.begin(), outstanding_.end(), 0);

@@ -31,6 +31,9 @@ class RoutedTransport final : public Transport {
   void publishFailure(const std::string& story) override;
   void shutdown() override;
   void cancelAll() override;
+  // Goes to every transport; the one that registers (RDMA, at most one) gives the handle.
+  std::uint64_t registerBuffer(void* data, std::size_t bytes) override;
+  bool deregisterBuffer(std::uint64_t handle) override;
 
  private:
   std::vector<std::unique_ptr<Transport>> transports_;

@@ -122,6 +122,21 @@ class Transport {
 
   // Drops posted requests after a failure, so that buffers they point to may be released.
   virtual void cancelAll() = 0;
+
+  // A user buffer that transfers may use without staging copies (RDMA registers it with the
+  // NIC). Returns a handle, or 0 where the transport has no use for registrations.
+  virtual std::uint64_t registerBuffer(void* /*data*/, std::size_t /*bytes*/) { return 0; }
+  // Releases a registration; false if this transport does not know the handle.
+  virtual bool deregisterBuffer(std::uint64_t /*handle*/) { return false; }
+
+  // A descriptor that becomes readable when waitForEvents(0) would find something, or -1: lets
+  // a transport that relies on another (RDMA on its TCP bootstrap) wait on both at once.
+  virtual int eventFd() const { return -1; }
+
+  // Withdraws a posted receive from peer that nothing has arrived for yet (a transport that
+  // watches another's connection with a standing receive drops it once the peer has left);
+  // false if there is no such receive.
+  virtual bool cancelRecv(int /*peer*/, Request* /*req*/) { return false; }
 };
 
 }  // namespace kumi

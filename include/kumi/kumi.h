@@ -151,6 +151,17 @@ KUMI_API kumiResult_t kumiCommDestroy(kumiComm_t comm);
  * through the parent's handle. */
 KUMI_API kumiResult_t kumiCommAbort(kumiComm_t comm);
 
+/* Registers [buff, buff + bytes) for zero-copy transfers, as ncclCommRegister does: over RDMA,
+ * parts of large messages sent from a registered buffer go from the buffer itself instead of
+ * being copied into the transport's staging ring. Optional: unregistered buffers always work.
+ * The registration holds the buffer's pages; call kumiCommDeregister before freeing the buffer
+ * (a registration outliving its buffer would keep the freed pages, and a new buffer at the same
+ * addresses would not be seen). Overlapping registrations are allowed; each needs its own
+ * deregistration. Where no transport of the communicator can use it, registering only records
+ * the buffer. *handle is valid until kumiCommDeregister or the communicator's destruction. */
+KUMI_API kumiResult_t kumiCommRegister(kumiComm_t comm, void* buff, size_t bytes, void** handle);
+KUMI_API kumiResult_t kumiCommDeregister(kumiComm_t comm, void* handle);
+
 KUMI_API kumiResult_t kumiCommRank(kumiComm_t comm, int* rank);
 KUMI_API kumiResult_t kumiCommSize(kumiComm_t comm, int* size);
 

@@ -85,6 +85,13 @@ class Comm {
     check(kumiCommSize(handle_, &s));
     return s;
   }
+  // Zero-copy registration of a buffer (kumiCommRegister): deregister before freeing it.
+  void* registerBuffer(void* buff, std::size_t bytes) {
+    void* h = nullptr;
+    check(kumiCommRegister(handle_, buff, bytes, &h));
+    return h;
+  }
+  void deregisterBuffer(void* handle) { check(kumiCommDeregister(handle_, handle)); }
   // Host index (0 .. hosts-1, in order of each host's lowest rank) of a rank of this communicator.
   int host(int rank) const {
     int h = -1;

@@ -277,6 +277,19 @@ kumiResult_t kumiCommAbort(kumiComm_t comm) {
   });
 }
 
+kumiResult_t kumiCommRegister(kumiComm_t comm, void* buff, size_t bytes, void** handle) {
+  InCall in(comm);
+  return guarded([&] {
+    needOut(handle, "handle");
+    *handle = reinterpret_cast<void*>(static_cast<std::uintptr_t>(need(comm).registerBuffer(buff, bytes)));
+  });
+}
+
+kumiResult_t kumiCommDeregister(kumiComm_t comm, void* handle) {
+  InCall in(comm);
+  return guarded([&] { need(comm).deregisterBuffer(reinterpret_cast<std::uintptr_t>(handle)); });
+}
+
 kumiResult_t kumiCommRank(kumiComm_t comm, int* rank) {
   InCall in(comm);
   return guarded([&] {

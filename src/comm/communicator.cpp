@@ -30,6 +30,10 @@
 #if KUMI_HAVE_IBVERBS
 #include "transports/ib/ib_transport.hpp"
 #endif
+#if KUMI_HAVE_HWLOC
+#include "topology/machine_loader.hpp"
+#include "topology/rails.hpp"
+#endif
 
 namespace kumi {
 
@@ -239,10 +243,10 @@ Communicator::RdmaPlan Communicator::planRdma() const {
   if (cfg_.transport == "tcp") return plan;
 #if KUMI_HAVE_IBVERBS
   plan.options = ib::IbOptions::fromEnvironment();
-  // The local rank is not known before the places are exchanged; the port is chosen again then.
-  const IbAvailability a = probeIb(plan.options, 0);
+  const IbAvailability a = probeIb(plan.options);
   if (a.usable) {
     plan.linkLayer = a.linkLayer;
+    plan.devices = a.devices;
   } else if (cfg_.transport == "ib") {
     fail(kumiSystemError, "rank ", rank_, ": KUMI_TRANSPORT=ib but this rank cannot use RDMA: ", a.why);
   } else {
@@ -266,25 +270,64 @@ void Communicator::connectRdma(const RdmaPlan& plan, const std::vector<RankPlace
     const std::string& theirs = places[static_cast<std::size_t>(p)].rdma;
     if (cfg_.transport == "ib" && theirs != plan.linkLayer)
       fail(kumiSystemError, "rank ", rank_, ": KUMI_TRANSPORT=ib but rank ", p, " on ", peerName(p),
-           theirs.empty() ? std::string(" has no usable RDMA port") : cat(" has a ", theirs, " port and this rank a ", plan.linkLayer, " one"));
+           theirs.empty() ? std::string(" has no usable RDMA port")
+                          : cat(" has a ", theirs, " port and this rank a ", plan.linkLayer, " one"));
     if (!plan.linkLayer.empty() && theirs == plan.linkLayer) peers.push_back(p);
   }
   if (peers.empty()) {
     const bool remote = world_.hosts() > 1;
     if (remote && cfg_.transport != "tcp")
-      KUMI_INFO("rank ", rank_, ": TCP between hosts: ", plan.why.empty() ? std::string("peers have no RDMA port") : plan.why);
+      KUMI_INFO("rank ", rank_, ": TCP between hosts: ",
+                plan.why.empty() ? std::string("peers have no RDMA port") : plan.why);
     return;
   }
 #if KUMI_HAVE_IBVERBS
   IbTransportOptions io;
   io.rank = rank_;
-  io.localRank = world_.localRank(rank_);
+  io.port = railFor(plan.devices);
   io.ib = plan.options;
   io.checks = wireChecks(cfg_);
-  auto ib = std::make_unique<IbTransport>(io, store_);
+  auto ib = std::make_unique<IbTransport>(io, *transports.front());  // records travel over TCP
   for (int p : peers) routes[static_cast<std::size_t>(p)] = static_cast<int>(transports.size());
   transports.push_back(std::move(ib));
 #endif
+}
+
+int Communicator::railFor(const std::vector<std::string>& devices) const {
+  const int local = world_.localRank(rank_);
+  if (devices.size() <= 1) return 0;
+#if KUMI_HAVE_HWLOC
+  try {
+    const auto rails = topo::assignRails(topo::loadLocalMachine(), devices, world_.localSize(rank_));
+    const auto& mine = rails[static_cast<std::size_t>(local)];
+    KUMI_INFO("rank ", rank_, " (local rank ", local, "): RDMA port ", devices[static_cast<std::size_t>(mine.port)],
+              ": ",
+              mine.reason);
+    return mine.port;
+  } catch (const Error& e) {
+    KUMI_WARN("rank ", rank_, ": no topology for choosing an RDMA port (", e.what(), "): round robin");
+  }
+#endif
+  return local % static_cast<int>(devices.size());
+}
+
+std::uint64_t Communicator::registerBuffer(void* data, std::size_t bytes) {
+  KUMI_REQUIRE_ARG(data != nullptr, "kumiCommRegister: the buffer is NULL");
+  KUMI_REQUIRE_ARG(bytes > 0, "kumiCommRegister: the buffer has 0 bytes");
+  std::lock_guard<std::mutex> lock(opMutex_);  // transports are used under the operation lock
+  const std::uint64_t inTransport = transport_ ? transport_->registerBuffer(data, bytes) : 0;
+  const std::uint64_t handle = nextRegistration_++;
+  registrations_.emplace(handle, inTransport);
+  return handle;
+}
+
+void Communicator::deregisterBuffer(std::uint64_t handle) {
+  std::lock_guard<std::mutex> lock(opMutex_);
+  auto it = registrations_.find(handle);
+  KUMI_REQUIRE_ARG(it != registrations_.end(), "kumiCommDeregister: handle ", handle,
+                   " is not a registration of this communicator (or was deregistered already)");
+  if (it->second && transport_) transport_->deregisterBuffer(it->second);
+  registrations_.erase(it);
 }
 
 std::vector<RankPlace> Communicator::exchangePlaces(TcpTransport& tcp, const RankPlace& mine, const Deadline& deadline,

@@ -55,6 +55,12 @@ class Communicator {
   // From any thread: fails the operation in progress, closes connections.
   void abort();
 
+  // kumiCommRegister / kumiCommDeregister: a user buffer that transports may use without staging
+  // copies (RDMA registers it with the NIC). The handle is valid on any communicator state;
+  // where no transport wants registrations it only records the buffer.
+  std::uint64_t registerBuffer(void* data, std::size_t bytes);
+  void deregisterBuffer(std::uint64_t handle);
+
   // From any thread, even while a collective hangs: writes the flight recorder to path (or to
   // KUMI_FLIGHT_RECORDER_DIR when path is empty) and returns where it went.
   std::string dumpFlightRecorder(const std::string& path, const std::string& reason) const;
@@ -90,8 +96,11 @@ class Communicator {
   struct RdmaPlan {
     std::string linkLayer;
     std::string why;
+    std::vector<std::string> devices;  // usable RDMA ports, in KUMI_IB_HCA's order
     ib::IbOptions options;
   };
+  // This rank's rail: the index into devices of the port nearest its GPU (src/topology/rails.hpp).
+  int railFor(const std::vector<std::string>& devices) const;
   RdmaPlan planRdma() const;
   // Adds the RDMA transport for the peers it can take (both ends with ports of one link layer).
   void connectRdma(const RdmaPlan& plan, const std::vector<RankPlace>& places, std::vector<int>& routes,
@@ -131,6 +140,9 @@ class Communicator {
   std::shared_ptr<FlightRecorder> recorder_;  // shared with the process's signal-driven dumper
   std::uint64_t splitSeq_ = 0;
   std::mutex opMutex_;  // held while an operation or a split runs; abort waits on it
+  // kumiCommRegister handles -> the transport's handle (0 where no transport registers).
+  std::unordered_map<std::uint64_t, std::uint64_t> registrations_;
+  std::uint64_t nextRegistration_ = 1;
   std::atomic<bool> aborted_{false};
   kumiResult_t failedCode_ = kumiSuccess;
   std::string failure_;

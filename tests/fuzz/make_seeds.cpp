@@ -14,6 +14,7 @@
 #include "fuzz_input.hpp"
 #include "rendezvous/store_handshake.hpp"
 #include "rendezvous/store_protocol.hpp"
+#include "transports/ib/connection_record.hpp"
 #include "transports/shm/layout_check.hpp"
 #include "transports/tcp/handshake_check.hpp"
 
@@ -191,6 +192,25 @@ void linkModelSeeds() {
   write("fuzz_link_model", "bad-key", "nic_bandwidth = 12\n");
   write("fuzz_link_model", "no-equals", "nic_gbps 12\n");
   write("fuzz_link_model", "huge-count", "nodes = 1e300\n");
+
+  kumi::ib::ConnectionRecord record;
+  record.where = "mlx5_0:1";
+  record.linkLayer = "roce";
+  record.gid = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 77, 0, 1};
+  record.mtu = 3;
+  record.psn = 4242;
+  record.slots = 8;
+  record.slotBytes = 512 << 10;
+  record.ring = 0x7f0000001000ull;
+  record.rkey = 0x1234;
+  record.qpns = {17, 18, 19};
+  write("fuzz_ib_record", "roce-3-qps", kumi::ib::formatRecord(record));
+  record.linkLayer = "ib";
+  record.lid = 7;
+  record.qpns = {0xffffff};
+  write("fuzz_ib_record", "ib-lid", kumi::ib::formatRecord(record));
+  write("fuzz_ib_record", "ring-overflow", "kumi-ib1 rxe0:1 roce 0 00000000000000000000ffff0a4d0001 3 1 8 524288 "
+                                           "18446744073709551616 1 1 17");
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 """Fault injection: ranks loop over checked collectives (tests/mp/fault_loop) and the test kills one
 at random with SIGKILL (at a random moment of the loop; one trial in eight in its first 20 ms,
-while connections are still being made), over shared memory and TCP, at 2-5 ranks, under kumirun
+while connections are still being made), over shared memory, TCP and RDMA, at 2-5 ranks, under kumirun
 and started by hand. Every survivor must fail (no success that needs the dead rank, no crash, no
 hang) with an error that names the dead rank, soon after the kill; the launcher must report it.
 
-Trials: KUMI_FAULT_TRIALS in all (default 80, shared between the transports, each trial at the
-next world size and alternating launchers); KUMI_FAULT_SEED makes a run repeatable (the seed is
+Trials: KUMI_FAULT_TRIALS in all (default 80, shared between shared memory and TCP, each trial at
+the next world size and alternating launchers), and KUMI_FAULT_TRIALS_RDMA over RDMA (default 8,
+where an RDMA port exists: the Soft-RoCE VM lane); KUMI_FAULT_SEED makes a run repeatable (the seed is
 printed). Each test prints per configuration the trials passed and the median and max time from
 the kill to the survivors' errors.
 """
@@ -205,8 +206,11 @@ def run_trial(trial: Trial) -> Trial:
     trial.delay = rng.uniform(0.0, EARLY_DELAY if rng.random() < EARLY_SHARE else MAX_DELAY)
     job_id = f"faults-{os.getpid()}-{trial.seed}"
     env = dict(KUMI_TIMEOUT=KUMI_TIMEOUT, KUMI_JOB_ID=job_id)
-    if trial.transport == "tcp":
-        env["KUMI_TRANSPORT"] = "tcp"
+    if trial.transport in ("tcp", "ib"):
+        env["KUMI_TRANSPORT"] = trial.transport
+    if trial.transport == "ib":
+        # The RDMA port under test, as the caller chose it (the VM lane pins one with KUMI_IB_HCA).
+        env.update({k: v for k, v in os.environ.items() if k.startswith("KUMI_IB_")})
     job = start_job(trial.np_, env, trial.seed, trial.launcher)
     try:
         loop = job.out[trial.victim].wait_match(_LOOP, 60)
@@ -316,10 +320,11 @@ def summarize(trials: List[Trial]) -> str:
 
 
 class FaultInjection(unittest.TestCase):
-    def run_transport(self, transport: str, index: int):
+    def run_transport(self, transport: str, index: int, count: Optional[int] = None):
         seed = base_seed()
         # The transports share the trials; each takes the world sizes in turn and alternates launchers.
-        count = total_trials() // 2 + (total_trials() % 2 if index == 0 else 0)
+        if count is None:
+            count = total_trials() // 2 + (total_trials() % 2 if index == 0 else 0)
         trials = []
         t0 = time.monotonic()
         for k in range(count):
@@ -342,6 +347,15 @@ class FaultInjection(unittest.TestCase):
 
     def test_kill_one_rank_tcp(self):
         self.run_transport("tcp", 1)
+
+    def test_kill_one_rank_rdma(self):
+        """Every rank on RDMA (KUMI_TRANSPORT=ib): a survivor learns of the death from its queue
+        pairs (a write or a liveness probe that the dead peer no longer acknowledges). Needs an
+        RDMA port: runs in the Soft-RoCE VM lane (scripts/softroce-vm.sh), skips elsewhere."""
+        ports = glob.glob("/sys/class/infiniband/*")
+        if not ports:
+            self.skipTest("no RDMA device (/sys/class/infiniband is empty): runs in the Soft-RoCE VM lane")
+        self.run_transport("ib", 2, int(os.environ.get("KUMI_FAULT_TRIALS_RDMA", 8)))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-// The RDMA transport in one process, on a real verbs device: transports of two "ranks" share a
-// store server on loopback and talk over real RC queue pairs with RDMA writes. Needs an RDMA
+// The RDMA transport in one process, on a real verbs device: transports of two "ranks" exchange
+// their connection records over TCP on loopback and talk over real RC queue pairs with RDMA writes. Needs an RDMA
 // port (Soft-RoCE in the VM lane, scripts/softroce-vm.sh); elsewhere every test skips and says
 // why. Covers ordered delivery over several queue pairs and slot sizes, both directions at once,
 // the live GID table, the call-stamp, size and checksum checks, a peer that goes away (named
-// with its queue pair), and one port per local rank when there are several (rails).
+// with its queue pair), one port per local rank when there are several (rails), and zero-copy
+// sends from registered buffers, with a freed buffer's registration never reused.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 
 #include "../common/drive.hpp"
@@ -17,6 +21,7 @@
 #include "transports/ib/gid_select.hpp"
 #include "transports/ib/ib_transport.hpp"
 #include "transports/ib/verbs.hpp"
+#include "transports/tcp/tcp_transport.hpp"
 
 namespace kumi {
 namespace {
@@ -39,14 +44,24 @@ class IbTransportTest : public ::testing::Test {
     o.qpsPerConnection = 3;
     return o;
   }
-  std::unique_ptr<IbTransport> make(int rank, const ib::IbOptions& o, int localRank = 0, WireChecks checks = {}) {
+  // A rank's RDMA transport, with the TCP transport that carries its connection records (kept
+  // by the fixture: a test may drop the RDMA side alone, as a process would lose its queue pairs).
+  std::unique_ptr<IbTransport> make(int rank, const ib::IbOptions& o, int port = 0, WireChecks checks = {}) {
     auto client = std::make_shared<TcpStoreClient>(server_->address().str(), Deadline::after(5));
+    TcpOptions t;
+    t.rank = rank;
+    t.worldSize = 2;
+    t.jobId = "job";
+    t.commId = "c";
+    t.listenAddress = resolve("127.0.0.1", 0, "test").front();
+    t.handshakeSeconds = 5;
+    tcp_.push_back(std::make_unique<TcpTransport>(t, std::make_shared<PrefixStore>(scope_, client)));
     IbTransportOptions io;
     io.rank = rank;
-    io.localRank = localRank;
+    io.port = port;
     io.ib = o;
     io.checks = checks;
-    return std::make_unique<IbTransport>(io, std::make_shared<PrefixStore>(scope_, client));
+    return std::make_unique<IbTransport>(io, *tcp_.back());
   }
   // Connects a (rank 0) and b (rank 1), as a collective between the pair.
   static void pair(IbTransport& a, IbTransport& b) {
@@ -56,6 +71,7 @@ class IbTransportTest : public ::testing::Test {
   }
   std::vector<ib::PortInfo> ports_;
   std::unique_ptr<TcpStoreServer> server_;
+  std::vector<std::unique_ptr<TcpTransport>> tcp_;
   std::string scope_ = "scope";
 };
 
@@ -180,14 +196,37 @@ TEST_F(IbTransportTest, PeerThatGoesAwayIsNamedWithItsQueuePair) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
+TEST_F(IbTransportTest, PeerThatGoesAwayIsFoundByAReceiverToo) {
+  // Nothing to send to the vanished peer: only the liveness probe can find out.
+  ib::IbOptions o = options();
+  o.timeout = 10;
+  o.retryCount = 2;
+  auto a = make(0, o), b = make(1, o);
+  pair(*a, *b);
+  b.reset();
+  std::vector<char> in(1000);
+  Request r;
+  a->postRecv(1, in.data(), in.size(), &r);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    drive({a.get()}, {&r}, 30);
+    FAIL() << "a receive from a vanished peer completed";
+  } catch (const PeerLost& e) {
+    EXPECT_EQ(e.peer, 1);
+    EXPECT_NE(std::string(e.what()).find("liveness probe"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
 TEST_F(IbTransportTest, EachLocalRankTakesItsOwnPortWhenThereAreSeveral) {
   if (ports_.size() < 2) GTEST_SKIP() << "needs two RDMA ports (the VM lane has rxe0 and rxe1), found " << ports_.size();
-  auto rail0 = make(0, options(), 0), rail1 = make(0, options(), 1);
+  auto rail0 = make(0, options(), 0), rail1 = make(1, options(), 1);
   EXPECT_EQ(rail0->describe().rfind(ports_[0].describe(), 0), 0u) << rail0->describe();
   EXPECT_EQ(rail1->describe().rfind(ports_[1].describe(), 0), 0u) << rail1->describe();
   rail0.reset();
   rail1.reset();
-  // A pair on the second rail moves data over the second port.
+  // A pair on the second rail moves data over the second port (new ranks: a new scope).
+  scope_ = "second-rail";
   auto a = make(0, options(), 1), b = make(1, options(), 1);
   pair(*a, *b);
   auto out = pattern(2u << 20, 3);
@@ -215,6 +254,60 @@ TEST_F(IbTransportTest, HcaFilterPicksThePort) {
   }
 }
 
+// A buffer that the NIC reads directly, at fixed addresses, so that a second buffer can be put
+// where a freed one was (as an allocator would).
+struct Mapping {
+  char* data;
+  std::size_t bytes;
+  Mapping(std::size_t n, void* at = nullptr) : bytes(n) {
+    void* p = ::mmap(at, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (at ? MAP_FIXED_NOREPLACE : 0), -1, 0);
+    if (p == MAP_FAILED || (at && p != at)) throw std::runtime_error("mmap at the old address failed");
+    data = static_cast<char*>(p);
+  }
+  ~Mapping() { ::munmap(data, bytes); }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+};
+
+TEST_F(IbTransportTest, RegisteredBuffersGoWithoutCopiesAndFreedOnesAreNotReused) {
+  auto a = make(0, options()), b = make(1, options());
+  pair(*a, *b);
+  const std::size_t n = 3u << 20;
+  auto send = [&](const char* data) {
+    std::vector<char> in(n);
+    Request s, r;
+    a->postSend(1, data, n, &s);
+    b->postRecv(0, in.data(), n, &r);
+    drive({a.get(), b.get()}, {&s, &r}, 60);
+    return in;
+  };
+  auto first = std::make_unique<Mapping>(n);
+  void* where = first->data;
+  const auto one = pattern(n, 1), two = pattern(n, 2);
+  std::copy(one.begin(), one.end(), first->data);
+  const auto h1 = a->registerBuffer(first->data, n);
+  EXPECT_EQ(a->registrations(), 1u);
+  EXPECT_EQ(send(first->data), one);
+  const auto direct = a->zeroCopyBytes();
+  // Every part but a short tail (cheaper to copy than to gather) goes from the buffer itself.
+  EXPECT_GT(direct, n - (16u << 10));
+  EXPECT_LE(direct, n);
+  // Deregistered and freed; a new buffer at the same addresses, registered again. Reusing the
+  // first registration would send the freed pages, which it still holds: the old pattern.
+  EXPECT_TRUE(a->deregisterBuffer(h1));
+  EXPECT_EQ(a->registrations(), 0u);
+  first.reset();
+  Mapping second(n, where);
+  std::copy(two.begin(), two.end(), second.data);
+  EXPECT_EQ(send(second.data), two) << "unregistered: through the staging slots";
+  EXPECT_EQ(a->zeroCopyBytes(), direct);
+  const auto h2 = a->registerBuffer(second.data, n);
+  EXPECT_EQ(send(second.data), two) << "registered anew at the old addresses";
+  EXPECT_EQ(a->zeroCopyBytes(), 2 * direct);
+  EXPECT_TRUE(a->deregisterBuffer(h2));
+  EXPECT_FALSE(a->deregisterBuffer(h2));
+}
+
 TEST_F(IbTransportTest, PeerThatNeverPublishesTimesOutNamingIt) {
   auto a = make(0, options());
   const auto start = std::chrono::steady_clock::now();
@@ -223,7 +316,7 @@ TEST_F(IbTransportTest, PeerThatNeverPublishesTimesOutNamingIt) {
     FAIL() << "connected to a rank that does not exist";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), kumiTimeout);
-    EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("connecting to rank 1"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }

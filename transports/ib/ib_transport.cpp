@@ -7,11 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <random>
-#include <sstream>
 #include <unordered_map>
 
 #include "core/crc32c.hpp"
@@ -19,7 +20,9 @@
 #include "core/log.hpp"
 #include "core/socket.hpp"
 #include "core/strings.hpp"
+#include "transports/ib/connection_record.hpp"
 #include "transports/ib/gid_select.hpp"
+#include "transports/ib/reg_cache.hpp"
 #include "transports/ib/verbs.hpp"
 
 namespace kumi {
@@ -29,7 +32,10 @@ namespace {
 
 constexpr std::uint32_t kSlotMagic = 0x4b554d52;  // "KUMR"
 constexpr std::uint32_t kHasChecksum = 1;
-constexpr const char* kRecordVersion = "kumi-ib1";
+// The stamp of the connection set-up's messages on the bootstrap transport ("kumi-ib connect").
+constexpr CallStamp kConnectStamp{0x6e6f632d62692d69ull, 0x6d756bull};
+// Below this, copying into the staging slot costs less than the NIC's second gather element.
+constexpr std::size_t kZeroCopyMinBytes = 16 << 10;
 
 // The first bytes of every slot: what the part is, so that the receiver checks it belongs to
 // the receive it is matched with (the same checks as the TCP and shared-memory transports).
@@ -48,7 +54,7 @@ struct SlotHeader {
 static_assert(sizeof(SlotHeader) == 64);
 
 // wr_id: what a completion is about. Receives are only ever for incoming writes and credits.
-enum class Work : std::uint64_t { kData = 1, kCredit = 2, kRecv = 3 };
+enum class Work : std::uint64_t { kData = 1, kCredit = 2, kRecv = 3, kProbe = 4 };
 std::uint64_t wrId(Work w, int qp, std::uint32_t slot) {
   return (static_cast<std::uint64_t>(w) << 56) | (static_cast<std::uint64_t>(qp) << 32) | slot;
 }
@@ -75,51 +81,6 @@ struct RecvItem {
   CallStamp expect;
 };
 
-// What a rank publishes for a peer: enough to bring its queue pairs to RTR and write its ring.
-struct Record {
-  std::string where;  // "rxe0:1"
-  std::string linkLayer;
-  unsigned lid = 0;
-  ibv_gid gid{};
-  int mtu = 0;
-  std::uint32_t psn = 0;
-  int slots = 0;
-  std::size_t slotBytes = 0;
-  std::uint64_t ring = 0;
-  std::uint32_t rkey = 0;
-  std::vector<std::uint32_t> qpns;
-};
-
-std::string gidHex(const ibv_gid& g) {
-  std::string s;
-  for (auto b : g.raw) s += formatted("%02x", b);
-  return s;
-}
-
-std::string formatRecord(const Record& r) {
-  std::string q;
-  for (auto n : r.qpns) q += cat(" ", n);
-  return cat(kRecordVersion, " ", r.where, " ", r.linkLayer, " ", r.lid, " ", gidHex(r.gid), " ", r.mtu, " ", r.psn,
-             " ", r.slots, " ", r.slotBytes, " ", r.ring, " ", r.rkey, " ", r.qpns.size(), q);
-}
-
-Record parseRecord(const std::string& text, int peer) {
-  std::istringstream in(text);
-  Record r;
-  std::string version, gid;
-  std::size_t count = 0;
-  in >> version >> r.where >> r.linkLayer >> r.lid >> gid >> r.mtu >> r.psn >> r.slots >> r.slotBytes >> r.ring >>
-      r.rkey >> count;
-  const bool sane = in && version == kRecordVersion && gid.size() == 32 && count >= 1 && count <= 16 &&
-                    r.slots >= 2 && r.slotBytes > sizeof(SlotHeader);
-  if (!sane) fail(kumiRemoteError, "rank ", peer, " published a malformed RDMA connection record '", text, "'");
-  for (std::size_t i = 0; i < 16; ++i) r.gid.raw[i] = static_cast<std::uint8_t>(std::stoul(gid.substr(2 * i, 2), nullptr, 16));
-  r.qpns.resize(count);
-  for (auto& n : r.qpns) in >> n;
-  if (!in) fail(kumiRemoteError, "rank ", peer, " published a malformed RDMA connection record '", text, "'");
-  return r;
-}
-
 }  // namespace
 
 struct Connection {
@@ -143,6 +104,9 @@ struct Connection {
   std::uint32_t written = 0;    // slots written into the peer's ring
   std::uint32_t peerFreed = 0;  // of those, read by the peer (its last credit)
   std::vector<std::uint8_t> stagingBusy;  // our staging slot's write has not completed yet
+  // A zero-copy part reads the user's buffer until its write completes: the send it belongs to
+  // completes only then.
+  std::vector<Request*> slotRequest;
   // Receiver side.
   std::uint32_t consumed = 0;  // slots of our ring read so far
   std::uint32_t reported = 0;  // `consumed` as last sent back as a credit
@@ -151,6 +115,21 @@ struct Connection {
   std::deque<RecvItem> recvq;
   std::uint32_t sendSeq = 0, recvSeq = 0;
   std::vector<ibv_wc> stash;  // completions polled while arming the CQ before a wait
+  // Liveness: a peer that died leaves a receiver (or a sender waiting for credits) with nothing
+  // to notice. After a second without a completion while work is pending, a zero-byte RDMA write
+  // goes out: it completes when the peer's NIC acknowledges it, or fails once the retries run out.
+  std::chrono::steady_clock::time_point lastHeard = std::chrono::steady_clock::now();
+  bool probing = false;
+  // A receive kept posted on the bootstrap (TCP) connection, on which the peer never sends
+  // again: it fails at once when the peer's process dies (its kernel closes the socket) or
+  // tells its story in a last frame, which a dead process's queue pairs never say (and Soft-RoCE
+  // does not even time out on).
+  Request liveness;
+  char livenessByte = 0;
+  // Why the bootstrap connection ended while nothing was pending with the peer: a peer that
+  // finished its last call may leave. Only work that still needs it (a receive its bytes have
+  // not come for, a send) then fails, with this.
+  std::string gone;
 
   char* recvSlot(std::uint32_t s) const { return recvArea.data() + static_cast<std::size_t>(s) * slotBytes; }
   char* sendSlot(std::uint32_t s) const { return sendArea.data() + static_cast<std::size_t>(s) * remoteSlotBytes; }
@@ -159,7 +138,7 @@ struct Connection {
 
 struct IbTransport::Impl {
   IbTransportOptions opt;
-  std::shared_ptr<Store> store;
+  Transport& bootstrap;
   PortInfo port;
   ContextPtr ctx;
   PdPtr pd;
@@ -175,6 +154,16 @@ struct IbTransport::Impl {
   bool isShutdown = false;
   std::uint32_t partsReceived = 0;  // for WireChecks::corruptEvery
   std::mt19937 random{std::random_device{}()};
+  std::uint64_t zeroCopyBytes = 0;
+  std::vector<Request*> bootstrapDone;  // scratch for the bootstrap's progress
+  // User buffers registered through the communicator (kumiCommRegister): parts sent from them
+  // are written straight from the buffer, without the copy into a staging slot.
+  RegistrationCache registrations{[this](std::uintptr_t begin, std::size_t bytes) {
+    MrPtr mr = registerMemory(pd.get(), reinterpret_cast<void*>(begin), bytes, IBV_ACCESS_LOCAL_WRITE, where());
+    Registration r{begin, begin + bytes, mr->lkey, mr->rkey};
+    auto release = [](void* m) { DeregMr()(static_cast<ibv_mr*>(m)); };
+    return std::make_pair(r, RegistrationCache::Owner(mr.release(), release));
+  }};
 
   std::string where() const { return port.describe(); }
 
@@ -187,11 +176,14 @@ struct IbTransport::Impl {
     throw PeerLost(c.peer, cat("RDMA transport, rank ", opt.rank, ": ", qpName(c, qp), ": ", what));
   }
 
-  Impl(const IbTransportOptions& o, std::shared_ptr<Store> s) : opt(o), store(std::move(s)) {
+  Impl(const IbTransportOptions& o, Transport& b) : opt(o), bootstrap(b) {
     std::string why;
-    const auto ports = findPorts(opt.ib.hca, &why);
+    auto ports = findPorts(opt.ib.hca, &why);
     if (ports.empty()) fail(kumiSystemError, "RDMA transport, rank ", opt.rank, ": ", why);
-    port = ports[static_cast<std::size_t>(opt.localRank) % ports.size()];
+    // The ports probeIb() counted: those of the first port's link layer.
+    const bool ethernet = ports.front().ethernet;
+    std::erase_if(ports, [&](const PortInfo& p) { return p.ethernet != ethernet; });
+    port = ports[static_cast<std::size_t>(opt.port) % ports.size()];
     ctx = openDevice(port.device);
     pd = PdPtr(::ibv_alloc_pd(ctx.get()));
     if (!pd) failErrno("RDMA transport: allocating a protection domain on ", where());
@@ -244,7 +236,7 @@ struct IbTransport::Impl {
       init.qp_type = IBV_QPT_RC;
       init.cap.max_send_wr = static_cast<std::uint32_t>(c->sendDepth);
       init.cap.max_recv_wr = static_cast<std::uint32_t>(recvDepth);
-      init.cap.max_send_sge = 1;
+      init.cap.max_send_sge = 2;  // a staging slot's header, then the user's registered bytes
       init.cap.max_recv_sge = 1;
       ibv_qp* qp = ::ibv_create_qp(pd.get(), &init);
       if (!qp) failErrno("RDMA transport: creating queue pair ", i, " on ", where(), " for rank ", peer);
@@ -272,12 +264,12 @@ struct IbTransport::Impl {
       linkFailed(c, qp, cat("posting a receive failed: ", std::strerror(e)));
   }
 
-  Record recordFor(const Connection& c, std::uint32_t psn) const {
-    Record r;
+  ConnectionRecord recordFor(const Connection& c, std::uint32_t psn) const {
+    ConnectionRecord r;
     r.where = where();
     r.linkLayer = port.ethernet ? "roce" : "ib";
     r.lid = port.lid;
-    r.gid = gid;
+    std::copy(std::begin(gid.raw), std::end(gid.raw), r.gid.begin());
     r.mtu = static_cast<int>(port.activeMtu);
     r.psn = psn;
     r.slots = c.slots;
@@ -288,31 +280,55 @@ struct IbTransport::Impl {
     return r;
   }
 
-  // Waits for a key the peer publishes, in slices so that interrupt() and the deadline end it.
-  std::string awaitPeer(const std::string& key, int peer, const Deadline& deadline, const char* what) {
-    for (;;) {
-      if (interrupted.load()) fail(kumiAborted, "RDMA transport: connecting to rank ", peer, " was aborted");
-      const int ms = std::min(deadline.msLeft(), 500);
-      if (ms <= 0)
-        fail(kumiTimeout, "RDMA transport, rank ", opt.rank, " (", where(), "): rank ", peer, " did not ", what,
-             " before the deadline (is it alive, and does it have a usable RDMA port?)");
-      try {
-        return store->get(key, Store::Timeout(ms));
-      } catch (const Error& e) {
-        if (e.code() != kumiTimeout) throw;
-      }
+  // Sends one short text to each peer and receives one from each, over the bootstrap transport.
+  // A peer that died or never comes fails it at once (TCP: refused or closed, naming the peer),
+  // which the store could not tell.
+  std::vector<std::string> exchange(const std::vector<int>& peers, const std::vector<std::string>& texts,
+                                    const Deadline& deadline, const char* what) {
+    constexpr std::size_t kBytes = 512;
+    const std::size_t n = peers.size();
+    std::vector<std::array<char, kBytes>> out(n), in(n);
+    std::vector<Request> reqs(2 * n);
+    bootstrap.setCallStamp(kConnectStamp);  // the communicator sets the call's own stamp after connect
+    for (std::size_t i = 0; i < n; ++i) {
+      KUMI_REQUIRE_ARG(texts[i].size() < kBytes, "RDMA connection record too long: ", texts[i]);
+      out[i].fill(0);
+      in[i].fill(0);
+      std::memcpy(out[i].data(), texts[i].data(), texts[i].size());
+      bootstrap.postSend(peers[i], out[i].data(), kBytes, &reqs[2 * i]);
+      bootstrap.postRecv(peers[i], in[i].data(), kBytes, &reqs[2 * i + 1]);
     }
+    std::vector<Request*> done;
+    auto pending = [&] {
+      for (const auto& r : reqs)
+        if (r.partsLeft > 0) return true;
+      return false;
+    };
+    while (pending()) {
+      if (interrupted.load()) fail(kumiAborted, "RDMA transport: connecting was aborted");
+      if (deadline.expired()) {
+        std::string waiting;
+        for (std::size_t i = 0; i < n; ++i)
+          if (reqs[2 * i + 1].partsLeft > 0) waiting += cat(waiting.empty() ? "" : ", ", "rank ", peers[i]);
+        fail(kumiTimeout, "RDMA transport, rank ", opt.rank, " (", where(), "): ", waiting, " did not ", what,
+             " before the deadline");
+      }
+      if (!bootstrap.progress(done)) bootstrap.waitForEvents(std::max(1, std::min(100, deadline.msLeft())));
+    }
+    std::vector<std::string> got;
+    for (auto& b : in) got.emplace_back(b.data(), ::strnlen(b.data(), kBytes));
+    return got;
   }
 
-  void bringUp(Connection& c, const Record& r, std::uint32_t myPsn) {
+  void bringUp(Connection& c, const ConnectionRecord& r, std::uint32_t myPsn) {
     c.peerWhere = r.where;
     const std::string myLayer = port.ethernet ? "roce" : "ib";
     if (r.linkLayer != myLayer)
       fail(kumiRemoteError, "RDMA transport: ", where(), " is ", myLayer, " but rank ", c.peer, "'s ", r.where, " is ",
            r.linkLayer, ": the two cannot talk");
     if (r.qpns.size() != c.qps.size())
-      fail(kumiRemoteError, "RDMA transport: rank ", c.peer, " has ", r.qpns.size(), " queue pairs per connection, rank ",
-           opt.rank, " has ", c.qps.size(), ": set KUMI_IB_QPS_PER_CONNECTION the same everywhere");
+      fail(kumiRemoteError, "RDMA transport: rank ", c.peer, " has ", r.qpns.size(),
+           " queue pairs per connection, rank ", opt.rank, " has ", c.qps.size(), ": set KUMI_IB_QPS_PER_CONNECTION the same everywhere");
     c.remoteSlots = r.slots;
     c.remoteSlotBytes = r.slotBytes;
     c.remoteRing = r.ring;
@@ -320,6 +336,7 @@ struct IbTransport::Impl {
     c.sendArea = PinnedArea(static_cast<std::size_t>(c.remoteSlots) * c.remoteSlotBytes);
     c.sendMr = registerMemory(pd.get(), c.sendArea.data(), c.sendArea.size(), IBV_ACCESS_LOCAL_WRITE, where());
     c.stagingBusy.assign(static_cast<std::size_t>(c.remoteSlots), 0);
+    c.slotRequest.assign(static_cast<std::size_t>(c.remoteSlots), nullptr);
     const auto mtu = static_cast<ibv_mtu>(std::min(static_cast<int>(port.activeMtu), r.mtu));
     for (std::size_t i = 0; i < c.qps.size(); ++i) {
       ibv_qp* qp = c.qps[i].get();
@@ -335,7 +352,7 @@ struct IbTransport::Impl {
       a.ah_attr.sl = static_cast<std::uint8_t>(opt.ib.serviceLevel);
       if (port.ethernet || opt.ib.gid.forcedIndex >= 0) {
         a.ah_attr.is_global = 1;
-        a.ah_attr.grh.dgid = r.gid;
+        std::copy(r.gid.begin(), r.gid.end(), a.ah_attr.grh.dgid.raw);
         a.ah_attr.grh.sgid_index = static_cast<std::uint8_t>(gidIndex);
         a.ah_attr.grh.hop_limit = 255;
         a.ah_attr.grh.traffic_class = static_cast<std::uint8_t>(opt.ib.trafficClass);
@@ -345,7 +362,7 @@ struct IbTransport::Impl {
                  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER;
       if (int e = ::ibv_modify_qp(qp, &a, mask))
         fail(kumiSystemError, "RDMA transport: ", qpName(c, qi), ": to RTR (remote QP ", r.qpns[i], ", GID ",
-             gidHex(r.gid), "): ", std::strerror(e));
+             formatGid(r.gid), "): ", std::strerror(e));
       a = ibv_qp_attr{};
       a.qp_state = IBV_QPS_RTS;
       a.timeout = static_cast<std::uint8_t>(opt.ib.timeout);
@@ -353,7 +370,8 @@ struct IbTransport::Impl {
       a.rnr_retry = 7;  // a missing receive is only ever late, never gone: wait for it
       a.sq_psn = myPsn;
       a.max_rd_atomic = 1;
-      mask = IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC;
+      mask = IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+             IBV_QP_MAX_QP_RD_ATOMIC;
       if (int e = ::ibv_modify_qp(qp, &a, mask))
         fail(kumiSystemError, "RDMA transport: ", qpName(c, qi), ": to RTS: ", std::strerror(e));
     }
@@ -373,17 +391,32 @@ struct IbTransport::Impl {
       conns.emplace(p, std::move(c));
     }
     if (fresh.empty()) return;
-    for (const auto& f : fresh) store->set(cat("ib/", opt.rank, "/", f.c->peer), formatRecord(recordFor(*f.c, f.psn)));
+    std::vector<int> ranks;
+    std::vector<std::string> records, ups;
     for (const auto& f : fresh) {
-      const std::string text =
-          awaitPeer(cat("ib/", f.c->peer, "/", opt.rank), f.c->peer, deadline, "publish its RDMA queue pairs");
-      bringUp(*f.c, parseRecord(text, f.c->peer), f.psn);
-      store->set(cat("ib/", opt.rank, "/", f.c->peer, "/up"), "1");
+      ranks.push_back(f.c->peer);
+      records.push_back(formatRecord(recordFor(*f.c, f.psn)));
+    }
+    try {
+      bootstrap.connect(ranks, deadline);
+    } catch (const LinkError&) {
+      throw;  // names the peer already, and the communicator reports it as a lost peer
+    } catch (const Error& e) {
+      std::string list;
+      for (int p : ranks) list += cat(list.empty() ? "" : ", ", p);
+      fail(e.code(), "RDMA transport, rank ", opt.rank, ": connecting to rank ", list, " over TCP for its records: ",
+           e.what());
+    }
+    const auto theirs = exchange(ranks, records, deadline, "send its RDMA connection record");
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      bringUp(*fresh[i].c, parseRecord(theirs[i], ranks[i]), fresh[i].psn);
+      ups.push_back("up");
     }
     // A write that reaches a queue pair not yet ready to receive is dropped and retried only
-    // after the ACK timeout (a second): wait until the peer's side is up before the first one.
+    // after the ACK timeout: the first waits until the peer's side is up too.
+    exchange(ranks, ups, deadline, "bring its RDMA queue pairs up");
     for (const auto& f : fresh) {
-      awaitPeer(cat("ib/", f.c->peer, "/", opt.rank, "/up"), f.c->peer, deadline, "bring its RDMA queue pairs up");
+      bootstrap.postRecv(f.c->peer, &f.c->livenessByte, 1, &f.c->liveness);
       live.push_back(f.c);
       KUMI_TRACE("ib: rank ", opt.rank, " connected to rank ", f.c->peer, " (", f.c->peerWhere, ") over ", where(),
                  " with ", f.c->qps.size(), " QP(s)");
@@ -418,21 +451,28 @@ struct IbTransport::Impl {
       h.partBytes = static_cast<std::uint32_t>(n);
       h.stampLo = item.stamp.lo;
       h.stampHi = item.stamp.hi;
-      if (n) std::memcpy(at + sizeof h, item.data + item.offset, n);
+      // Large parts of registered buffers go from the buffer itself; the rest through the slot.
+      const Registration* reg = n >= kZeroCopyMinBytes ? registrations.find(item.data + item.offset, n) : nullptr;
+      if (n && !reg) std::memcpy(at + sizeof h, item.data + item.offset, n);
       if (opt.checks.checksum) {
         h.flags |= kHasChecksum;
-        h.checksum = crc32c(at + sizeof h, n);
+        h.checksum = crc32c(reg ? item.data + item.offset : at + sizeof h, n);
       }
       std::memcpy(at, &h, sizeof h);
-      ibv_sge sge{};
-      sge.addr = reinterpret_cast<std::uintptr_t>(at);
-      sge.length = static_cast<std::uint32_t>(sizeof h + n);
-      sge.lkey = c.sendMr->lkey;
+      ibv_sge sge[2]{};
+      sge[0].addr = reinterpret_cast<std::uintptr_t>(at);
+      sge[0].length = static_cast<std::uint32_t>(reg ? sizeof h : sizeof h + n);
+      sge[0].lkey = c.sendMr->lkey;
+      if (reg) {
+        sge[1].addr = reinterpret_cast<std::uintptr_t>(item.data + item.offset);
+        sge[1].length = static_cast<std::uint32_t>(n);
+        sge[1].lkey = reg->lkey;
+      }
       ibv_send_wr wr{};
       ibv_send_wr* bad = nullptr;
       wr.wr_id = wrId(Work::kData, qp, slot);
-      wr.sg_list = &sge;
-      wr.num_sge = 1;
+      wr.sg_list = sge;
+      wr.num_sge = reg ? 2 : 1;
       wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
       wr.send_flags = IBV_SEND_SIGNALED;
       wr.imm_data = htonl(slot);
@@ -442,11 +482,17 @@ struct IbTransport::Impl {
         linkFailed(c, qp, cat("posting an RDMA write failed: ", std::strerror(e)));
       ++c.sendsOut[static_cast<std::size_t>(qp)];
       c.stagingBusy[slot] = 1;
+      if (reg) {
+        zeroCopyBytes += n;
+        ++item.req->partsLeft;  // until the NIC has read the user's bytes
+        c.slotRequest[slot] = item.req;
+      }
       ++c.written;
       item.offset += n;
       item.anyPart = true;
       moved = true;
-      // The user's bytes are in the staging slot: the send is done as far as the caller cares.
+      // The user's bytes are in staging slots or being written from a registered buffer (whose
+      // parts hold the request): the send is done as far as the copies are concerned.
       if (item.offset == item.bytes) {
         if (--item.req->partsLeft == 0) completed.push_back(item.req);
         c.sendq.pop_front();
@@ -518,23 +564,32 @@ struct IbTransport::Impl {
     c.reported = c.consumed;
   }
 
-  void handle(Connection& c, const ibv_wc& wc) {
+  void handle(Connection& c, const ibv_wc& wc, std::vector<Request*>& completed) {
     const int qp = qpOf(wc.wr_id);
     if (wc.status != IBV_WC_SUCCESS) {
-      const char* doing = workOf(wc.wr_id) == Work::kData     ? "an RDMA write"
-                          : workOf(wc.wr_id) == Work::kCredit ? "a credit send"
-                                                              : "a receive";
+      const Work w = workOf(wc.wr_id);
+      const char* doing = w == Work::kData     ? "an RDMA write"
+                          : w == Work::kCredit ? "a credit send"
+                          : w == Work::kProbe  ? "a liveness probe (zero-byte RDMA write)"
+                                               : "a receive";
       linkFailed(c, qp, cat(doing, " failed: ", statusText(wc.status), ", vendor error ", wc.vendor_err,
                             wc.status == IBV_WC_RETRY_EXC_ERR ? " (the peer stopped answering: dead, or a broken path)"
                                                               : ""));
     }
     switch (workOf(wc.wr_id)) {
-      case Work::kData:
-        c.stagingBusy[slotOf(wc.wr_id)] = 0;
+      case Work::kData: {
+        const std::uint32_t slot = slotOf(wc.wr_id);
+        c.stagingBusy[slot] = 0;
         --c.sendsOut[static_cast<std::size_t>(qp)];
+        if (Request* r = std::exchange(c.slotRequest[slot], nullptr); r && --r->partsLeft == 0) completed.push_back(r);
         break;
+      }
       case Work::kCredit:
         --c.sendsOut[static_cast<std::size_t>(qp)];
+        break;
+      case Work::kProbe:
+        --c.sendsOut[static_cast<std::size_t>(qp)];
+        c.probing = false;
         break;
       case Work::kRecv: {
         const std::uint32_t imm = ntohl(wc.imm_data);
@@ -551,18 +606,37 @@ struct IbTransport::Impl {
     }
   }
 
-  bool pollCompletions(Connection& c) {
+  bool pollCompletions(Connection& c, std::vector<Request*>& completed) {
     bool any = false;
-    for (const auto& wc : c.stash) handle(c, wc), any = true;
+    for (const auto& wc : c.stash) handle(c, wc, completed), any = true;
     c.stash.clear();
     ibv_wc wc[32];
     for (;;) {
       const int n = ::ibv_poll_cq(c.cq.get(), 32, wc);
       if (n < 0) linkFailed(c, 0, "polling the completion queue failed");
-      for (int i = 0; i < n; ++i) handle(c, wc[i]);
+      for (int i = 0; i < n; ++i) handle(c, wc[i], completed);
       any = any || n > 0;
-      if (n < 32) return any;
+      if (n < 32) break;
     }
+    if (any) c.lastHeard = std::chrono::steady_clock::now();
+    return any;
+  }
+
+  void probeIfSilent(Connection& c) {
+    if (c.probing || (c.recvq.empty() && c.sendq.empty()) || c.sendsOut[0] >= c.sendDepth) return;
+    if (std::chrono::steady_clock::now() - c.lastHeard < std::chrono::seconds(1)) return;
+    ibv_send_wr wr{};
+    ibv_send_wr* bad = nullptr;
+    wr.wr_id = wrId(Work::kProbe, 0, 0);
+    wr.num_sge = 0;
+    wr.opcode = IBV_WR_RDMA_WRITE;  // no immediate: it consumes no receive at the peer
+    wr.send_flags = IBV_SEND_SIGNALED;
+    wr.wr.rdma.remote_addr = c.remoteRing;
+    wr.wr.rdma.rkey = c.remoteRkey;
+    if (int e = ::ibv_post_send(c.qps[0].get(), &wr, &bad))
+      linkFailed(c, 0, cat("posting a liveness probe failed: ", std::strerror(e)));
+    ++c.sendsOut[0];
+    c.probing = true;
   }
 
   bool progress(std::vector<Request*>& completed) {
@@ -570,12 +644,43 @@ struct IbTransport::Impl {
     drainAsyncEvents();
     bool moved = false;
     for (Connection* c : live) {
-      moved |= pollCompletions(*c);
+      moved |= pollCompletions(*c, completed);
       moved |= pullReceives(*c, completed);
       returnCredits(*c);
       moved |= pushSends(*c, completed);
+      probeIfSilent(*c);
     }
+    // After the queue pairs: bytes a peer wrote before it left are taken first.
+    watchBootstrap();
     return moved;
+  }
+
+  static bool needsPeer(const Connection& c) {
+    return !c.recvq.empty() || !c.sendq.empty() ||
+           std::any_of(c.slotRequest.begin(), c.slotRequest.end(), [](Request* r) { return r != nullptr; });
+  }
+
+  // The bootstrap connections' standing receives: a lost peer fails what still needs it.
+  void watchBootstrap() {
+    for (;;) {
+      try {
+        bootstrapDone.clear();
+        bootstrap.progress(bootstrapDone);
+        break;
+      } catch (const PeerFailed&) {
+        throw;  // the peer's own story: the root cause, told as it is
+      } catch (const PeerLost& e) {
+        auto it = conns.find(e.peer);
+        if (it == conns.end() || it->second->qps.empty()) throw;
+        Connection& c = *it->second;
+        const std::string why = cat("RDMA transport, rank ", opt.rank, ": ", qpName(c, 0), ": ", e.what());
+        if (needsPeer(c)) throw PeerLost(e.peer, why);
+        bootstrap.cancelRecv(e.peer, &c.liveness);
+        c.gone = why;
+      }
+    }
+    for (Connection* c : live)
+      if (!c->gone.empty() && needsPeer(*c)) throw PeerLost(c->peer, c->gone);
   }
 
   // The device's own events: a port going down or a QP turning fatal is said once, loudly; the
@@ -605,34 +710,37 @@ struct IbTransport::Impl {
       }
     }
     if (ready || interrupted.load()) return;
-    pollfd fds[3] = {{channel->fd, POLLIN, 0}, {wakeFd.get(), POLLIN, 0}, {ctx->async_fd, POLLIN, 0}};
-    ::poll(fds, 3, timeoutMs);
+    pollfd fds[4] = {{channel->fd, POLLIN, 0},
+                     {wakeFd.get(), POLLIN, 0},
+                     {ctx->async_fd, POLLIN, 0},
+                     {bootstrap.eventFd(), POLLIN, 0}};
+    ::poll(fds, fds[3].fd >= 0 ? 4 : 3, timeoutMs);
     if (fds[1].revents) {
       std::uint64_t v;
       [[maybe_unused]] auto r = ::read(wakeFd.get(), &v, sizeof v);
     }
+    if (fds[3].fd < 0 || fds[3].revents) bootstrap.waitForEvents(0);
     ibv_cq* cq = nullptr;
     void* context = nullptr;
     while (::ibv_get_cq_event(channel.get(), &cq, &context) == 0) ::ibv_ack_cq_events(cq, 1);
   }
 };
 
-IbAvailability probeIb(const IbOptions& options, int localRank) {
+IbAvailability probeIb(const IbOptions& options) {
   IbAvailability a;
-  std::string why;
-  const auto ports = findPorts(options.hca, &why);
-  if (ports.empty()) {
-    a.why = why;
-    return a;
+  const auto ports = findPorts(options.hca, &a.why);
+  for (const PortInfo& p : ports) {
+    // One link layer per rank: the first port's; ports of the other kind are not used.
+    const std::string layer = p.ethernet ? "roce" : "ib";
+    if (a.linkLayer.empty()) a.linkLayer = layer;
+    if (layer == a.linkLayer) a.devices.push_back(p.device);
   }
-  const PortInfo& p = ports[static_cast<std::size_t>(localRank) % ports.size()];
-  a.usable = true;
-  a.linkLayer = p.ethernet ? "roce" : "ib";
+  a.usable = !a.devices.empty();
   return a;
 }
 
-IbTransport::IbTransport(const IbTransportOptions& options, std::shared_ptr<Store> store)
-    : impl_(std::make_unique<Impl>(options, std::move(store))) {
+IbTransport::IbTransport(const IbTransportOptions& options, Transport& bootstrap)
+    : impl_(std::make_unique<Impl>(options, bootstrap)) {
   KUMI_INFO("rank ", options.rank, ": RDMA transport on ", describe(), ": ", impl_->gidReason);
 }
 
@@ -671,8 +779,9 @@ void IbTransport::interrupt() {
   [[maybe_unused]] auto r = ::write(impl_->wakeFd.get(), &one, sizeof one);
 }
 
-// A failing rank's peers learn its story from the store (the communicator posts it there first);
-// destroying the queue pairs in shutdown() makes their writes fail within the retry time.
+// A failing rank's story reaches its peers through the store (the communicator posts it there
+// first) and the bootstrap transport's last frame; moving the queue pairs to the error state in
+// shutdown() makes the peers' writes fail within the retry time.
 void IbTransport::publishFailure(const std::string&) {}
 
 void IbTransport::shutdown() {
@@ -692,7 +801,18 @@ void IbTransport::cancelAll() {
   for (Connection* c : impl_->live) {
     c->sendq.clear();
     c->recvq.clear();
+    std::fill(c->slotRequest.begin(), c->slotRequest.end(), nullptr);
   }
 }
+
+std::uint64_t IbTransport::registerBuffer(void* data, std::size_t bytes) {
+  return impl_->registrations.add(data, bytes);
+}
+
+bool IbTransport::deregisterBuffer(std::uint64_t handle) { return impl_->registrations.remove(handle); }
+
+std::size_t IbTransport::registrations() const { return impl_->registrations.entries(); }
+
+std::uint64_t IbTransport::zeroCopyBytes() const { return impl_->zeroCopyBytes; }
 
 }  // namespace kumi

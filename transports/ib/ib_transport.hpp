@@ -1,5 +1,6 @@
 // RDMA transport over libibverbs (RoCE v2 or InfiniBand): reliable-connected queue pairs to each
-// peer, set up through the store when a schedule first needs the peer.
+// peer, set up when a schedule first needs the peer by exchanging connection records over the
+// bootstrap (TCP) transport, which names a peer that died or never comes at once.
 //
 // Data path: every pair has, per direction, a ring of registered slots in the receiver's memory.
 // The sender copies a message part and its header (call stamp, sequence, sizes, checksum) into a
@@ -12,6 +13,10 @@
 // slot order, not arrival order, decides the order of parts, so several QPs keep messages in
 // posting order.
 //
+// Buffers the user registered (kumiCommRegister) are sent from without the staging copy: the
+// header goes from the staging slot and the bytes straight from the buffer, in one write of two
+// gather elements; the send completes when the NIC has read them.
+//
 // Failures name the device, port, queue pair and peer: a work request that completes in error
 // (e.g. a peer that died: the retries run out), a peer that never publishes its queue pairs, an
 // error on the device's asynchronous event queue.
@@ -21,7 +26,6 @@
 #include <string>
 #include <vector>
 
-#include "rendezvous/store.hpp"
 #include "transports/ib/ib_options.hpp"
 #include "transports/transport.hpp"
 
@@ -31,24 +35,25 @@ namespace kumi {
 // exists: this rank's port, if it has one, and why not otherwise.
 struct IbAvailability {
   bool usable = false;
-  std::string linkLayer;  // "roce" or "ib": ranks talk over RDMA only when both agree
-  std::string why;        // when not usable, for the one INFO line of the TCP fallback
+  std::string linkLayer;             // "roce" or "ib": ranks talk over RDMA only when both agree
+  std::vector<std::string> devices;  // of the usable ports, in KUMI_IB_HCA's order (for rails)
+  std::string why;                   // when not usable, for the one INFO line of the TCP fallback
 };
-// Reads KUMI_IB_* and looks for ports. Throws on a bad setting, never for a missing device.
-IbAvailability probeIb(const ib::IbOptions& options, int localRank);
+// Looks for usable ports. Never throws for a missing device.
+IbAvailability probeIb(const ib::IbOptions& options);
 
 struct IbTransportOptions {
   int rank = 0;
-  int localRank = 0;  // picks this rank's port: local rank l uses port l mod ports (a rail per NIC)
+  int port = 0;       // which of the usable ports (probeIb's devices): this rank's rail
   ib::IbOptions ib;
   WireChecks checks;  // KUMI_CHECKSUM
 };
 
 class IbTransport final : public Transport {
  public:
-  // Opens this rank's port and chooses its GID (logged at INFO with the reason). store must be
-  // scoped to the communicator: connection records are published there.
-  IbTransport(const IbTransportOptions& options, std::shared_ptr<Store> store);
+  // Opens this rank's port and chooses its GID (logged at INFO with the reason). Connection
+  // records travel over bootstrap (the communicator's TCP transport), which must outlive this.
+  IbTransport(const IbTransportOptions& options, Transport& bootstrap);
   ~IbTransport() override;
 
   const char* name() const override { return "ib"; }
@@ -65,6 +70,12 @@ class IbTransport final : public Transport {
   void publishFailure(const std::string& story) override;
   void shutdown() override;
   void cancelAll() override;
+  std::uint64_t registerBuffer(void* data, std::size_t bytes) override;
+  bool deregisterBuffer(std::uint64_t handle) override;
+  // Registered user buffers (entries of the registration cache), for tests.
+  std::size_t registrations() const;
+  // Bytes sent straight from registered buffers so far, for tests.
+  std::uint64_t zeroCopyBytes() const;
 
   struct Impl;
 

@@ -588,6 +588,21 @@ void TcpTransport::waitForEvents(int timeoutMs) {
   }
 }
 
+int TcpTransport::eventFd() const { return impl_->epfd.get(); }
+
+bool TcpTransport::cancelRecv(int peer, Request* req) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  for (auto& s : impl_->peers[static_cast<std::size_t>(peer)]->sockets) {
+    auto it = std::find_if(s->recvq.begin(), s->recvq.end(),
+                           [&](const Part& p) { return p.req == req && p.headerDone == 0; });
+    if (it == s->recvq.end()) continue;
+    s->recvq.erase(it);
+    --req->partsLeft;
+    return true;
+  }
+  return false;
+}
+
 void TcpTransport::interrupt() {
   impl_->interrupted.store(true);
   {

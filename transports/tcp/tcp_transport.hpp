@@ -46,6 +46,8 @@ class TcpTransport final : public Transport {
   void publishFailure(const std::string& story) override;
   void shutdown() override;
   void cancelAll() override;
+  int eventFd() const override;  // the epoll set
+  bool cancelRecv(int peer, Request* req) override;
 
   // "host:port" this rank listens on (also published in the store as tcp/<rank>).
   std::string address() const;

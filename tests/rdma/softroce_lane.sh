@@ -98,14 +98,17 @@ sanity_ratio() {
   raw=$(awk '$1 == 1048576 { print $4 }' /tmp/bw-client.log)  # BW average in MB/s
   KUMI_TRANSPORT=ib "$B/kumirun" -np 2 --timeout 300 -- "$B/kumi-bench" allreduce -b 4M -e 4M -n 10 -w 2 -c 0 \
     >/tmp/bench.log 2>&1 || { cat /tmp/bench.log; return 1; }
-  local busbw
-  busbw=$(awk '$1 == "[0]" && $2 == 4194304 { print $9 }' /tmp/bench.log)  # out-of-place busbw, GB/s
-  [ -n "$raw" ] && [ -n "$busbw" ] || {
+  local us
+  us=$(awk '$1 == "[0]" && $2 == 4194304 { print $7 }' /tmp/bench.log)  # out-of-place time, us
+  [ -n "$raw" ] && [ -n "$us" ] || {
     cat /tmp/bw-client.log /tmp/bench.log
     return 1
   }
-  echo "ib_write_bw 1 MiB: ${raw} MB/s; kumi-bench allreduce 4 MiB, 2 ranks on RDMA: busbw ${busbw} GB/s;" \
-    "ratio $(awk -v a="$busbw" -v b="$raw" 'BEGIN { printf "%.2f", a * 1000 / b }')"
+  # busbw of a 2-rank allreduce is bytes / time (2 (n-1) / n = 1); bytes per us are MB/s.
+  awk -v raw="$raw" -v us="$us" 'BEGIN {
+    busbw = 4194304 / us
+    printf "ib_write_bw 1 MiB: %.1f MB/s; kumi-bench allreduce 4 MiB, 2 ranks on RDMA: %.0f us, busbw %.1f MB/s;" \
+           " ratio %.2f\n", raw, us, busbw, busbw / raw }'
 }
 
 echo "Soft-RoCE lane: $(uname -r), devices: $(ls /sys/class/infiniband | tr '\n' ' ')"

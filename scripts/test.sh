@@ -6,7 +6,7 @@
 #   lane 3  ThreadSanitizer build: unit and multi-process tests;
 #   rdma    the Release build's RDMA tests on real RoCE v2 verbs: Soft-RoCE in a qemu VM
 #           (scripts/softroce-vm.sh, tests/rdma/softroce_lane.sh; the image is cached between runs);
-#   fuzz    libFuzzer (clang, ASan+UBSan) on every wire parser, 20 s per target (FUZZ_SECONDS) (scripts/fuzz.sh).
+#   fuzz    libFuzzer (clang, ASan+UBSan) on every wire parser, 15 s per target (FUZZ_SECONDS) (scripts/fuzz.sh).
 # Exits non-zero if anything fails. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,5 +47,5 @@ cmake --build build-tsan -j"$jobs"
   KUMI_TEST_MAX_WORLD=8 ctest --output-on-failure -L 'unit|mp' --timeout 1500 \
   -E '^(Schedules\.|Half\.|mp\.collectives\.(tree_binomial|rabenseifner|rd)\.)')
 
-echo "== fuzz lane: libFuzzer on the store protocol, the transport handshake, the shared-memory checks and the tuning file"
-FUZZ_SECONDS=${FUZZ_SECONDS:-20} FUZZ_BUILD_JOBS="$jobs" bash scripts/fuzz.sh
+echo "== fuzz lane: libFuzzer on the store protocol, the transport handshake, the shared-memory checks, the tuning file and the RDMA connection record"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_BUILD_JOBS="$jobs" bash scripts/fuzz.sh

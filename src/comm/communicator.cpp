@@ -248,13 +248,13 @@ Communicator::RdmaPlan Communicator::planRdma() const {
     plan.linkLayer = a.linkLayer;
     plan.devices = a.devices;
   } else if (cfg_.transport == "ib") {
-    fail(kumiSystemError, "rank ", rank_, ": KUMI_TRANSPORT=ib but this rank cannot use RDMA: ", a.why);
+    fail(kumiSystemError, "KUMI_TRANSPORT=ib but this rank cannot use RDMA: ", a.why);
   } else {
     plan.why = a.why;
   }
 #else
   if (cfg_.transport == "ib")
-    fail(kumiInvalidArgument, "rank ", rank_, ": KUMI_TRANSPORT=ib but this kumi was built without libibverbs");
+    fail(kumiInvalidArgument, "KUMI_TRANSPORT=ib but this kumi was built without libibverbs");
   plan.why = "this kumi was built without libibverbs";
 #endif
   return plan;
@@ -269,14 +269,14 @@ void Communicator::connectRdma(const RdmaPlan& plan, const std::vector<RankPlace
     if (p == rank_ || (routes[static_cast<std::size_t>(p)] != 0 && cfg_.transport != "ib")) continue;
     const std::string& theirs = places[static_cast<std::size_t>(p)].rdma;
     if (cfg_.transport == "ib" && theirs != plan.linkLayer)
-      fail(kumiSystemError, "rank ", rank_, ": KUMI_TRANSPORT=ib but rank ", p, " on ", peerName(p),
+      fail(kumiSystemError, "KUMI_TRANSPORT=ib but rank ", p, " on ", peerName(p),
            theirs.empty() ? std::string(" has no usable RDMA port")
                           : cat(" has a ", theirs, " port and this rank a ", plan.linkLayer, " one"));
     if (!plan.linkLayer.empty() && theirs == plan.linkLayer) peers.push_back(p);
   }
   if (peers.empty()) {
     const bool remote = world_.hosts() > 1;
-    if (remote && cfg_.transport != "tcp")
+    if (remote && cfg_.transport != "tcp" && !Registry::instance().toldTcpFallback.exchange(true))
       KUMI_INFO("rank ", rank_, ": TCP between hosts: ",
                 plan.why.empty() ? std::string("peers have no RDMA port") : plan.why);
     return;

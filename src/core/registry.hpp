@@ -24,6 +24,8 @@ class Registry {
   std::atomic<long long> rootCommCount{0};
   // The C API's communicator handles: which are live, so that a destroyed one is refused.
   HandleTable handles;
+  // Why a rank without RDMA uses TCP between hosts is said once per process, not per communicator.
+  std::atomic<bool> toldTcpFallback{false};
 
   // Whether a service is held under key (e.g. this process serves a store).
   bool hosts(const std::string& key) {

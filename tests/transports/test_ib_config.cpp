@@ -341,6 +341,17 @@ TEST(SelectGid, PodVfTakesTheIpv4RoceV2Entry) {
             "skipped 0 (link-local), 1 (link-local), 2 (IB/RoCE v1), 4 unset");
 }
 
+TEST(SelectGid, RecordedSoftRoceTableTakesItsIpv4Entry) {
+  // Recorded from the VM lane's rxe0 (README in the fixture): slot 0 link-local, slot 1 IPv4,
+  // slots 2-7 unset with unreadable types.
+  GidChoice c = selectGid(table("rxe-dummy-recorded", 8), GidPolicy{}, "rxe0 port 1");
+  EXPECT_EQ(c.index, 1);
+  EXPECT_EQ(c.text, "::ffff:10.77.0.1");
+  EXPECT_EQ(c.type, "RoCE v2");
+  EXPECT_EQ(c.netdev, "dum0");
+  EXPECT_TRUE(contains(c.reason, "skipped 0 (link-local)")) << c.reason;
+}
+
 TEST(SelectGid, RoceVersionPreferenceCanBeV1) {
   GidPolicy p;
   p.rocePreferred = 1;

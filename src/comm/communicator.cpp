@@ -260,8 +260,9 @@ Communicator::RdmaPlan Communicator::planRdma() const {
   return plan;
 }
 
+// Without libibverbs no rank has a link layer, so no peer is taken and `transports` stays as is.
 void Communicator::connectRdma(const RdmaPlan& plan, const std::vector<RankPlace>& places, std::vector<int>& routes,
-                               std::vector<std::unique_ptr<Transport>>& transports) {
+                               [[maybe_unused]] std::vector<std::unique_ptr<Transport>>& transports) {
   // Peers that RDMA takes: every other rank with KUMI_TRANSPORT=ib, else those on other hosts;
   // always only those whose port speaks the same link layer.
   std::vector<int> peers;
@@ -298,11 +299,13 @@ int Communicator::railFor(const std::vector<std::string>& devices) const {
   if (devices.size() <= 1) return 0;
 #if KUMI_HAVE_HWLOC
   try {
-    const auto rails = topo::assignRails(topo::loadLocalMachine(), devices, world_.localSize(rank_));
+    // The machine does not change while the process runs: loaded once, not per communicator.
+    const auto machine = Registry::instance().service<topo::Machine>(
+        "local-machine", [] { return std::make_shared<topo::Machine>(topo::loadLocalMachine()); });
+    const auto rails = topo::assignRails(*machine, devices, world_.localSize(rank_));
     const auto& mine = rails[static_cast<std::size_t>(local)];
     KUMI_INFO("rank ", rank_, " (local rank ", local, "): RDMA port ", devices[static_cast<std::size_t>(mine.port)],
-              ": ",
-              mine.reason);
+              ": ", mine.reason);
     return mine.port;
   } catch (const Error& e) {
     KUMI_WARN("rank ", rank_, ": no topology for choosing an RDMA port (", e.what(), "): round robin");

@@ -90,8 +90,6 @@ class Communicator {
   void compareStuckCalls(const CallStamp& mine, const std::vector<int>& peers, bool& published);
   std::string peerName(int peer);
   void connectTransports(const Deadline& deadline, const std::atomic<bool>* cancel, Store* parentStore);
-  // Start-up: every rank's host id, hostname and TCP address, by a ring allgather over `tcp`,
-  // which learns the addresses.
   // RDMA as this rank sees it before knowing its peers: its port's link layer, or why none.
   struct RdmaPlan {
     std::string linkLayer;
@@ -105,6 +103,8 @@ class Communicator {
   // Adds the RDMA transport for the peers it can take (both ends with ports of one link layer).
   void connectRdma(const RdmaPlan& plan, const std::vector<RankPlace>& places, std::vector<int>& routes,
                    std::vector<std::unique_ptr<Transport>>& transports);
+  // Start-up: every rank's host id, hostname, RDMA link layer and TCP address, by a ring
+  // allgather over `tcp`, which learns the addresses.
   std::vector<RankPlace> exchangePlaces(TcpTransport& tcp, const RankPlace& mine, const Deadline& deadline,
                                         const std::atomic<bool>* cancel);
 

@@ -4,21 +4,16 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/strings.hpp"
+#include "core/text_file.hpp"
 
 namespace kumi {
 namespace {
 
-std::string firstLine(const char* path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return trim(line);
-}
+std::string firstLine(const char* path) { return trim(readFirstLine(path).value_or("")); }
 
 }  // namespace
 

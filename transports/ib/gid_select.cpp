@@ -1,16 +1,14 @@
 #include "transports/ib/gid_select.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <tuple>
 
 #include "core/error.hpp"
-#include "core/socket.hpp"
 #include "core/strings.hpp"
+#include "core/text_file.hpp"
 
 namespace kumi::ib {
 
@@ -45,19 +43,6 @@ bool prefixMatches(const std::uint8_t* addr, const AddrRange& r) {
 bool inRange(const Gid& g, const AddrRange& r) {
   if (familyOf(g) != r.family) return false;
   return prefixMatches(r.family == AF_INET ? g.data() + 12 : g.data(), r);
-}
-
-// sysfs attributes are one short line; a read error (EINVAL on unset slots, EACCES or a missing
-// file in containers) is "unreadable", which the caller decides about.
-std::optional<std::string> readAttribute(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return std::nullopt;
-  char buf[256];
-  ssize_t n = ::read(fd.get(), buf, sizeof buf);
-  if (n < 0) return std::nullopt;
-  std::string text(buf, static_cast<std::size_t>(n));
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  return text;
 }
 
 std::string describeEntry(const GidEntry& e) {
@@ -138,15 +123,15 @@ std::vector<GidEntry> readGidTable(const std::string& portDir, int tableLength) 
   std::vector<GidEntry> table;
   for (int i = 0; i < tableLength; ++i) {
     std::string gidPath = cat(portDir, "/gids/", i);
-    auto text = readAttribute(gidPath);
+    auto text = readFirstLine(gidPath);
     if (!text) continue;  // a hole: later slots may still be set
     auto gid = parseGid(*text);
     if (!gid) fail(kumiSystemError, gidPath, " holds '", *text, "', not a GID");
     GidEntry e{i, *gid, "", ""};
     // Unset slots answer EINVAL for their attributes anyway; not asking keeps the scan cheap.
     if (!isUnset(e.gid)) {
-      e.type = readAttribute(cat(portDir, "/gid_attrs/types/", i)).value_or("");
-      e.netdev = readAttribute(cat(portDir, "/gid_attrs/ndevs/", i)).value_or("");
+      e.type = readFirstLine(cat(portDir, "/gid_attrs/types/", i)).value_or("");
+      e.netdev = readFirstLine(cat(portDir, "/gid_attrs/ndevs/", i)).value_or("");
     }
     table.push_back(std::move(e));
   }

@@ -67,7 +67,6 @@ struct SendItem {
   const char* data;
   std::size_t bytes;
   std::size_t offset = 0;
-  bool anyPart = false;  // a zero-byte message still sends one (empty) part
   std::uint32_t sequence;
   CallStamp stamp;
 };
@@ -161,7 +160,7 @@ struct IbTransport::Impl {
   RegistrationCache registrations{[this](std::uintptr_t begin, std::size_t bytes) {
     MrPtr mr = registerMemory(pd.get(), reinterpret_cast<void*>(begin), bytes, IBV_ACCESS_LOCAL_WRITE, where());
     Registration r{begin, begin + bytes, mr->lkey, mr->rkey};
-    auto release = [](void* m) { DeregMr()(static_cast<ibv_mr*>(m)); };
+    auto release = [](void* m) { MrPtr::deleter_type()(static_cast<ibv_mr*>(m)); };
     return std::make_pair(r, RegistrationCache::Owner(mr.release(), release));
   }};
 
@@ -178,11 +177,8 @@ struct IbTransport::Impl {
 
   Impl(const IbTransportOptions& o, Transport& b) : opt(o), bootstrap(b) {
     std::string why;
-    auto ports = findPorts(opt.ib.hca, &why);
+    const auto ports = findPorts(opt.ib.hca, &why);
     if (ports.empty()) fail(kumiSystemError, "RDMA transport, rank ", opt.rank, ": ", why);
-    // The ports probeIb() counted: those of the first port's link layer.
-    const bool ethernet = ports.front().ethernet;
-    std::erase_if(ports, [&](const PortInfo& p) { return p.ethernet != ethernet; });
     port = ports[static_cast<std::size_t>(opt.port) % ports.size()];
     ctx = openDevice(port.device);
     pd = PdPtr(::ibv_alloc_pd(ctx.get()));
@@ -267,7 +263,7 @@ struct IbTransport::Impl {
   ConnectionRecord recordFor(const Connection& c, std::uint32_t psn) const {
     ConnectionRecord r;
     r.where = where();
-    r.linkLayer = port.ethernet ? "roce" : "ib";
+    r.linkLayer = port.linkLayer();
     r.lid = port.lid;
     std::copy(std::begin(gid.raw), std::end(gid.raw), r.gid.begin());
     r.mtu = static_cast<int>(port.activeMtu);
@@ -322,9 +318,8 @@ struct IbTransport::Impl {
 
   void bringUp(Connection& c, const ConnectionRecord& r, std::uint32_t myPsn) {
     c.peerWhere = r.where;
-    const std::string myLayer = port.ethernet ? "roce" : "ib";
-    if (r.linkLayer != myLayer)
-      fail(kumiRemoteError, "RDMA transport: ", where(), " is ", myLayer, " but rank ", c.peer, "'s ", r.where, " is ",
+    if (r.linkLayer != port.linkLayer())
+      fail(kumiRemoteError, "RDMA transport: ", where(), " is ", port.linkLayer(), " but rank ", c.peer, "'s ", r.where, " is ",
            r.linkLayer, ": the two cannot talk");
     if (r.qpns.size() != c.qps.size())
       fail(kumiRemoteError, "RDMA transport: rank ", c.peer, " has ", r.qpns.size(),
@@ -392,7 +387,7 @@ struct IbTransport::Impl {
     }
     if (fresh.empty()) return;
     std::vector<int> ranks;
-    std::vector<std::string> records, ups;
+    std::vector<std::string> records;
     for (const auto& f : fresh) {
       ranks.push_back(f.c->peer);
       records.push_back(formatRecord(recordFor(*f.c, f.psn)));
@@ -408,13 +403,10 @@ struct IbTransport::Impl {
            e.what());
     }
     const auto theirs = exchange(ranks, records, deadline, "send its RDMA connection record");
-    for (std::size_t i = 0; i < fresh.size(); ++i) {
-      bringUp(*fresh[i].c, parseRecord(theirs[i], ranks[i]), fresh[i].psn);
-      ups.push_back("up");
-    }
+    for (std::size_t i = 0; i < fresh.size(); ++i) bringUp(*fresh[i].c, parseRecord(theirs[i], ranks[i]), fresh[i].psn);
     // A write that reaches a queue pair not yet ready to receive is dropped and retried only
     // after the ACK timeout: the first waits until the peer's side is up too.
-    exchange(ranks, ups, deadline, "bring its RDMA queue pairs up");
+    exchange(ranks, std::vector<std::string>(fresh.size(), "up"), deadline, "bring its RDMA queue pairs up");
     for (const auto& f : fresh) {
       bootstrap.postRecv(f.c->peer, &f.c->livenessByte, 1, &f.c->liveness);
       live.push_back(f.c);
@@ -489,7 +481,6 @@ struct IbTransport::Impl {
       }
       ++c.written;
       item.offset += n;
-      item.anyPart = true;
       moved = true;
       // The user's bytes are in staging slots or being written from a registered buffer (whose
       // parts hold the request): the send is done as far as the copies are concerned.
@@ -641,7 +632,6 @@ struct IbTransport::Impl {
 
   bool progress(std::vector<Request*>& completed) {
     if (isShutdown) return false;
-    drainAsyncEvents();
     bool moved = false;
     for (Connection* c : live) {
       moved |= pollCompletions(*c, completed);
@@ -684,7 +674,8 @@ struct IbTransport::Impl {
   }
 
   // The device's own events: a port going down or a QP turning fatal is said once, loudly; the
-  // work requests that fail because of it name the peer.
+  // work requests that fail because of it name the peer. Read when the wait says some came, so
+  // that the polling loop makes no system call for them.
   void drainAsyncEvents() {
     ibv_async_event ev;
     while (::ibv_get_async_event(ctx.get(), &ev) == 0) {
@@ -719,6 +710,7 @@ struct IbTransport::Impl {
       std::uint64_t v;
       [[maybe_unused]] auto r = ::read(wakeFd.get(), &v, sizeof v);
     }
+    if (fds[2].revents) drainAsyncEvents();
     if (fds[3].fd < 0 || fds[3].revents) bootstrap.waitForEvents(0);
     ibv_cq* cq = nullptr;
     void* context = nullptr;
@@ -729,13 +721,9 @@ struct IbTransport::Impl {
 IbAvailability probeIb(const IbOptions& options) {
   IbAvailability a;
   const auto ports = findPorts(options.hca, &a.why);
-  for (const PortInfo& p : ports) {
-    // One link layer per rank: the first port's; ports of the other kind are not used.
-    const std::string layer = p.ethernet ? "roce" : "ib";
-    if (a.linkLayer.empty()) a.linkLayer = layer;
-    if (layer == a.linkLayer) a.devices.push_back(p.device);
-  }
-  a.usable = !a.devices.empty();
+  for (const PortInfo& p : ports) a.devices.push_back(p.device);
+  a.usable = !ports.empty();
+  if (a.usable) a.linkLayer = ports.front().linkLayer();
   return a;
 }
 
@@ -760,7 +748,7 @@ void IbTransport::setCallStamp(const CallStamp& stamp) { impl_->stamp = stamp; }
 void IbTransport::postSend(int peer, const void* data, std::size_t bytes, Request* req) {
   Connection& c = impl_->connection(peer);
   ++req->partsLeft;
-  c.sendq.push_back({req, static_cast<const char*>(data), bytes, 0, false, c.sendSeq++, impl_->stamp});
+  c.sendq.push_back({req, static_cast<const char*>(data), bytes, 0, c.sendSeq++, impl_->stamp});
 }
 
 void IbTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {

@@ -127,6 +127,10 @@ std::vector<PortInfo> findPorts(const HcaFilter& filter, std::string* whyNone) {
   std::stable_sort(ports.begin(), ports.end(), [&](const PortInfo& a, const PortInfo& b) {
     return filter.rank(a.device, a.port) < filter.rank(b.device, b.port);
   });
+  if (!ports.empty()) {
+    const bool ethernet = ports.front().ethernet;
+    std::erase_if(ports, [&](const PortInfo& p) { return p.ethernet != ethernet; });
+  }
   if (ports.empty() && whyNone) {
     std::string list;
     for (const auto& s : seen) list += (list.empty() ? "" : ", ") + s;

@@ -14,30 +14,20 @@
 
 namespace kumi::ib {
 
-struct CloseDevice {
-  void operator()(ibv_context* c) const { ::ibv_close_device(c); }
+// A unique_ptr deleter that calls the verbs function releasing the object.
+template <auto Release>
+struct Releaser {
+  template <class T>
+  void operator()(T* p) const {
+    Release(p);
+  }
 };
-struct DeallocPd {
-  void operator()(ibv_pd* p) const { ::ibv_dealloc_pd(p); }
-};
-struct DestroyChannel {
-  void operator()(ibv_comp_channel* c) const { ::ibv_destroy_comp_channel(c); }
-};
-struct DestroyCq {
-  void operator()(ibv_cq* c) const { ::ibv_destroy_cq(c); }
-};
-struct DestroyQp {
-  void operator()(ibv_qp* q) const { ::ibv_destroy_qp(q); }
-};
-struct DeregMr {
-  void operator()(ibv_mr* m) const { ::ibv_dereg_mr(m); }
-};
-using ContextPtr = std::unique_ptr<ibv_context, CloseDevice>;
-using PdPtr = std::unique_ptr<ibv_pd, DeallocPd>;
-using ChannelPtr = std::unique_ptr<ibv_comp_channel, DestroyChannel>;
-using CqPtr = std::unique_ptr<ibv_cq, DestroyCq>;
-using QpPtr = std::unique_ptr<ibv_qp, DestroyQp>;
-using MrPtr = std::unique_ptr<ibv_mr, DeregMr>;
+using ContextPtr = std::unique_ptr<ibv_context, Releaser<&::ibv_close_device>>;
+using PdPtr = std::unique_ptr<ibv_pd, Releaser<&::ibv_dealloc_pd>>;
+using ChannelPtr = std::unique_ptr<ibv_comp_channel, Releaser<&::ibv_destroy_comp_channel>>;
+using CqPtr = std::unique_ptr<ibv_cq, Releaser<&::ibv_destroy_cq>>;
+using QpPtr = std::unique_ptr<ibv_qp, Releaser<&::ibv_destroy_qp>>;
+using MrPtr = std::unique_ptr<ibv_mr, Releaser<&::ibv_dereg_mr>>;
 
 // Page-aligned anonymous memory for rings that the NIC reads and writes (registered memory must
 // not share pages with unrelated heap data that a fork could copy-on-write away from the NIC).
@@ -72,11 +62,14 @@ struct PortInfo {
   std::uint16_t lid = 0;
   std::string sysfsPortDir;    // <ibdev_path>/ports/<port>, where the GID table is read
   std::string describe() const { return device + ":" + std::to_string(port); }
+  // "roce" or "ib": two ranks talk over RDMA only when their ports agree.
+  const char* linkLayer() const { return ethernet ? "roce" : "ib"; }
 };
 
 // Active ports of the devices that filter admits, in the filter's order (the listed order for
-// an inclusion list, else device order). When none is usable, *whyNone says why (no device,
-// none admitted, none active), for the one INFO line of the TCP fallback.
+// an inclusion list, else device order), and of one link layer: the first port's (a rank speaks
+// RoCE or InfiniBand, not both). When none is usable, *whyNone says why (no device, none
+// admitted, none active), for the one INFO line of the TCP fallback.
 std::vector<PortInfo> findPorts(const HcaFilter& filter, std::string* whyNone);
 
 // Opens a device by name; throws naming it.

@@ -49,12 +49,20 @@ void RoutedTransport::waitForEvents(int timeoutMs) {
   std::size_t busy = 0, which = 0;
   for (std::size_t t = 0; t < transports_.size(); ++t)
     if (outstanding_[t] > 0) ++busy, which = t;
-  if (busy <= 1 || timeoutMs <= 0) {
-    if (busy == 0) {
-      // Nothing posted: still let every transport notice failures (closed peers, dead ranks).
-      for (auto& t : transports_) t->waitForEvents(0);
-      return;
-    }
+  if (busy == 0) {
+    // Nothing posted: still let every transport notice failures (closed peers, dead ranks).
+    for (auto& t : transports_) t->waitForEvents(0);
+    return;
+  }
+  if (timeoutMs <= 0) {
+    // A look without blocking must reach every busy transport: readiness of TCP and RDMA comes
+    // only through their event queues, and a spinning rank that looked at shared memory alone
+    // would not see its network data until it gave up spinning.
+    for (std::size_t t = 0; t < transports_.size(); ++t)
+      if (outstanding_[t] > 0) transports_[t]->waitForEvents(0);
+    return;
+  }
+  if (busy == 1) {
     transports_[which]->waitForEvents(timeoutMs);
     return;
   }

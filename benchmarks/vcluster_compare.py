@@ -153,7 +153,9 @@ def predict(args, sizes):
     out = {}
     for s in sizes:
         argv = [sim, args.collective, "--cluster", args.predict, "-b", str(s), "-e", str(s),
-                "--nodes", str(args.nodes), "--algo", ",".join(args.algos)]
+                "--nodes", str(args.nodes), "--algo", ",".join(args.algos),
+                # kumi-bench's calls run back to back: predict its loop, not a lone call
+                "-n", str(args.n), "-w", str(args.w)]
         if isinstance(args.ranks, int):
             argv += ["--ranks-per-node", str(args.ranks)]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=args.timeout)

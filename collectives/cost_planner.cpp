@@ -70,7 +70,8 @@ std::uint64_t Planner::slice(const Plan& p, Collective c, std::uint64_t count, s
 }
 
 std::optional<double> simulateCall(const SimCluster& cluster, Collective c, Algorithm a, std::uint64_t count,
-                                   std::size_t elemSize, std::uint64_t slice, std::uint64_t maxSteps) {
+                                   std::size_t elemSize, std::uint64_t slice, std::uint64_t maxSteps, int calls,
+                                   int warmup) {
   const int n = static_cast<int>(cluster.hostOf.size());
   std::vector<PreparedSchedule> schedules;
   schedules.reserve(static_cast<std::size_t>(n));
@@ -81,7 +82,7 @@ std::optional<double> simulateCall(const SimCluster& cluster, Collective c, Algo
     // Ranks' schedules are about equally long: rank 0's size tells the whole cost early.
     if (r == 0 && schedules[0].schedule.steps.size() * static_cast<std::uint64_t>(n) > maxSteps) return std::nullopt;
   }
-  const SimResult res = simulate(schedules, cluster, elemSize);
+  const SimResult res = simulate(schedules, cluster, elemSize, calls, warmup);
   if (!res.error.empty()) fail(kumiInternalError, "simulating ", algorithmName(a), " ", collectiveName(c), ": ", res.error);
   return res.seconds;
 }

@@ -17,11 +17,13 @@
 
 namespace kumi {
 
-// Simulates one call of `c` with `a` on every rank of `cluster` (count and slice in elements, as
-// in ScheduleKey). nullopt when the schedules hold more than maxSteps steps in all; throws
-// kumiInternalError when they deadlock or mismatch. The planner and kumi-sim both use it.
+// Simulates a call of `c` with `a` on every rank of `cluster` (count and slice in elements, as
+// in ScheduleKey); with calls and warmup, the mean time of back-to-back calls (simulate()).
+// nullopt when the schedules hold more than maxSteps steps in all; throws kumiInternalError
+// when they deadlock or mismatch. The planner and kumi-sim both use it.
 std::optional<double> simulateCall(const SimCluster& cluster, Collective c, Algorithm a, std::uint64_t count,
-                                   std::size_t elemSize, std::uint64_t slice, std::uint64_t maxSteps);
+                                   std::size_t elemSize, std::uint64_t slice, std::uint64_t maxSteps, int calls = 1,
+                                   int warmup = 0);
 
 struct Plan {
   Algorithm algo = Algorithm::Ring;

@@ -25,11 +25,16 @@ struct Message {
 
 }  // namespace
 
-SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimCluster& c, std::size_t elemSize) {
+SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimCluster& c, std::size_t elemSize,
+                   int calls, int warmup) {
   const int n = static_cast<int>(schedules.size());
   SimResult result;
   if (static_cast<int>(c.hostOf.size()) != n) {
     result.error = cat("cluster has ", c.hostOf.size(), " ranks, schedules ", n);
+    return result;
+  }
+  if (calls < 1 || warmup < 0) {
+    result.error = cat("calls must be at least 1 and warmup calls at least 0, got ", calls, " and ", warmup);
     return result;
   }
   int hosts = 0;
@@ -72,152 +77,162 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
   };
   const Bucket fresh{c.nicBurstBytes, 0, c.nicBurstBytes, c.nic.gbps * 1e9, c.nicPeakGbps * 1e9};
   std::vector<Bucket> egressBucket(static_cast<std::size_t>(hosts * nics), fresh), ingressBucket = egressBucket;
-  std::map<std::pair<int, int>, std::deque<Message>> mail;  // (from, to), in sending order
-  // A receive whose message has not been sent yet waits here: (from, to) -> parked events.
-  std::map<std::pair<int, int>, std::deque<Event>> parked;
+  // Each rank starts its next call when it has finished its own last one (no barrier between
+  // calls, as in a training loop or kumi-bench); links, CPUs and token buckets carry over.
+  std::vector<double> callStart(static_cast<std::size_t>(n), 0);
+  double timedFrom = 0;
+  for (int call = 0; call < warmup + calls; ++call) {
+    std::map<std::pair<int, int>, std::deque<Message>> mail;  // (from, to), in sending order
+    // A receive whose message has not been sent yet waits here: (from, to) -> parked events.
+    std::map<std::pair<int, int>, std::deque<Event>> parked;
 
-  struct RankState {
-    std::vector<std::uint32_t> remaining;
-    std::vector<double> depsDone;  // latest completion among a step's dependencies
-    std::vector<std::size_t> head;  // next step per channel
-    std::vector<double> channelAt;  // when that channel's previous step started
-    std::size_t done = 0;
-    double finished = 0;
-  };
-  std::vector<RankState> st(static_cast<std::size_t>(n));
-  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
-  auto eligible = [&](int r, std::uint32_t i) {
-    const auto& ps = schedules[static_cast<std::size_t>(r)];
-    auto& s = st[static_cast<std::size_t>(r)];
-    if (s.remaining[i] != 0) return;
-    const int ch = ps.channelOf[i];
-    if (ch >= 0 && ps.channelSteps[static_cast<std::size_t>(ch)][s.head[static_cast<std::size_t>(ch)]] != i) return;
-    const double t = ch >= 0 ? std::max(s.depsDone[i], s.channelAt[static_cast<std::size_t>(ch)]) : s.depsDone[i];
-    queue.push({t, r, i});
-  };
-  auto complete = [&](int r, std::uint32_t i, double t) {
-    const auto& ps = schedules[static_cast<std::size_t>(r)];
-    auto& s = st[static_cast<std::size_t>(r)];
-    ++s.done;
-    s.finished = std::max(s.finished, t);
-    for (auto d = ps.dependentsBegin[i]; d < ps.dependentsBegin[i + 1]; ++d) {
-      const std::uint32_t j = ps.dependents[d];
-      s.depsDone[j] = std::max(s.depsDone[j], t);
-      if (--s.remaining[j] == 0) eligible(r, j);
-    }
-  };
-  // A channel step has started: the next one on its channel may become eligible.
-  auto advanceChannel = [&](int r, std::uint32_t i, double t) {
-    const auto& ps = schedules[static_cast<std::size_t>(r)];
-    auto& s = st[static_cast<std::size_t>(r)];
-    const auto ch = static_cast<std::size_t>(ps.channelOf[i]);
-    s.channelAt[ch] = t;
-    if (++s.head[ch] < ps.channelSteps[ch].size()) eligible(r, ps.channelSteps[ch][s.head[ch]]);
-  };
-
-  for (int r = 0; r < n; ++r) {
-    const auto& ps = schedules[static_cast<std::size_t>(r)];
-    auto& s = st[static_cast<std::size_t>(r)];
-    s.remaining = ps.depCount;
-    s.depsDone.assign(ps.schedule.steps.size(), 0);
-    s.head.assign(ps.channelSteps.size(), 0);
-    s.channelAt.assign(ps.channelSteps.size(), 0);
-    for (std::uint32_t i = 0; i < ps.schedule.steps.size(); ++i) eligible(r, i);
-  }
-
-  while (!queue.empty()) {
-    const Event e = queue.top();
-    queue.pop();
-    const auto& ps = schedules[static_cast<std::size_t>(e.rank)];
-    const Step& step = ps.schedule.steps[e.step];
-    const double bytes = static_cast<double>((step.kind == StepKind::Send ? step.src.count : step.dst.count) * elemSize);
-    auto& cpu = cpuFree[static_cast<std::size_t>(e.rank)];
-    switch (step.kind) {
-      case StepKind::Copy:
-      case StepKind::Divide: {
-        const double start = std::max(e.time, cpu);
-        cpu = start + slowdownOf(e.rank) * bytes / (c.copyGbps * 1e9);
-        complete(e.rank, e.step, cpu);
-        break;
+    struct RankState {
+      std::vector<std::uint32_t> remaining;
+      std::vector<double> depsDone;  // latest completion among a step's dependencies
+      std::vector<std::size_t> head;  // next step per channel
+      std::vector<double> channelAt;  // when that channel's previous step started
+      std::size_t done = 0;
+      double finished = 0;
+    };
+    std::vector<RankState> st(static_cast<std::size_t>(n));
+    std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
+    auto eligible = [&](int r, std::uint32_t i) {
+      const auto& ps = schedules[static_cast<std::size_t>(r)];
+      auto& s = st[static_cast<std::size_t>(r)];
+      if (s.remaining[i] != 0) return;
+      const int ch = ps.channelOf[i];
+      if (ch >= 0 && ps.channelSteps[static_cast<std::size_t>(ch)][s.head[static_cast<std::size_t>(ch)]] != i) return;
+      const double t = ch >= 0 ? std::max(s.depsDone[i], s.channelAt[static_cast<std::size_t>(ch)]) : s.depsDone[i];
+      queue.push({t, r, i});
+    };
+    auto complete = [&](int r, std::uint32_t i, double t) {
+      const auto& ps = schedules[static_cast<std::size_t>(r)];
+      auto& s = st[static_cast<std::size_t>(r)];
+      ++s.done;
+      s.finished = std::max(s.finished, t);
+      for (auto d = ps.dependentsBegin[i]; d < ps.dependentsBegin[i + 1]; ++d) {
+        const std::uint32_t j = ps.dependents[d];
+        s.depsDone[j] = std::max(s.depsDone[j], t);
+        if (--s.remaining[j] == 0) eligible(r, j);
       }
-      case StepKind::Send: {
-        const int to = step.peer;
-        const bool local = c.hostOf[static_cast<std::size_t>(e.rank)] == c.hostOf[static_cast<std::size_t>(to)];
-        double start, finish, latency;
-        if (local) {
-          // Inside a host the bytes move by CPU copies (rings, cross-memory attach): a rank
-          // sending to several peers at once copies for one after the other.
-          double& free = cpu;
-          start = std::max(e.time, free);
-          finish = start + slowdownOf(e.rank) * (c.intra.overheadUs * 1e-6 + bytes / (c.intra.gbps * 1e9));
-          free = finish;
-          latency = c.intra.latencyUs * 1e-6;
-        } else {
-          double& out = egressFree[nicOf(e.rank)];
-          double& in = ingressFree[nicOf(to)];
-          start = std::max({e.time, out, in});
-          double wire = bytes / (c.nic.gbps * 1e9);
-          if (shaped) {
-            Bucket& bo = egressBucket[nicOf(e.rank)];
-            Bucket& bi = ingressBucket[nicOf(to)];
-            wire = std::max(bo.transfer(start, bytes), bi.transfer(start, bytes));
+    };
+    // A channel step has started: the next one on its channel may become eligible.
+    auto advanceChannel = [&](int r, std::uint32_t i, double t) {
+      const auto& ps = schedules[static_cast<std::size_t>(r)];
+      auto& s = st[static_cast<std::size_t>(r)];
+      const auto ch = static_cast<std::size_t>(ps.channelOf[i]);
+      s.channelAt[ch] = t;
+      if (++s.head[ch] < ps.channelSteps[ch].size()) eligible(r, ps.channelSteps[ch][s.head[ch]]);
+    };
+
+    for (int r = 0; r < n; ++r) {
+      const auto& ps = schedules[static_cast<std::size_t>(r)];
+      auto& s = st[static_cast<std::size_t>(r)];
+      s.remaining = ps.depCount;
+      s.depsDone.assign(ps.schedule.steps.size(), callStart[static_cast<std::size_t>(r)]);
+      s.head.assign(ps.channelSteps.size(), 0);
+      s.channelAt.assign(ps.channelSteps.size(), callStart[static_cast<std::size_t>(r)]);
+      s.finished = callStart[static_cast<std::size_t>(r)];
+      for (std::uint32_t i = 0; i < ps.schedule.steps.size(); ++i) eligible(r, i);
+    }
+
+    while (!queue.empty()) {
+      const Event e = queue.top();
+      queue.pop();
+      const auto& ps = schedules[static_cast<std::size_t>(e.rank)];
+      const Step& step = ps.schedule.steps[e.step];
+      const double bytes = static_cast<double>((step.kind == StepKind::Send ? step.src.count : step.dst.count) * elemSize);
+      auto& cpu = cpuFree[static_cast<std::size_t>(e.rank)];
+      switch (step.kind) {
+        case StepKind::Copy:
+        case StepKind::Divide: {
+          const double start = std::max(e.time, cpu);
+          cpu = start + slowdownOf(e.rank) * bytes / (c.copyGbps * 1e9);
+          complete(e.rank, e.step, cpu);
+          break;
+        }
+        case StepKind::Send: {
+          const int to = step.peer;
+          const bool local = c.hostOf[static_cast<std::size_t>(e.rank)] == c.hostOf[static_cast<std::size_t>(to)];
+          double start, finish, latency;
+          if (local) {
+            // Inside a host the bytes move by CPU copies (rings, cross-memory attach): a rank
+            // sending to several peers at once copies for one after the other.
+            double& free = cpu;
+            start = std::max(e.time, free);
+            finish = start + slowdownOf(e.rank) * (c.intra.overheadUs * 1e-6 + bytes / (c.intra.gbps * 1e9));
+            free = finish;
+            latency = c.intra.latencyUs * 1e-6;
+          } else {
+            double& out = egressFree[nicOf(e.rank)];
+            double& in = ingressFree[nicOf(to)];
+            start = std::max({e.time, out, in});
+            double wire = bytes / (c.nic.gbps * 1e9);
+            if (shaped) {
+              Bucket& bo = egressBucket[nicOf(e.rank)];
+              Bucket& bi = ingressBucket[nicOf(to)];
+              wire = std::max(bo.transfer(start, bytes), bi.transfer(start, bytes));
+            }
+            finish = start + c.nic.overheadUs * 1e-6 + wire;
+            out = in = finish;
+            latency = c.nic.latencyUs * 1e-6;
           }
-          finish = start + c.nic.overheadUs * 1e-6 + wire;
-          out = in = finish;
-          latency = c.nic.latencyUs * 1e-6;
-        }
-        ++result.messages;
-        // The latency (measured end to end, mostly software on both sides) overlaps the bytes'
-        // transfer: a message arrives once its bytes are through and its latency has passed.
-        mail[{e.rank, to}].push_back({std::max(finish, start + latency), static_cast<std::uint64_t>(bytes)});
-        // Wake a receive that was waiting for this message.
-        auto& waiting = parked[{e.rank, to}];
-        if (!waiting.empty()) {
-          queue.push(waiting.front());
-          waiting.pop_front();
-        }
-        advanceChannel(e.rank, e.step, start);
-        complete(e.rank, e.step, finish);
-        break;
-      }
-      case StepKind::Recv:
-      case StepKind::RecvReduce: {
-        auto& box = mail[{step.peer, e.rank}];
-        if (box.empty()) {
-          parked[{step.peer, e.rank}].push_back(e);
+          ++result.messages;
+          // The latency (measured end to end, mostly software on both sides) overlaps the bytes'
+          // transfer: a message arrives once its bytes are through and its latency has passed.
+          mail[{e.rank, to}].push_back({std::max(finish, start + latency), static_cast<std::uint64_t>(bytes)});
+          // Wake a receive that was waiting for this message.
+          auto& waiting = parked[{e.rank, to}];
+          if (!waiting.empty()) {
+            queue.push(waiting.front());
+            waiting.pop_front();
+          }
+          advanceChannel(e.rank, e.step, start);
+          complete(e.rank, e.step, finish);
           break;
         }
-        if (box.front().arrival > e.time) {
-          // Come back when it has arrived: handling it now would book the CPU for a reduction
-          // in the future, ahead of work that becomes ready before then.
-          queue.push({box.front().arrival, e.rank, e.step});
+        case StepKind::Recv:
+        case StepKind::RecvReduce: {
+          auto& box = mail[{step.peer, e.rank}];
+          if (box.empty()) {
+            parked[{step.peer, e.rank}].push_back(e);
+            break;
+          }
+          if (box.front().arrival > e.time) {
+            // Come back when it has arrived: handling it now would book the CPU for a reduction
+            // in the future, ahead of work that becomes ready before then.
+            queue.push({box.front().arrival, e.rank, e.step});
+            break;
+          }
+          const Message m = box.front();
+          box.pop_front();
+          if (m.bytes != static_cast<std::uint64_t>(bytes)) {
+            result.error = cat("rank ", e.rank, " expected ", bytes, " bytes from rank ", step.peer, ", got ", m.bytes);
+            return result;
+          }
+          double t = e.time;
+          if (step.kind == StepKind::RecvReduce) {
+            const double start = std::max(t, cpu);
+            cpu = start + slowdownOf(e.rank) * bytes / (c.reduceGbps * 1e9);
+            t = cpu;
+          }
+          advanceChannel(e.rank, e.step, e.time);
+          complete(e.rank, e.step, t);
           break;
         }
-        const Message m = box.front();
-        box.pop_front();
-        if (m.bytes != static_cast<std::uint64_t>(bytes)) {
-          result.error = cat("rank ", e.rank, " expected ", bytes, " bytes from rank ", step.peer, ", got ", m.bytes);
-          return result;
-        }
-        double t = e.time;
-        if (step.kind == StepKind::RecvReduce) {
-          const double start = std::max(t, cpu);
-          cpu = start + slowdownOf(e.rank) * bytes / (c.reduceGbps * 1e9);
-          t = cpu;
-        }
-        advanceChannel(e.rank, e.step, e.time);
-        complete(e.rank, e.step, t);
-        break;
       }
     }
-  }
-  for (int r = 0; r < n; ++r) {
-    const auto& s = st[static_cast<std::size_t>(r)];
-    if (s.done != schedules[static_cast<std::size_t>(r)].schedule.steps.size()) {
-      result.error = cat("deadlock: rank ", r, " finished ", s.done, " of ", schedules[static_cast<std::size_t>(r)].schedule.steps.size(), " steps");
-      return result;
+    for (int r = 0; r < n; ++r) {
+      const auto& s = st[static_cast<std::size_t>(r)];
+      if (s.done != schedules[static_cast<std::size_t>(r)].schedule.steps.size()) {
+        result.error = cat("deadlock: rank ", r, " finished ", s.done, " of ", schedules[static_cast<std::size_t>(r)].schedule.steps.size(), " steps");
+        return result;
+      }
+      callStart[static_cast<std::size_t>(r)] = s.finished;
     }
-    result.seconds = std::max(result.seconds, s.finished);
+    const double end = *std::max_element(callStart.begin(), callStart.end());
+    if (call + 1 == warmup) timedFrom = end;
+    result.seconds = (end - timedFrom) / calls;
   }
   return result;
 }

@@ -46,7 +46,11 @@ struct SimResult {
   std::string error;        // non-empty: the schedules deadlock or mismatch
 };
 
-// schedules[r] is rank r's; elemSize converts elements to bytes.
-SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimCluster& cluster, std::size_t elemSize);
+// schedules[r] is rank r's; elemSize converts elements to bytes. The collective runs warmup +
+// calls times back to back, as a benchmark loop runs it, and seconds is the mean time of the last
+// `calls`: on a shaped link the token bucket does not refill between calls, so a loop's calls
+// are slower than a lone one. The default (1, 0) is a lone call, every link fresh.
+SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimCluster& cluster, std::size_t elemSize,
+                   int calls = 1, int warmup = 0);
 
 }  // namespace kumi

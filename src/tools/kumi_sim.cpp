@@ -29,17 +29,20 @@ struct Options {
   double factor = 4;
   std::vector<std::string> algos;  // empty: every algorithm of the collective
   std::string transport;           // "tcp": ranks of a node talk over loopback TCP (loopback_* keys)
+  int iters = 1, warmup = 0;        // back-to-back calls, timed and not, as kumi-bench's -n and -w
 };
 
 [[noreturn]] void usage(int status) {
   std::fprintf(status ? stderr : stdout,
                "usage: kumi-sim [allreduce|allgather|reduce_scatter|broadcast|reduce|alltoall] --cluster FILE\n"
                "                [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--algo A,B,...] [--nodes N] [--ranks-per-node R]\n"
-               "                [--transport auto|tcp]\n"
+               "                [--transport auto|tcp] [-n N] [-w N]\n"
                "  Predicts float32 collective times on the cluster FILE describes (key = value lines: name,\n"
                "  nodes, ranks_per_node, {intra,loopback,nic}_{gbps,latency_us,overhead_us}, nics_per_node,\n"
                "  oversubscription, reduce_gbps, copy_gbps; bandwidths in GB/s). A tuning file written by\n"
-               "  kumi-bench --calibrate is one too. See docs/SIMULATOR.md and docs/PLANNER.md.\n");
+               "  kumi-bench --calibrate is one too. -n N -w W: the mean time of N calls run back to back after W\n"
+               "  untimed ones, as kumi-bench's loop times them (on shaped links the token bucket does not\n"
+               "  refill between calls); default -n 1 -w 0, a lone call. See docs/SIMULATOR.md and docs/PLANNER.md.\n");
   std::exit(status);
 }
 
@@ -72,6 +75,14 @@ Options parse(int argc, char** argv) {
     else if (a == "--nodes") o.nodes = std::atoi(val().c_str());
     else if (a == "--ranks-per-node") o.ranksPerNode = std::atoi(val().c_str());
     else if (a == "--transport") o.transport = val();
+    else if (a == "-n" || a == "-w") {
+      const std::string v = val();
+      const int k = std::atoi(v.c_str());
+      KUMI_REQUIRE_ARG(!v.empty() && v.size() <= 4 && v.find_first_not_of("0123456789") == std::string::npos &&
+                           k >= (a == "-n" ? 1 : 0) && k <= 1000,
+                       a, " must be a whole number from ", a == "-n" ? 1 : 0, " to 1000, got '", v, "'");
+      (a == "-n" ? o.iters : o.warmup) = k;
+    }
     else fail(kumiInvalidArgument, "unknown argument '", a, "' (--help lists them)");
   }
   KUMI_REQUIRE_ARG(!o.clusterFile.empty(), "--cluster FILE is required");
@@ -129,7 +140,7 @@ int run(int argc, char** argv) {
       if (!canServe(o.coll, a, even)) continue;
       // No step limit: predictions for large worlds are what kumi-sim is for.
       const double seconds = *simulateCall(sim, o.coll, a, count, es, sliceElements(o.coll, a, count, es, n, 0),
-                                           std::numeric_limits<std::uint64_t>::max());
+                                           std::numeric_limits<std::uint64_t>::max(), o.iters, o.warmup);
       const double shown = static_cast<double>(count * es) * (split ? n : 1);
       const double algbw = shown / seconds / 1e9;
       std::printf(" %12.0f %12llu %6s %20s %12.2f %9.3f %9.3f\n", shown, static_cast<unsigned long long>(count), "float",

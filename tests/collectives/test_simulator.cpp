@@ -113,6 +113,36 @@ TEST(Simulator, ShapedNicsLetABurstThroughAtPeakRate) {
   EXPECT_NEAR(oneMessage(800'000), 800e3 / 1e9, 1e-9) << "no bucket: the rate throughout";
 }
 
+// Back-to-back calls on a shaped link: the bucket empties over the first calls and does not
+// refill between them, so a long loop runs at the shaped rate; calls of an unshaped link cost
+// the same as a lone one.
+TEST(Simulator, BackToBackCallsDrainTheTokenBucket) {
+  SimCluster c = oneRankPerHost(2);
+  c.nic = {0, 1.0};
+  c.nicBurstBytes = 1e6;
+  c.nicPeakGbps = 10;
+  std::vector<PreparedSchedule> v;
+  for (int r = 0; r < 2; ++r) {
+    Schedule s;
+    if (r == 0) s.add({StepKind::Send, 1, {Buf::Send, 0, 500'000 / 4}, {}});
+    else s.add({StepKind::Recv, 0, {}, {Buf::Recv, 0, 500'000 / 4}});
+    v.emplace_back(s);
+  }
+  const double lone = simulate(v, c, 4).seconds;
+  EXPECT_NEAR(lone, 500e3 / 10e9, 1e-9) << "a lone call fits the bucket";
+  // Calls 1 and 2 take the 1 MB bucket at the peak; from the third on, the rate alone.
+  EXPECT_NEAR(simulate(v, c, 4, 2).seconds, 500e3 / 10e9, 1e-9);
+  const double looped = simulate(v, c, 4, 50, 10).seconds;
+  EXPECT_NEAR(looped, 500e3 / 1e9, 0.02 * 500e3 / 1e9) << "a long loop runs at the shaped rate";
+  const double shortLoop = simulate(v, c, 4, 4).seconds;
+  EXPECT_GT(shortLoop, lone);
+  EXPECT_LT(shortLoop, looped) << "a short loop still gets part of the bucket";
+  c.nicBurstBytes = 0;
+  EXPECT_NEAR(simulate(v, c, 4, 20, 3).seconds, simulate(v, c, 4).seconds, 1e-12) << "nothing to drain";
+  EXPECT_NE(simulate(v, c, 4, 0).error.find("calls"), std::string::npos);
+  EXPECT_NE(simulate(v, c, 4, 1, -1).error.find("warmup"), std::string::npos);
+}
+
 TEST(Simulator, ReportsDeadlocksAndMismatches) {
   SimCluster c = oneRankPerHost(2);
   std::vector<PreparedSchedule> dead;

@@ -155,8 +155,11 @@ KUMI_API kumiResult_t kumiCommAbort(kumiComm_t comm);
  * parts of large messages sent from a registered buffer go from the buffer itself instead of
  * being copied into the transport's staging ring. Optional: unregistered buffers always work.
  * The registration holds the buffer's pages; call kumiCommDeregister before freeing the buffer
- * (a registration outliving its buffer would keep the freed pages, and a new buffer at the same
- * addresses would not be seen). Overlapping registrations are allowed; each needs its own
+ * (a registration outliving its buffer keeps the freed pages pinned). Where the kernel allows
+ * userfaultfd, a registered buffer that is unmapped, moved or emptied (free of a large block,
+ * munmap, mremap, MADV_DONTNEED) without it is noticed and its registration no longer used, so a
+ * new buffer at the same addresses is never sent from the old pages; elsewhere that is the
+ * caller's duty, as with NCCL (KUMI_DEBUG=INFO says which applies). Overlapping registrations are allowed; each needs its own
  * deregistration. Where no transport of the communicator can use it, registering only records
  * the buffer. *handle is valid until kumiCommDeregister or the communicator's destruction. */
 KUMI_API kumiResult_t kumiCommRegister(kumiComm_t comm, void* buff, size_t bytes, void** handle);

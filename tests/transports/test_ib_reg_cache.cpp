@@ -88,5 +88,33 @@ TEST(RegistrationCache, RefusesNullAndEmptyBuffers) {
   EXPECT_EQ(c.made, 0);
 }
 
+// A buffer freed without deregistering: its entry goes stale, is never found or shared again,
+// and a new buffer at the same addresses gets a registration of its own. The stale one is
+// released when the program's handle is removed, as before.
+TEST(RegistrationCache, StaleEntriesAreNotFoundNorSharedButStillRemovable) {
+  Counting c;
+  RegistrationCache cache(c.registrar());
+  const auto begin = reinterpret_cast<std::uintptr_t>(buffer);
+  const auto old = cache.add(buffer, 2 * 4096);
+  const auto other = cache.add(buffer + 4 * 4096, 4096);
+  EXPECT_EQ(cache.invalidate(begin + 4096, begin + 2 * 4096), 1u) << "overlapping one page of the first entry";
+  EXPECT_EQ(cache.staleEntries(), 1u);
+  EXPECT_EQ(cache.find(buffer, 4096), nullptr);
+  EXPECT_NE(cache.find(buffer + 4 * 4096, 4096), nullptr) << "the other entry is untouched";
+  EXPECT_EQ(cache.invalidate(begin, begin + 2 * 4096), 0u) << "already stale";
+  const auto fresh = cache.add(buffer, 2 * 4096);
+  EXPECT_EQ(c.made, 3) << "a new registration, not a reference on the stale one";
+  const Registration* r = cache.find(buffer, 2 * 4096);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->lkey, 104u);
+  EXPECT_TRUE(cache.remove(old));
+  EXPECT_EQ(c.released, 1) << "the stale registration goes with its last handle";
+  EXPECT_EQ(cache.staleEntries(), 0u);
+  EXPECT_TRUE(cache.remove(fresh));
+  EXPECT_TRUE(cache.remove(other));
+  EXPECT_EQ(c.released, 3);
+  EXPECT_EQ(cache.invalidate(0, UINTPTR_MAX), 0u) << "nothing left";
+}
+
 }  // namespace
 }  // namespace kumi::ib

@@ -20,6 +20,7 @@
 #include "rendezvous/tcp_store_server.hpp"
 #include "transports/ib/gid_select.hpp"
 #include "transports/ib/ib_transport.hpp"
+#include "transports/ib/unmap_watch.hpp"
 #include "transports/ib/verbs.hpp"
 #include "transports/tcp/tcp_transport.hpp"
 
@@ -269,18 +270,21 @@ struct Mapping {
   Mapping& operator=(const Mapping&) = delete;
 };
 
+// One message of n bytes from a (rank 0) to b (rank 1); what b received.
+std::vector<char> sendOnce(IbTransport& a, IbTransport& b, const char* data, std::size_t n) {
+  std::vector<char> in(n);
+  Request s, r;
+  a.postSend(1, data, n, &s);
+  b.postRecv(0, in.data(), n, &r);
+  drive({&a, &b}, {&s, &r}, 60);
+  return in;
+}
+
 TEST_F(IbTransportTest, RegisteredBuffersGoWithoutCopiesAndFreedOnesAreNotReused) {
   auto a = make(0, options()), b = make(1, options());
   pair(*a, *b);
   const std::size_t n = 3u << 20;
-  auto send = [&](const char* data) {
-    std::vector<char> in(n);
-    Request s, r;
-    a->postSend(1, data, n, &s);
-    b->postRecv(0, in.data(), n, &r);
-    drive({a.get(), b.get()}, {&s, &r}, 60);
-    return in;
-  };
+  auto send = [&](const char* data) { return sendOnce(*a, *b, data, n); };
   auto first = std::make_unique<Mapping>(n);
   void* where = first->data;
   const auto one = pattern(n, 1), two = pattern(n, 2);
@@ -306,6 +310,39 @@ TEST_F(IbTransportTest, RegisteredBuffersGoWithoutCopiesAndFreedOnesAreNotReused
   EXPECT_EQ(a->zeroCopyBytes(), 2 * direct);
   EXPECT_TRUE(a->deregisterBuffer(h2));
   EXPECT_FALSE(a->deregisterBuffer(h2));
+}
+
+// The program frees a registered buffer without deregistering it and gets a new one at the same
+// addresses. The registration still pins the freed pages; sending from it would put the old
+// pattern on the wire. The unmap watch marks it stale, so the new buffer's bytes go (staged), and
+// registering the new buffer makes a registration of its own.
+TEST_F(IbTransportTest, BufferFreedWithoutDeregisteringIsNotSentFromItsOldPages) {
+  std::string why;
+  if (!ib::UnmapWatch::shared(&why)) GTEST_SKIP() << "userfaultfd is not available here: " << why;
+  auto a = make(0, options()), b = make(1, options());
+  pair(*a, *b);
+  const std::size_t n = 3u << 20;
+  auto send = [&](const char* data) { return sendOnce(*a, *b, data, n); };
+  auto first = std::make_unique<Mapping>(n);
+  void* where = first->data;
+  const auto one = pattern(n, 1), two = pattern(n, 2);
+  std::copy(one.begin(), one.end(), first->data);
+  const auto h1 = a->registerBuffer(first->data, n);
+  EXPECT_EQ(send(first->data), one);
+  const auto direct = a->zeroCopyBytes();
+  EXPECT_GT(direct, 0u);
+  first.reset();  // munmap, no deregistration
+  Mapping second(n, where);
+  std::copy(two.begin(), two.end(), second.data);
+  EXPECT_EQ(send(second.data), two) << "the stale registration must not be used";
+  EXPECT_EQ(a->zeroCopyBytes(), direct) << "staged, not zero-copy";
+  const auto h2 = a->registerBuffer(second.data, n);
+  EXPECT_EQ(a->registrations(), 2u) << "a new registration beside the stale one";
+  EXPECT_EQ(send(second.data), two);
+  EXPECT_EQ(a->zeroCopyBytes(), 2 * direct) << "the new registration is used";
+  EXPECT_TRUE(a->deregisterBuffer(h1)) << "the program's late deregistration still works";
+  EXPECT_TRUE(a->deregisterBuffer(h2));
+  EXPECT_EQ(a->registrations(), 0u);
 }
 
 TEST_F(IbTransportTest, PeerThatNeverPublishesTimesOutNamingIt) {

@@ -23,6 +23,7 @@
 #include "transports/ib/connection_record.hpp"
 #include "transports/ib/gid_select.hpp"
 #include "transports/ib/reg_cache.hpp"
+#include "transports/ib/unmap_watch.hpp"
 #include "transports/ib/verbs.hpp"
 
 namespace kumi {
@@ -160,9 +161,45 @@ struct IbTransport::Impl {
   RegistrationCache registrations{[this](std::uintptr_t begin, std::size_t bytes) {
     MrPtr mr = registerMemory(pd.get(), reinterpret_cast<void*>(begin), bytes, IBV_ACCESS_LOCAL_WRITE, where());
     Registration r{begin, begin + bytes, mr->lkey, mr->rkey};
-    auto release = [](void* m) { MrPtr::deleter_type()(static_cast<ibv_mr*>(m)); };
+    const std::uint64_t watchId = watchForUnmap(begin, begin + bytes);
+    auto release = [watch = unmapWatch, watchId](void* m) {
+      MrPtr::deleter_type()(static_cast<ibv_mr*>(m));
+      if (watchId) watch->unwatch(watchId);
+    };
     return std::make_pair(r, RegistrationCache::Owner(mr.release(), release));
   }};
+  // Registered buffers unmapped behind our back (freed without kumiCommDeregister) are told here.
+  std::shared_ptr<UnmapWatch> unmapWatch;
+  std::shared_ptr<UnmapWatch::Subscriber> unmapped;
+  bool unmapWatchTried = false;
+
+  std::uint64_t watchForUnmap(std::uintptr_t begin, std::uintptr_t end) {
+    if (!unmapWatchTried) {
+      unmapWatchTried = true;
+      std::string why;
+      unmapWatch = UnmapWatch::shared(&why);
+      if (unmapWatch) unmapped = unmapWatch->subscribe();
+      else
+        KUMI_INFO("rank ", opt.rank, ": registered buffers are not watched for unmapping (", why,
+                  "): deregister them before freeing them");
+    }
+    if (!unmapWatch) return 0;
+    std::string why;
+    const std::uint64_t id = unmapWatch->watch(begin, end, &why);
+    if (!id)
+      KUMI_INFO("rank ", opt.rank, ": registered buffer [", reinterpret_cast<void*>(begin), ", ", reinterpret_cast<void*>(end),
+                ") is not watched for unmapping: ", why, "; deregister it before freeing it");
+    return id;
+  }
+
+  // Entries whose memory went are no longer used (their parts go through the slots again).
+  void dropUnmapped() {
+    if (!unmapped) return;
+    for (const auto& [begin, end] : unmapped->take())
+      if (registrations.invalidate(begin, end) > 0)
+        KUMI_INFO("rank ", opt.rank, ": registered memory [", reinterpret_cast<void*>(begin), ", ",
+                  reinterpret_cast<void*>(end), ") was unmapped without kumiCommDeregister; its registration is no longer used");
+  }
 
   std::string where() const { return port.describe(); }
 
@@ -444,6 +481,7 @@ struct IbTransport::Impl {
       h.stampLo = item.stamp.lo;
       h.stampHi = item.stamp.hi;
       // Large parts of registered buffers go from the buffer itself; the rest through the slot.
+      if (n >= kZeroCopyMinBytes) dropUnmapped();
       const Registration* reg = n >= kZeroCopyMinBytes ? registrations.find(item.data + item.offset, n) : nullptr;
       if (n && !reg) std::memcpy(at + sizeof h, item.data + item.offset, n);
       if (opt.checks.checksum) {
@@ -794,6 +832,7 @@ void IbTransport::cancelAll() {
 }
 
 std::uint64_t IbTransport::registerBuffer(void* data, std::size_t bytes) {
+  impl_->dropUnmapped();  // a buffer freed and allocated again at the same place gets a new registration
   return impl_->registrations.add(data, bytes);
 }
 

@@ -24,7 +24,7 @@ std::uint64_t RegistrationCache::add(const void* data, std::size_t bytes) {
   const auto p = reinterpret_cast<std::uintptr_t>(data);
   KUMI_REQUIRE_ARG(bytes <= UINTPTR_MAX - p, "buffer at ", data, " of ", bytes, " bytes wraps the address space");
   for (Entry& e : entries_)
-    if (e.reg.begin <= p && p + bytes <= e.reg.end) {
+    if (!e.stale && e.reg.begin <= p && p + bytes <= e.reg.end) {
       e.handles.push_back(handle);
       return handle;
     }
@@ -49,8 +49,22 @@ bool RegistrationCache::remove(std::uint64_t handle) {
 const Registration* RegistrationCache::find(const void* data, std::size_t bytes) const {
   const auto p = reinterpret_cast<std::uintptr_t>(data);
   for (const Entry& e : entries_)
-    if (e.reg.begin <= p && p + bytes <= e.reg.end) return &e.reg;
+    if (!e.stale && e.reg.begin <= p && p + bytes <= e.reg.end) return &e.reg;
   return nullptr;
+}
+
+std::size_t RegistrationCache::invalidate(std::uintptr_t begin, std::uintptr_t end) {
+  std::size_t n = 0;
+  for (Entry& e : entries_)
+    if (!e.stale && e.reg.begin < end && begin < e.reg.end) {
+      e.stale = true;
+      ++n;
+    }
+  return n;
+}
+
+std::size_t RegistrationCache::staleEntries() const {
+  return static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.stale; }));
 }
 
 }  // namespace kumi::ib

@@ -5,6 +5,10 @@
 // allocator reuses them) is registered anew instead of matching a registration whose pages the
 // NIC still holds from the freed buffer.
 //
+// A program that frees a registered buffer without deregistering it would leave an entry whose
+// pages are no longer the buffer's; invalidate() (fed by UnmapWatch) makes such entries stale:
+// never found or shared again, released when their last handle is removed.
+//
 // The cache is pure bookkeeping: the registrar (ibv_reg_mr in the transport, a fake in tests)
 // makes registrations, and the owner it returns releases one when the entry goes.
 #pragma once
@@ -37,13 +41,18 @@ class RegistrationCache {
   bool remove(std::uint64_t handle);
   // The entry covering [data, data + bytes) whole, or nullptr.
   const Registration* find(const void* data, std::size_t bytes) const;
+  // Entries overlapping [begin, end) no longer describe the memory there (it was unmapped, moved
+  // or emptied). Returns how many became stale.
+  std::size_t invalidate(std::uintptr_t begin, std::uintptr_t end);
   std::size_t entries() const { return entries_.size(); }
+  std::size_t staleEntries() const;
 
  private:
   struct Entry {
     Registration reg;
     Owner owner;
     std::vector<std::uint64_t> handles;
+    bool stale = false;
   };
   Registrar registrar_;
   std::vector<Entry> entries_;  // few: users register a handful of long-lived buffers

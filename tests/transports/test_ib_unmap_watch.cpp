@@ -72,6 +72,10 @@ TEST_F(UnmapWatchTest, PartialMunmapInvalidatesTheWholeRange) {
 }
 
 TEST_F(UnmapWatchTest, FreeOfALargeMallocBlockIsReported) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's allocator keeps freed blocks in quarantine: free() unmaps nothing "
+                  "(the Release lane runs this test against glibc's malloc)";
+#endif
   // Far above glibc's mmap threshold: served by mmap and given back by munmap on free().
   const std::size_t bytes = 64u << 20;
   char* p = static_cast<char*>(std::malloc(bytes));

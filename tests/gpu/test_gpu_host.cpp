@@ -48,7 +48,9 @@ TEST(ReduceLaunch, GridCoversSmallInputsAndFillsTheDeviceForLargeOnes) {
       ASSERT_GT(perStep, 0u);
       const std::size_t steps = (count + perStep - 1) / perStep;
       EXPECT_GE(steps * perStep, count);
-      if (l.blocks < sms * kReduceBlocksPerMultiprocessor) EXPECT_EQ(steps, 1u) << "a small grid needs no loop";
+      if (l.blocks < sms * kReduceBlocksPerMultiprocessor) {
+        EXPECT_EQ(steps, 1u) << "a small grid needs no loop";
+      }
     }
 }
 

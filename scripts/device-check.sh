@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The GPU checks, in one run on a machine with a CUDA GPU, CMake, ninja and a C++ compiler:
+# builds kumi with CUDA for this GPU, then runs
+#   1. the CUDA unit tests (tests/gpu: every kernel against the CPU kernels; none may skip),
+#   2. compute-sanitizer memcheck and racecheck on them, where the sanitizer works,
+#   3. the kernel micro-benchmarks beside the device-to-device copy bandwidth (the yardstick:
+#      float32 and bfloat16 sum of 1 GiB operands should reach 85% of it),
+#   4. (not built yet: collectives on device buffers among processes sharing the GPU, and
+#      kumi-bench on device buffers, come with the GPU executor)
+# and prints one summary. Stays within 8 minutes (each step has its own limit).
+#   scripts/device-check.sh [--deps DIR] [--out DIR]
+# --deps DIR: .deb files from scripts/device-deps.sh, unpacked into a private prefix (a machine
+# that cannot fetch packages). --out DIR: logs and the benchmark's JSON go there.
+# KUMI_DEVICE_CHECK_ARCH: CUDA architectures to build (default native: this machine's GPU).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+deps="" out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --deps) deps=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "device-check: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+out=${out:-$(mktemp -d)}
+mkdir -p "$out"
+start=$(date +%s)
+declare -a summary
+note() { summary+=("$(printf '%-6s %4ss  %s' "$1" "$(( $(date +%s) - start ))" "$2")"); }
+# step NAME LIMIT_SECONDS COMMAND...: runs it with its output in $out/NAME.log.
+step() {
+  local name=$1 limit=$2; shift 2
+  echo "== $name"
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$out/$name.log"
+  return $rc
+}
+
+echo "device-check: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+echo "device-check: $(nvcc --version 2>&1 | tail -1); $(cmake --version | head -1)"
+
+prefix_args=()
+if [ -n "$deps" ]; then
+  prefix=$(mktemp -d)
+  for f in "$deps"/*.deb; do dpkg -x "$f" "$prefix"; done
+  multi=$prefix/usr/lib/x86_64-linux-gnu
+  prefix_args=(-DCMAKE_PREFIX_PATH="$prefix/usr" -DCMAKE_INCLUDE_PATH="$prefix/usr/include" -DCMAKE_LIBRARY_PATH="$multi")
+  export LD_LIBRARY_PATH="$multi${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export PKG_CONFIG_PATH="$multi/pkgconfig"
+fi
+
+# Only this GPU's architecture: the build is on the clock.
+if step build 300 bash -c "cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DKUMI_WITH_CUDA=ON \
+    -DKUMI_CUDA_ARCHITECTURES=${KUMI_DEVICE_CHECK_ARCH:-native} -DKUMI_WITH_PYTHON=OFF -DKUMI_BUILD_EXAMPLES=OFF ${prefix_args[*]} && \
+    cmake --build build-device -j$(nproc) --target test_gpu kumi-gpu-micro-bench kumi-bench kumirun"; then
+  note PASS "build with CUDA (architectures ${KUMI_DEVICE_CHECK_ARCH:-native})"
+else
+  note FAIL "build with CUDA: see $out/build.log"
+  printf '%s\n' "== device-check summary" "${summary[@]}"
+  exit 1
+fi
+
+failed=0
+if step unit 120 build-device/tests/test_gpu && ! grep -q "SKIPPED" "$out/unit.log"; then
+  note PASS "CUDA unit tests ($(grep -o '[0-9]* tests' "$out/unit.log" | tail -1), none skipped)"
+else
+  note FAIL "CUDA unit tests: see $out/unit.log"; failed=1
+fi
+
+if command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck; do
+    if step "sanitizer-$tool" 120 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        build-device/tests/test_gpu --gtest_filter='GpuKernels.*:-GpuKernels.RunsOnTheCallersStream*'; then
+      note PASS "compute-sanitizer $tool on the kernel tests"
+    else
+      note FAIL "compute-sanitizer $tool: see $out/sanitizer-$tool.log"; failed=1
+    fi
+  done
+else
+  note SKIP "compute-sanitizer: not installed here"
+fi
+
+if step micro 180 build-device/kumi-gpu-micro-bench --benchmark_min_time=0.2s --benchmark_format=console \
+    --benchmark_out="$out/micro.json" --benchmark_out_format=json; then
+  ratios=$(python3 - "$out/micro.json" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["benchmarks"]
+gbs = {r["name"]: r["bytes_per_second"] / 1e9 for r in runs}
+size = str(1 << 30)
+copy = gbs.get(f"copy_d2d/{size}/manual_time")
+parts = [f"copy {copy:.0f} GB/s"] if copy else []
+for k in ("float32/sum", "bfloat16/sum", "float16/sum"):
+    v = gbs.get(f"reduce/{k}/{size}/manual_time")
+    if v and copy:
+        parts.append(f"{k} {v:.0f} GB/s ({100 * v / copy:.0f}%)")
+print(", ".join(parts))
+PY
+)
+  note PASS "kernels at 1 GiB against the D2D copy: $ratios"
+else
+  note FAIL "micro-benchmarks: see $out/micro.log"; failed=1
+fi
+
+note "NOTRUN" "collectives on device buffers (2-4 processes on the GPU) and kumi-bench on device buffers: the GPU executor is not built yet"
+printf '%s\n' "== device-check summary ($(( $(date +%s) - start )) s; logs in $out)" "${summary[@]}"
+exit $failed

@@ -71,7 +71,7 @@ std::shared_ptr<UnmapWatch> UnmapWatch::open(std::string* why) {
     *why = cat("eventfd: ", std::strerror(errno));
     return nullptr;
   }
-  std::shared_ptr<UnmapWatch> w(new UnmapWatch(std::move(uffd), std::move(stop)));
+  auto w = std::make_shared<UnmapWatch>(Opened{}, std::move(uffd), std::move(stop));
   w->thread_ = std::thread([raw = w.get()] { raw->run(); });
   return w;
 }
@@ -88,7 +88,7 @@ std::shared_ptr<UnmapWatch> UnmapWatch::shared(std::string* why) {
   return s->watch;
 }
 
-UnmapWatch::UnmapWatch(Fd uffd, Fd stop) : uffd_(std::move(uffd)), stop_(std::move(stop)), pid_(::getpid()) {}
+UnmapWatch::UnmapWatch(Opened, Fd uffd, Fd stop) : uffd_(std::move(uffd)), stop_(std::move(stop)), pid_(::getpid()) {}
 
 UnmapWatch::~UnmapWatch() {
   if (thread_.joinable()) {

@@ -30,6 +30,8 @@
 namespace kumi::ib {
 
 class UnmapWatch {
+  struct Opened {};  // only open() makes one (make_shared needs a public constructor)
+
  public:
   using Range = std::pair<std::uintptr_t, std::uintptr_t>;  // [begin, end), page-aligned
 
@@ -37,6 +39,7 @@ class UnmapWatch {
   static std::shared_ptr<UnmapWatch> open(std::string* why);
   // The process's watch, opened on first use; nullptr (and why) where it cannot be.
   static std::shared_ptr<UnmapWatch> shared(std::string* why);
+  UnmapWatch(Opened, Fd uffd, Fd stop);
   ~UnmapWatch();
   UnmapWatch(const UnmapWatch&) = delete;
   UnmapWatch& operator=(const UnmapWatch&) = delete;
@@ -68,7 +71,6 @@ class UnmapWatch {
   std::uint64_t eventsSeen() const { return events_.load(); }
 
  private:
-  explicit UnmapWatch(Fd uffd, Fd stop);
   void run();
   void gone(std::uintptr_t begin, std::uintptr_t end, bool unregister);
   void releasePages(std::uintptr_t begin, std::uintptr_t end);  // under mutex_

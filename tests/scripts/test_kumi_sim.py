@@ -26,13 +26,23 @@ def rows(output):
 
 class KumiSim(unittest.TestCase):
     def test_virtual_cluster_description(self):
-        res = sim("allreduce", "--cluster", os.path.join(CLUSTERS, "vcluster-2x2-1gbit.conf"), "-b", "1M", "-e", "16M")
+        cluster = os.path.join(CLUSTERS, "vcluster-2x2-1gbit.conf")
+        # A loop of calls, as kumi-bench runs them: tbf's bucket is drained, the links run at their rate.
+        res = sim("allreduce", "--cluster", cluster, "-b", "1M", "-e", "16M", "-n", "20", "-w", "5")
         self.assertEqual(res.returncode, 0, res.describe())
         r = rows(res.stdout)
         for size in (1 << 20, 4 << 20, 16 << 20):
             ring, hier = r[(size, "ring")], r[(size, "hierarchical")]
             self.assertLessEqual(ring[1], 0.118 * 1.001, "a flat ring cannot beat its one cross-node link")
             self.assertGreater(hier[1], 1.25 * ring[1], f"hierarchical should cross the network less at {size}")
+        # A lone call gets the bucket's 128 KiB at veth speed: faster than the loop, most at 1M.
+        lone = sim("allreduce", "--cluster", cluster, "-b", "1M", "-e", "1M", "--algo", "ring")
+        self.assertEqual(lone.returncode, 0, lone.describe())
+        self.assertLess(rows(lone.stdout)[(1 << 20, "ring")][0], 0.95 * r[(1 << 20, "ring")][0], lone.stdout)
+        for bad in (["-n", "0"], ["-w", "x"], ["-n", "1001"]):
+            res = sim("allreduce", "--cluster", cluster, *bad)
+            self.assertEqual(res.returncode, 2, res.describe())
+            self.assertIn("must be a whole number", res.stderr)
 
     def test_1024_gpus_tree_beats_ring_for_small_buckets(self):
         res = sim("allreduce", "--cluster", os.path.join(CLUSTERS, "v100-128x8-roce.conf"), "-b", "64K", "-e", "64K",

@@ -1,8 +1,10 @@
 // One Transport over several: each peer is reached through the transport the communicator chose
 // for it (shared memory on the same host, TCP elsewhere). The executor sees one transport.
-// Blocking waits go to the one transport with work outstanding; when several have, waits
-// alternate in short slices (shared memory sleeps on a futex, TCP on epoll, and no one call
-// waits on both), which bounds the extra latency to a fraction of a millisecond.
+// A look without blocking goes to every transport with work outstanding (a spinning rank must
+// see its network data as soon as its shared-memory data). Blocking waits go to the one
+// transport with work outstanding; when several have, waits alternate in short slices (shared
+// memory sleeps on a futex, TCP on epoll, and no one call waits on both), which bounds the extra
+// latency of a sleeping rank to a millisecond.
 #pragma once
 
 #include <memory>

@@ -20,7 +20,9 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKUMI_WITH_PYTHON=ON \
 cmake --build build -j"$jobs"
 # One test at a time: multi-process tests start up to 5 ranks on 2 cores, and timing checks
 # (fail-fast within seconds) must not be starved by a parallel test.
-(cd build && ctest --output-on-failure --timeout 1500)
+# Unit tests are single processes (the reference-interpreter sweeps take minutes of one core):
+# two at a time. Multi-process and script tests start their own ranks: one at a time.
+(cd build && ctest --output-on-failure --timeout 1500 -L unit -j"$jobs" && ctest --output-on-failure --timeout 1500 -LE unit)
 
 echo "== rdma lane: Soft-RoCE in a VM (real queue pairs and RDMA writes; docs/RDMA.md)"
 bash scripts/softroce-vm.sh --timeout 1500 tests/rdma/softroce_lane.sh
@@ -30,8 +32,9 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKUMI_SANITIZE=addre
   -DKUMI_BUILD_BENCHMARKS=OFF -DKUMI_BUILD_EXAMPLES=OFF -DKUMI_WITH_PYTHON=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 # The sanitized schedule checks cover world sizes 1..8 (lane 1 covers 1..32 at full speed).
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  KUMI_TEST_MAX_WORLD=8 ctest --output-on-failure -L 'unit|mp' --timeout 1500)
+(cd build-asan && export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  KUMI_TEST_MAX_WORLD=8 && ctest --output-on-failure -L unit -j"$jobs" --timeout 1500 && \
+  ctest --output-on-failure -L mp --timeout 1500)
 
 echo "== lane 3: ThreadSanitizer"
 # Optimised (TSan slows code 5-15x; -O0 would double that), with debug info for the reports.

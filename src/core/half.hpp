@@ -1,23 +1,25 @@
 // Scalar float16 / bfloat16 conversions with round-to-nearest-even. The SIMD kernels use the
-// hardware conversions; these serve scalar tails, tests, and data generation, and define the
-// results the kernels must reproduce bit for bit.
+// hardware conversions; these serve scalar tails, tests, data generation and the CUDA kernels'
+// bfloat16, and define the results the kernels must reproduce bit for bit.
 #pragma once
 
 #include <bit>
 #include <cstdint>
 
+#include "core/host_device.hpp"
+
 namespace kumi {
 
-inline float bf16ToFloat(std::uint16_t h) { return std::bit_cast<float>(std::uint32_t(h) << 16); }
+KUMI_HOST_DEVICE inline float bf16ToFloat(std::uint16_t h) { return std::bit_cast<float>(std::uint32_t(h) << 16); }
 
-inline std::uint16_t floatToBf16(float f) {
+KUMI_HOST_DEVICE inline std::uint16_t floatToBf16(float f) {
   std::uint32_t u = std::bit_cast<std::uint32_t>(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<std::uint16_t>(u >> 16);
 }
 
-inline float fp16ToFloat(std::uint16_t h) {
+KUMI_HOST_DEVICE inline float fp16ToFloat(std::uint16_t h) {
   std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16;
   std::uint32_t exp = (h >> 10) & 0x1fu;
   std::uint32_t man = h & 0x3ffu;
@@ -35,7 +37,7 @@ inline float fp16ToFloat(std::uint16_t h) {
   return std::bit_cast<float>(bits);
 }
 
-inline std::uint16_t floatToFp16(float f) {
+KUMI_HOST_DEVICE inline std::uint16_t floatToFp16(float f) {
   std::uint32_t u = std::bit_cast<std::uint32_t>(f);
   std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
   std::uint32_t a = u & 0x7fffffffu;

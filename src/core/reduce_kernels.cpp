@@ -9,32 +9,12 @@
 
 #include "core/half.hpp"
 #include "core/reduce.hpp"
+#include "core/reduce_op.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace kumi {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// Scalar semantics, shared by vector tails and by types without a SIMD multiply.
-template <class T>
-inline T scalarOp(kumiRedOp_t op, T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    using U = std::make_unsigned_t<T>;  // wrap on overflow without undefined behaviour
-    switch (op) {
-      case kumiProd: return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
-      case kumiMin: return a < b ? a : b;
-      case kumiMax: return a > b ? a : b;
-      default: return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
-    }
-  } else {
-    switch (op) {
-      case kumiProd: return a * b;
-      case kumiMin: return (a != a) ? a : (b != b) ? b : (a < b ? a : b);
-      case kumiMax: return (a != a) ? a : (b != b) ? b : (a > b ? a : b);
-      default: return a + b;
-    }
-  }
-}
 
 template <class D, class V>
 HWY_INLINE V vectorOp(D d, kumiRedOp_t op, V a, V b) {

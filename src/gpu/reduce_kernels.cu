@@ -7,6 +7,8 @@
 #include <type_traits>
 
 #include "core/error.hpp"
+#include "core/half.hpp"
+#include "core/reduce_op.hpp"
 #include "gpu/launch_config.hpp"
 #include "gpu/reduce_device.hpp"
 #include "gpu/runtime.hpp"
@@ -22,40 +24,21 @@ struct Bf16 {
   std::uint16_t bits;
 };
 
+// float16 through the hardware conversions (round-to-nearest-even, as core/half.hpp); bfloat16
+// through core/half.hpp itself, whose bit arithmetic is as fast here.
 __device__ inline float toFloat(Fp16 h) { return __half2float(__ushort_as_half(h.bits)); }
 __device__ inline Fp16 fromFloat(float f, Fp16) { return {__half_as_ushort(__float2half_rn(f))}; }
-__device__ inline float toFloat(Bf16 h) { return __uint_as_float(static_cast<std::uint32_t>(h.bits) << 16); }
-__device__ inline Bf16 fromFloat(float f, Bf16) {
-  // Round to nearest-even as the CPU kernels do, and keep NaN a (quiet) NaN.
-  const std::uint32_t u = __float_as_uint(f);
-  if (f != f) return {static_cast<std::uint16_t>((u >> 16) | 0x40u)};
-  return {static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
-}
+__device__ inline float toFloat(Bf16 h) { return bf16ToFloat(h.bits); }
+__device__ inline Bf16 fromFloat(float f, Bf16) { return {floatToBf16(f)}; }
 
-template <class C>
-__device__ inline C floatOp(int op, C a, C b) {
-  switch (op) {
-    case kumiProd: return a * b;
-    case kumiMin: return (a != a) ? a : (b != b) ? b : (a < b ? a : b);
-    case kumiMax: return (a != a) ? a : (b != b) ? b : (a > b ? a : b);
-    default: return a + b;
-  }
-}
-
+// The CPU kernels' element semantics (core/reduce_op.hpp); Op is a constant, so the switch folds.
 template <int Op, class S>
 __device__ inline S elementOp(S a, S b) {
+  constexpr auto op = static_cast<kumiRedOp_t>(Op);
   if constexpr (std::is_same_v<S, Fp16> || std::is_same_v<S, Bf16>) {
-    return fromFloat(floatOp<float>(Op, toFloat(a), toFloat(b)), S{});
-  } else if constexpr (std::is_floating_point_v<S>) {
-    return floatOp<S>(Op, a, b);
+    return fromFloat(scalarOp<float>(op, toFloat(a), toFloat(b)), S{});
   } else {
-    using U = std::make_unsigned_t<S>;  // wrap on overflow without undefined behaviour
-    switch (Op) {
-      case kumiProd: return static_cast<S>(static_cast<U>(a) * static_cast<U>(b));
-      case kumiMin: return a < b ? a : b;
-      case kumiMax: return a > b ? a : b;
-      default: return static_cast<S>(static_cast<U>(a) + static_cast<U>(b));
-    }
+    return scalarOp<S>(op, a, b);
   }
 }
 

@@ -32,7 +32,7 @@ std::vector<unsigned char> values(kumiDataType_t t, std::size_t n, std::mt19937&
       case kumiFloat32: { float v = nan ? NAN : f(rng); std::memcpy(p, &v, 4); break; }
       case kumiFloat64: { double v = nan ? NAN : f(rng); std::memcpy(p, &v, 8); break; }
       case kumiFloat16: case kumiBfloat16: {
-        // Through the CPU kernel: a + 0 rounds a float to the type once, as the GPU will see it.
+        // bfloat16: the top half of a float (its NaN too); float16: values in [1, 2) from mantissa bits.
         float v = nan ? NAN : f(rng);
         std::uint32_t bits;
         std::memcpy(&bits, &v, 4);

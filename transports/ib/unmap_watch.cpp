@@ -210,7 +210,6 @@ void UnmapWatch::run() {
     }
     for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
       const uffd_msg& m = msgs[i];
-      events_.fetch_add(1);
       switch (m.event) {
         case UFFD_EVENT_UNMAP:
           gone(m.arg.remove.start, m.arg.remove.end, false);

@@ -67,9 +67,6 @@ class UnmapWatch {
   // Stops watching; pages still watched for another id stay watched.
   void unwatch(std::uint64_t id);
 
-  // Events read so far (for tests and INFO lines).
-  std::uint64_t eventsSeen() const { return events_.load(); }
-
  private:
   void run();
   void gone(std::uintptr_t begin, std::uintptr_t end, bool unregister);
@@ -86,7 +83,6 @@ class UnmapWatch {
   std::vector<Watched> watched_;
   std::vector<std::weak_ptr<Subscriber>> subscribers_;
   std::uint64_t nextId_ = 1;
-  std::atomic<std::uint64_t> events_{0};
   std::atomic<int> reading_{0};  // 1 from before a read of events until they are recorded
   std::thread thread_;
 };

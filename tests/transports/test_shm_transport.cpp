@@ -96,8 +96,9 @@ TEST_F(ShmTransportTest, OrderedMessagesThroughSlotsAndCrossMemoryAttach) {
     // This test runs as one process, which may always read its own memory.
     EXPECT_EQ(ts[0]->crossMemoryPeers().size(), cma ? 1u : 0u);
     EXPECT_EQ(entriesIn(dir_), 0u) << "segments must be unlinked once both sides mapped them";
-    const std::size_t slot = (512 << 10) / 8;
-    std::vector<std::size_t> sizes = {0, 1, 100, slot - 1, slot, slot + 1, 3u << 20, 7, 1u << 20};
+    // Around one slot, and around the ring (8 slots): larger messages go by descriptor.
+    const std::size_t slot = (512 << 10) / 8, ring = 8 * slot;
+    std::vector<std::size_t> sizes = {0, 1, 100, slot - 1, slot, slot + 1, ring, ring + 1, 3u << 20, 7, 1u << 20};
     std::vector<std::vector<char>> out(sizes.size()), in(sizes.size()), back(sizes.size()), backIn(sizes.size());
     std::vector<Request> sreq(sizes.size()), rreq(sizes.size()), sreq2(sizes.size()), rreq2(sizes.size());
     std::vector<Request*> all;

@@ -409,7 +409,12 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     s.messageBytes = op.bytes;
     s.stamp = op.stamp;
     const bool sum = opt.checks.checksum;
-    if (op.bytes >= slotBytes && l.out->crossMemory.load(std::memory_order_relaxed)) {
+    // A message that fits the ring is copied in now and the sender moves on; a larger one would
+    // keep the sender waiting for the receiver to drain the ring anyway, so it goes as a
+    // descriptor and costs one copy instead of two. (Reading by descriptor from the first slot
+    // size on made every 64K..512K message wait for its receiver: on a host whose ranks outnumber
+    // its cores that halved a 4-rank ring allreduce's speed at 256K..2M, docs/PERFORMANCE.md.)
+    if (op.bytes > kSlots * slotBytes && l.out->crossMemory.load(std::memory_order_relaxed)) {
       s.kind = kDescriptor | (sum ? kHasChecksum : 0);
       s.checksum = sum ? crc32c(op.data, op.bytes) : 0;
       s.address = reinterpret_cast<std::uint64_t>(op.data);

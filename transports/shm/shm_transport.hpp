@@ -1,7 +1,7 @@
 // Shared-memory transport between ranks of one host. Each rank owns a segment holding one
 // inbound ring per local peer (8 slots); a sender writes into its ring in the receiver's segment.
-// Small messages are copied through the slots. Large ones, where the kernel allows cross-memory
-// attach, travel as a descriptor: the receiver reads straight from the sender's buffer with
+// Messages that fit the ring are copied through the slots. Larger ones, where the kernel allows
+// cross-memory attach, travel as a descriptor: the receiver reads straight from the sender's buffer with
 // process_vm_readv (one copy instead of two) and acknowledges through the ring. Idle ranks sleep
 // on a futex in their own segment that senders ring, so co-located ranks do not burn the cores
 // they share. Set-up is collective among the local ranks, through the store; a pair uses shared

@@ -34,6 +34,9 @@ constexpr Field kFields[] = {
     {"oversubscription", &LinkModel::oversubscription},
     {"reduce_gbps", &LinkModel::reduceGbps},
     {"copy_gbps", &LinkModel::copyGbps},
+    {"cache_bytes", &LinkModel::cacheBytes},
+    {"cached_reduce_gbps", &LinkModel::cachedReduceGbps},
+    {"cached_copy_gbps", &LinkModel::cachedCopyGbps},
 };
 
 }  // namespace
@@ -82,8 +85,9 @@ LinkModel parseLinkModel(const std::string& text, const std::string& source) {
         for (const Field& c : kFields) known += cat(", ", c.key);
         fail(kumiInvalidArgument, source, ":", lineNo, ": unknown key '", key, "' (known: ", known, ")");
       }
-      // Overheads and the optional bucket may be zero.
-      const bool overhead = key.ends_with("_overhead_us") || key.starts_with("nic_burst") || key.starts_with("nic_peak");
+      // Overheads, the optional bucket and the cache (0: not modelled) may be zero.
+      const bool overhead = key.ends_with("_overhead_us") || key.starts_with("nic_burst") || key.starts_with("nic_peak") ||
+                            key == "cache_bytes";
       if (f->number) m.*(f->number) = number(overhead);
       else (m.*(f->link)).*(f->linkField) = number(overhead);
     }
@@ -129,6 +133,9 @@ SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool s
   c.coresPerHost = m.coresPerHost;
   c.reduceGbps = m.reduceGbps;
   c.copyGbps = m.copyGbps;
+  c.cacheBytes = m.cacheBytes;
+  c.cachedReduceGbps = m.cachedReduceGbps;
+  c.cachedCopyGbps = m.cachedCopyGbps;
   return c;
 }
 

@@ -72,6 +72,18 @@ std::string planningInputs(const Config& cfg) {
   LinkModel model = cfg.tuningFile.empty() ? LinkModel{} : loadLinkModel(cfg.tuningFile);
   // Ranks that outnumber the cores share them: plan for it.
   if (model.coresPerHost == 0) model.coresPerHost = cpusOfThisProcess();
+#if KUMI_HAVE_HWLOC
+  // Whether a call's buffers fit in the cache changes its cost several times over (docs/PLANNER.md).
+  if (model.cacheBytes == 0) {
+    try {
+      const auto machine = Registry::instance().service<topo::Machine>(
+          "local-machine", [] { return std::make_shared<topo::Machine>(topo::loadLocalMachine()); });
+      model.cacheBytes = static_cast<double>(topo::lastLevelCacheBytes(*machine));
+    } catch (const Error& e) {
+      KUMI_INFO("planner: no cache size from hwloc (", e.what(), "); costs assume buffers in memory");
+    }
+  }
+#endif
   return cat("algo ", cfg.algo, "\nchunk ", cfg.chunkBytes, "\nshm ", cfg.transport == "tcp" ? 0 : 1, "\n",
              formatLinkModel(model));
 }

@@ -48,4 +48,14 @@ std::vector<const Core*> coresOfNumaNode(const Machine& machine, int numaOsIndex
   return out;
 }
 
+std::uint64_t lastLevelCacheBytes(const Machine& machine) {
+  int level = 0;
+  for (const CacheGroup& g : machine.caches)
+    if (g.kind != 'i') level = std::max(level, g.level);
+  std::uint64_t bytes = 0;
+  for (const CacheGroup& g : machine.caches)
+    if (g.kind != 'i' && g.level == level) bytes += g.sizeBytes * static_cast<std::uint64_t>(g.count);
+  return bytes;
+}
+
 }  // namespace kumi::topo

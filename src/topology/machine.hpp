@@ -113,4 +113,8 @@ void rankNics(Machine& machine);
 // Cores of one NUMA node (by os index), in logical order.
 std::vector<const Core*> coresOfNumaNode(const Machine& machine, int numaOsIndex);
 
+// Bytes of the outermost data (or unified) cache level, all instances together; 0 if hwloc saw
+// no cache. The planner's cost model asks whether a call's buffers fit in it.
+std::uint64_t lastLevelCacheBytes(const Machine& machine);
+
 }  // namespace kumi::topo

@@ -127,6 +127,8 @@ TEST(LinkModel, RoundTripsThroughText) {
   m.nicsPerHost = 4;
   m.oversubscription = 2;
   m.loopback = {13.25, 2.0625, 3.1};
+  m.cacheBytes = 32 << 20;
+  m.cachedCopyGbps = 41.5;
   m.name = "x";
   EXPECT_EQ(parseLinkModel(formatLinkModel(m), "again"), m);
   // The cluster a communicator plans against divides the NIC among the oversubscribed fabric.
@@ -134,6 +136,8 @@ TEST(LinkModel, RoundTripsThroughText) {
   EXPECT_DOUBLE_EQ(c.nic.gbps, 0.059);
   EXPECT_EQ(c.intra, m.loopback);
   EXPECT_EQ(c.nicsPerHost, 4);
+  EXPECT_DOUBLE_EQ(c.cacheBytes, 32 << 20);
+  EXPECT_DOUBLE_EQ(c.cachedCopyGbps, 41.5);
 }
 
 TEST(LinkModel, BadTokensAreNamed) {
@@ -146,6 +150,8 @@ TEST(LinkModel, BadTokensAreNamed) {
   EXPECT_NE(err("nic_gbps 1").find("tune.conf:1: expected 'key = value', got 'nic_gbps 1'"), std::string::npos);
   EXPECT_NE(err("nics_per_node = 1.5").find("whole number"), std::string::npos);
   EXPECT_EQ(err("nic_overhead_us = 0  # zero is fine for an overhead\n"), "");
+  EXPECT_EQ(err("cache_bytes = 0  # and for the cache: not modelled\n"), "");
+  EXPECT_NE(err("cached_copy_gbps = 0").find("cached_copy_gbps must be a positive number"), std::string::npos);
   EXPECT_NE(errorOf([] { loadLinkModel("/nonexistent/tuning"); }).find("cannot read '/nonexistent/tuning'"),
             std::string::npos);
 }

@@ -1,6 +1,7 @@
 // The simulator against what latency-bandwidth arithmetic says the algorithms cost.
 #include <gtest/gtest.h>
 
+#include "collectives/builder.hpp"
 #include "collectives/planner.hpp"
 #include "collectives/simulator.hpp"
 
@@ -65,6 +66,56 @@ TEST(Simulator, HierarchicalCrossesTheNetworkOncePerHost) {
   ASSERT_EQ(ring.error, "");
   ASSERT_EQ(hier.error, "");
   EXPECT_NEAR(ring.seconds / hier.seconds, 1.5, 0.15);
+}
+
+// Four ranks on a host of two cores, of which `busy` copy a megabyte at 1 GB/s (1 ms of CPU) and
+// the others have nothing to do.
+double copiesOnTwoCores(int busy, int cores) {
+  const std::uint64_t count = 1 << 20;  // bytes (elemSize 1)
+  std::vector<PreparedSchedule> ps;
+  for (int r = 0; r < 4; ++r) {
+    Schedule s;
+    if (r < busy) ScheduleBuilder(s, false).copy({Buf::Send, 0, count}, {Buf::Recv, 0, count});
+    ps.emplace_back(std::move(s));
+  }
+  SimCluster c;
+  c.hostOf = {0, 0, 0, 0};
+  c.coresPerHost = cores;
+  c.copyGbps = 1.048576;  // 1 MiB per ms
+  const SimResult res = simulate(ps, c, 1);
+  EXPECT_EQ(res.error, "");
+  return res.seconds;
+}
+
+TEST(Simulator, RanksShareTheCoresOnlyWhileTheyHaveWork) {
+  // Idle ranks leave their cores to the busy ones: two busy ranks of four run at full speed on
+  // two cores; four take twice as long; without a core count each rank has its own.
+  EXPECT_NEAR(copiesOnTwoCores(1, 2), 1e-3, 1e-6);
+  EXPECT_NEAR(copiesOnTwoCores(2, 2), 1e-3, 1e-6);
+  EXPECT_NEAR(copiesOnTwoCores(3, 2), 2e-3, 1e-6);
+  EXPECT_NEAR(copiesOnTwoCores(4, 2), 2e-3, 1e-6);
+  EXPECT_NEAR(copiesOnTwoCores(4, 0), 1e-3, 1e-6);
+  EXPECT_NEAR(copiesOnTwoCores(4, 4), 1e-3, 1e-6);
+}
+
+TEST(Simulator, CallsWhoseBuffersFitTheCacheRunAtCachedRates) {
+  // Two ranks of one host, a ring allreduce of 1 MiB each: send and receive buffers of both ranks
+  // make 4 MiB. Every cost is CPU work (latency 0), so the cached rates, 4x the memory ones, make
+  // it 4x faster when those 4 MiB fit in half the cache, and not a byte earlier.
+  SimCluster c;
+  c.hostOf = {0, 0};
+  c.intra = {0, 10, 0};
+  c.copyGbps = c.reduceGbps = 10;
+  c.cachedCopyGbps = c.cachedReduceGbps = 40;
+  const std::uint64_t count = 1 << 18;  // float32
+  const double working = 2.0 * 2 * count * 4;
+  auto ps = schedulesFor(Collective::AllReduce, Algorithm::Ring, 2, count, count);
+  const double memory = simulate(ps, c, 4).seconds;
+  c.cacheBytes = 2 * working - 1;
+  EXPECT_DOUBLE_EQ(simulate(ps, c, 4).seconds, memory);
+  c.cacheBytes = 2 * working;
+  EXPECT_NEAR(simulate(ps, c, 4).seconds, memory / 4, 1e-3 * memory);
+  EXPECT_GT(memory, 0);
 }
 
 TEST(Simulator, FlowsOnOneNicShareIt) {

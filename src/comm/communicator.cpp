@@ -65,6 +65,15 @@ int cpusOfThisProcess() {
   return ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
 }
 
+#if KUMI_HAVE_HWLOC
+// This host as hwloc sees it. The machine does not change while the process runs: loaded once,
+// not per communicator.
+std::shared_ptr<topo::Machine> localMachine() {
+  return Registry::instance().service<topo::Machine>(
+      "local-machine", [] { return std::make_shared<topo::Machine>(topo::loadLocalMachine()); });
+}
+#endif
+
 // What the planner depends on besides the host map, as text: every rank plans from rank 0's so
 // that all choose the same schedules even if their files or variables differ.
 std::string planningInputs(const Config& cfg) {
@@ -76,9 +85,7 @@ std::string planningInputs(const Config& cfg) {
   // Whether a call's buffers fit in the cache changes its cost several times over (docs/PLANNER.md).
   if (model.cacheBytes == 0) {
     try {
-      const auto machine = Registry::instance().service<topo::Machine>(
-          "local-machine", [] { return std::make_shared<topo::Machine>(topo::loadLocalMachine()); });
-      model.cacheBytes = static_cast<double>(topo::lastLevelCacheBytes(*machine));
+      model.cacheBytes = static_cast<double>(topo::lastLevelCacheBytes(*localMachine()));
     } catch (const Error& e) {
       KUMI_INFO("planner: no cache size from hwloc (", e.what(), "); costs assume buffers in memory");
     }
@@ -311,9 +318,7 @@ int Communicator::railFor(const std::vector<std::string>& devices) const {
   if (devices.size() <= 1) return 0;
 #if KUMI_HAVE_HWLOC
   try {
-    // The machine does not change while the process runs: loaded once, not per communicator.
-    const auto machine = Registry::instance().service<topo::Machine>(
-        "local-machine", [] { return std::make_shared<topo::Machine>(topo::loadLocalMachine()); });
+    const auto machine = localMachine();
     const auto rails = topo::assignRails(*machine, devices, world_.localSize(rank_));
     const auto& mine = rails[static_cast<std::size_t>(local)];
     KUMI_INFO("rank ", rank_, " (local rank ", local, "): RDMA port ", devices[static_cast<std::size_t>(mine.port)],

@@ -2,7 +2,7 @@
 # Fuzzes every parser of bytes kumi receives from outside (tests/fuzz/): the store server's
 # requests and handshake, the store client's replies, the TCP transport's handshake, the
 # shared-memory segment and slot checks, and the link-model / tuning-file parser. Builds the
-# libFuzzer targets with clang (installed if missing) and AddressSanitizer + UndefinedBehavior-
+# libFuzzer targets with clang (installed, with its runtime, if missing) and AddressSanitizer + UndefinedBehavior-
 # Sanitizer in build-fuzz/, then runs each for a bounded time over its committed seed corpus.
 #   scripts/fuzz.sh                  # 30 s per target
 #   FUZZ_SECONDS=300 scripts/fuzz.sh fuzz_store_server    # longer, one target
@@ -18,13 +18,31 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(fuzz_store_server fuzz_store_reply fuzz_tcp_handshake fuzz_shm_layout fuzz_link_model fuzz_ib_record)
 fi
 
-if ! command -v clang++ >/dev/null 2>&1; then
-  echo "fuzz: installing clang (libFuzzer comes with it)"
+# Whether clang++ can link a libFuzzer target with the sanitizers: a clang without its compiler-rt
+# runtime (Debian ships that as libclang-rt-N-dev, not always installed with clang) cannot.
+fuzzer_links() {
+  command -v clang++ >/dev/null 2>&1 || return 1
+  local probe
+  probe=$(mktemp -d)
+  printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }\n' >"$probe/p.cpp"
+  clang++ -fsanitize=fuzzer,address,undefined "$probe/p.cpp" -o "$probe/p" >/dev/null 2>&1
+  local rc=$?
+  rm -rf "$probe"
+  return $rc
+}
+if ! fuzzer_links; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends clang >/dev/null
+  if ! command -v clang++ >/dev/null 2>&1; then
+    echo "fuzz: installing clang"
+    $SUDO apt-get install -y -qq --no-install-recommends clang >/dev/null
+  fi
+  major=$(clang++ -dumpversion | cut -d. -f1)
+  echo "fuzz: installing libclang-rt-$major-dev (libFuzzer and the sanitizer runtimes of clang $major)"
+  $SUDO apt-get install -y -qq --no-install-recommends "libclang-rt-$major-dev" >/dev/null
+  fuzzer_links || { echo "fuzz: clang++ still cannot link a libFuzzer target with ASan and UBSan" >&2; exit 1; }
 fi
 bash scripts/setup-deps.sh
 

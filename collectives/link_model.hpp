@@ -22,11 +22,12 @@ struct LinkModel {
   double oversubscription = 1;      // fabric: each NIC gets 1/oversubscription of its rate
   double reduceGbps = 8;
   double copyGbps = 10;
-  // A host's last-level cache and the rates of work whose buffers fit in it (SimCluster). 0: not
-  // modelled; a communicator fills in its host's (hwloc), kumi-sim leaves it out.
+  // A host's last-level cache and the rates of work whose buffers fit in it (SimCluster, whose
+  // defaults these are). 0: not modelled; a communicator fills in its host's (hwloc), kumi-sim
+  // leaves it out.
   double cacheBytes = 0;
-  double cachedReduceGbps = 15;
-  double cachedCopyGbps = 20;
+  double cachedReduceGbps = SimCluster{}.cachedReduceGbps;
+  double cachedCopyGbps = SimCluster{}.cachedCopyGbps;
   // Only in cluster descriptions (kumi-sim).
   std::string name;
   int nodes = 1, ranksPerNode = 1;

@@ -83,7 +83,8 @@ std::string planningInputs(const Config& cfg) {
   if (model.coresPerHost == 0) model.coresPerHost = cpusOfThisProcess();
 #if KUMI_HAVE_HWLOC
   // Whether a call's buffers fit in the cache changes its cost several times over (docs/PLANNER.md).
-  if (model.cacheBytes == 0) {
+  // A communicator of one rank never plans: no topology load at its start.
+  if (model.cacheBytes == 0 && cfg.worldSize > 1) {
     try {
       model.cacheBytes = static_cast<double>(topo::lastLevelCacheBytes(*localMachine()));
     } catch (const Error& e) {

@@ -1,9 +1,6 @@
 #include "collectives/executor.hpp"
 
-#include <sched.h>
-
 #include <algorithm>
-#include <climits>
 #include <cstring>
 #include <set>
 
@@ -12,21 +9,29 @@
 
 namespace kumi {
 namespace {
-inline void cpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 // Staging buffers hold receives that reduce: each receiving channel has its own pool of 2..8
 // slices, within 32 MiB in all, whatever slice size is configured.
 constexpr std::size_t kMaxStagingPerChannel = 8;
 constexpr std::size_t kStagingBudgetBytes = 32u << 20;
-// How often a blocked call runs ExecParams::onLongWait.
-constexpr auto kLongWaitPeriod = std::chrono::seconds(1);
 }  // namespace
+
+void failStuck(const PreparedSchedule& ps, const ExecParams& p, std::size_t unfinished,
+               const std::function<bool(std::uint32_t)>& pending) {
+  std::set<int> from, to;
+  for (std::size_t c = 0; c < ps.channelSteps.size(); ++c) {
+    const auto& list = ps.channelSteps[c];
+    if (std::any_of(list.begin(), list.end(), pending)) (ps.channelIsRecv[c] ? from : to).insert(ps.channelPeer[c]);
+  }
+  auto names = [&](const std::set<int>& ranks) {
+    std::string s;
+    for (int r : ranks) s += cat(s.empty() ? "" : ", ", p.peerName ? p.peerName(r) : cat("rank ", r));
+    return s;
+  };
+  const std::string waiting = names(from), sending = names(to);
+  fail(kumiTimeout, "timed out with ", unfinished, " of ", ps.schedule.steps.size(), " steps unfinished",
+       waiting.empty() ? "" : "; still waiting for data from ", waiting, sending.empty() ? "" : "; still sending to ",
+       sending);
+}
 
 std::byte* Executor::scratch(std::size_t bytes) {
   if (scratch_.size() < bytes) scratch_.resize(bytes);
@@ -147,13 +152,9 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
   for (std::size_t c = 0; c < channels; ++c) pumpChannel(c);
   drainWork();
 
-  int idle = 0;
-  std::optional<Deadline::Clock::time_point> lastLongWaitCheck;  // from the first block on
-  Deadline deadline = p.deadline.value_or(Deadline{});
-  bool deadlineSet = p.deadline.has_value();
+  IdleWait idle(p);
   while (done < n) {
-    if (p.abortFlag && p.abortFlag->load(std::memory_order_relaxed))
-      fail(kumiAborted, "the communicator was aborted (kumiCommAbort)");
+    idle.checkAbort();
     completed_.clear();
     bool moved = tp->progress(completed_);
     for (Request* req : completed_) {
@@ -167,52 +168,10 @@ void Executor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* t
       drainWork();
     }
     if (moved || !completed_.empty()) {
-      idle = 0;
+      idle.moved();
       continue;
     }
-    // Shared memory: a peer's write shows up in our cache within a fraction of a microsecond,
-    // sooner than a sched_yield returns, so look again at once for a few rounds first.
-    if (idle < INT_MAX / 2) ++idle;  // saturates: a long wait must keep reaching the deadline check
-    if (idle <= p.busyPolls) {
-      cpuRelax();
-      continue;
-    }
-    if (!deadlineSet) {
-      deadline = Deadline::after(p.timeoutSeconds);
-      deadlineSet = true;
-    }
-    if (deadline.expired()) {
-      // Name the peers we still wait for: unfinished receives, then unfinished sends.
-      std::set<int> from, to;
-      for (std::size_t c = 0; c < channels; ++c) {
-        const auto& list = ps.channelSteps[c];
-        bool pending = std::any_of(list.begin(), list.end(), [&](std::uint32_t i) { return ready_[i] != 2; });
-        if (pending) (ps.channelIsRecv[c] ? from : to).insert(ps.channelPeer[c]);
-      }
-      std::string waiting;
-      for (int r : from) waiting += cat(waiting.empty() ? "" : ", ", p.peerName ? p.peerName(r) : cat("rank ", r));
-      std::string sending;
-      for (int r : to) sending += cat(sending.empty() ? "" : ", ", p.peerName ? p.peerName(r) : cat("rank ", r));
-      fail(kumiTimeout, "timed out with ", n - done, " of ", n, " steps unfinished",
-           waiting.empty() ? "" : "; still waiting for data from ", waiting,
-           sending.empty() ? "" : "; still sending to ", sending);
-    }
-    // Readiness comes only through events (edge-triggered): poll them without blocking for a
-    // few rounds, yielding the CPU in between, then block.
-    if (idle - p.busyPolls < p.spinBeforeBlock) {
-      sched_yield();
-      tp->waitForEvents(0);
-      continue;
-    }
-    tp->waitForEvents(std::min(deadline.msLeft(), 200));
-    if (p.onLongWait) {
-      const auto now = Deadline::Clock::now();
-      if (!lastLongWaitCheck) lastLongWaitCheck = now;
-      if (now - *lastLongWaitCheck >= kLongWaitPeriod) {
-        lastLongWaitCheck = now;
-        p.onLongWait();
-      }
-    }
+    idle.wait(tp, true, [&] { failStuck(ps, p, n - done, [&](std::uint32_t i) { return ready_[i] != 2; }); });
   }
 }
 

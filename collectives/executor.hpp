@@ -5,7 +5,12 @@
 // blocks in the transport when nothing moves, so co-located ranks are not starved.
 #pragma once
 
+#include <sched.h>
+
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <climits>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -34,6 +39,32 @@ struct ExecParams {
   std::function<void()> onLongWait;
 };
 
+// How a progress loop waits when nothing moved: a few polls without yielding (peers on this host
+// with a core each), then polls that yield the CPU, then blocking in the transport; the clock
+// starts at the first wait; about once a second of blocking, ExecParams::onLongWait runs.
+class IdleWait {
+ public:
+  explicit IdleWait(const ExecParams& p) : p_(p), deadline_(p.deadline.value_or(Deadline{})), deadlineSet_(p.deadline.has_value()) {}
+  void moved() { idle_ = 0; }
+  // Nothing moved. Throws kumiAborted on abort; calls timedOut() (which must throw) once the
+  // deadline passed. mayBlock false: device work is pending, so never block past a poll.
+  template <class TimedOut>
+  void wait(Transport* tp, bool mayBlock, TimedOut&& timedOut);
+  void checkAbort() const;
+
+ private:
+  const ExecParams& p_;
+  int idle_ = 0;
+  Deadline deadline_;
+  bool deadlineSet_;
+  Deadline::Clock::time_point lastLongWaitCheck_{};  // from the first block on
+  bool longWaitClock_ = false;
+};
+
+// The timeout of a call: which peers the unfinished steps wait for (receives) or send to.
+[[noreturn]] void failStuck(const PreparedSchedule& ps, const ExecParams& p, std::size_t unfinished,
+                            const std::function<bool(std::uint32_t)>& pending);
+
 class Executor {
  public:
   // Throws kumi::Error (timeout, abort, peer failure); the caller decorates it with the op.
@@ -55,5 +86,50 @@ class Executor {
   std::vector<Request*> completed_;
   std::vector<std::uint32_t> work_;
 };
+
+inline void IdleWait::checkAbort() const {
+  if (p_.abortFlag && p_.abortFlag->load(std::memory_order_relaxed))
+    fail(kumiAborted, "the communicator was aborted (kumiCommAbort)");
+}
+
+template <class TimedOut>
+void IdleWait::wait(Transport* tp, bool mayBlock, TimedOut&& timedOut) {
+  // Shared memory: a peer's write shows up in our cache within a fraction of a microsecond,
+  // sooner than a sched_yield returns, so look again at once for a few rounds first.
+  if (idle_ < INT_MAX / 2) ++idle_;  // saturates: a long wait must keep reaching the deadline check
+  if (idle_ <= p_.busyPolls) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+    return;
+  }
+  if (!deadlineSet_) {
+    deadline_ = Deadline::after(p_.timeoutSeconds);
+    deadlineSet_ = true;
+  }
+  if (deadline_.expired()) timedOut();
+  // Readiness comes only through events (edge-triggered): poll them without blocking for a
+  // few rounds, yielding the CPU in between, then block.
+  if (!mayBlock || idle_ - p_.busyPolls < p_.spinBeforeBlock) {
+    sched_yield();
+    if (tp) tp->waitForEvents(0);
+    if (mayBlock || !p_.onLongWait) return;
+  } else {
+    tp->waitForEvents(std::min(deadline_.msLeft(), 200));
+  }
+  if (p_.onLongWait) {
+    const auto now = Deadline::Clock::now();
+    if (!longWaitClock_) {
+      lastLongWaitCheck_ = now;
+      longWaitClock_ = true;
+    }
+    if (now - lastLongWaitCheck_ >= std::chrono::seconds(1)) {
+      lastLongWaitCheck_ = now;
+      p_.onLongWait();
+    }
+  }
+}
 
 }  // namespace kumi

@@ -7,8 +7,19 @@
  *  - Counts are in elements of the given data type, not bytes.
  *  - A send buffer equal to the receive buffer (at the right offset for allgather and
  *    reduce-scatter) means "in place" (all-to-all has no in-place form).
- *  - The stream argument is reserved for CUDA streams; pass NULL for host buffers. Collectives
- *    on host buffers are blocking: they return when the caller's buffers may be reused.
+ *  - Host buffers: a collective blocks and returns when the caller's buffers may be reused. Pass
+ *    NULL as the stream; a CUDA stream given with host buffers is first waited for (its earlier
+ *    work may be filling them). Without a usable GPU a non-NULL stream is refused.
+ *  - Device buffers (cudaMalloc; in a CUDA build, on a machine with a GPU): as NCCL, the call is
+ *    queued on the stream and returns at once. Its work starts after the work enqueued on the
+ *    stream before it, and work enqueued on the stream after it waits until it is over; the
+ *    stream NULL is CUDA's legacy default stream. One communicator works on one GPU, the one
+ *    current at its first device call. A rank's two buffers must be of one kind (device or
+ *    host; ranks may differ); managed memory is refused. Arguments are checked at the call; a
+ *    failure found later (a peer lost, a timeout) still releases the stream, leaves the
+ *    receive buffer undefined and the communicator failed: kumiCommGetAsyncError reports it,
+ *    and later calls return it. Calls on host buffers, splits and kumiCommDestroy wait for the
+ *    calls queued before them.
  *  - A communicator may be used from one thread at a time; different communicators may be
  *    used concurrently from different threads. kumiCommAbort may be called from any thread.
  *    A collective or split started while another thread runs one on the same communicator
@@ -178,6 +189,11 @@ KUMI_API kumiResult_t kumiCommHost(kumiComm_t comm, int rank, int* host);
  * as the planner chose it after KUMI_ALGO and its fallbacks: what ran, not what was asked for,
  * so that a benchmark can tell when a forced algorithm could not serve. Static storage. */
 KUMI_API kumiResult_t kumiCommGetAlgorithm(kumiComm_t comm, const char** name);
+
+/* The first failure of a call on device buffers after it had returned (see the conventions
+ * above), or kumiSuccess; when there was one, kumiGetLastError() returns its message. Does not
+ * wait for queued calls: synchronize the stream first to learn about them. */
+KUMI_API kumiResult_t kumiCommGetAsyncError(kumiComm_t comm, kumiResult_t* asyncError);
 
 /* recvbuf[i] = op over ranks of sendbuf[i], on every rank. */
 KUMI_API kumiResult_t kumiAllReduce(const void* sendbuf, void* recvbuf, size_t count,

@@ -131,18 +131,13 @@ kumiResult_t wrap(std::unique_ptr<kumi::Communicator> impl, kumiComm_t* out) {
   });
 }
 
-kumiResult_t run(kumiComm_t comm, const kumi::CallArgs& args) {
+kumiResult_t run(kumiComm_t comm, const kumi::CallArgs& args, kumiStream_t stream) {
   InCall in(comm);
   return guarded([&] {
     kumi::Communicator& c = need(comm);
     OneCollective one(comm);
-    c.execute(args);
+    c.execute(args, stream);
   });
-}
-
-void needNoStream(kumiStream_t stream) {
-  if (stream != nullptr)
-    kumi::fail(kumiInvalidArgument, "a CUDA stream was given, but this kumi build has no CUDA support");
 }
 
 }  // namespace
@@ -326,6 +321,19 @@ kumiResult_t kumiCommGetAlgorithm(kumiComm_t comm, const char** name) {
   });
 }
 
+kumiResult_t kumiCommGetAsyncError(kumiComm_t comm, kumiResult_t* asyncError) {
+  InCall in(comm);
+  std::string message;
+  kumiResult_t found = kumiSuccess;
+  const kumiResult_t r = guarded([&] {
+    needOut(asyncError, "asyncError");
+    found = need(comm).asyncError(&message);
+    *asyncError = found;
+  });
+  if (r == kumiSuccess && found != kumiSuccess) lastError = message;
+  return r;
+}
+
 kumiResult_t kumiCommDumpFlightRecorder(kumiComm_t comm, const char* path) {
   // Not an operation: it must not wait for one that hangs.
   InCall in(comm);
@@ -335,65 +343,48 @@ kumiResult_t kumiCommDumpFlightRecorder(kumiComm_t comm, const char* path) {
   });
 }
 
-#define KUMI_STREAM_CHECK(stream)                                      \
-  do {                                                                 \
-    if (stream != nullptr) {                                           \
-      kumiResult_t sr = guarded([&] { needNoStream(stream); });        \
-      if (sr != kumiSuccess) return sr;                                \
-    }                                                                  \
-  } while (0)
-
 kumiResult_t kumiAllReduce(const void* sendbuf, void* recvbuf, size_t count, kumiDataType_t datatype, kumiRedOp_t op,
                            kumiComm_t comm, kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::AllReduce, sendbuf, recvbuf, count, datatype, op, 0});
+  return run(comm, {kumi::Collective::AllReduce, sendbuf, recvbuf, count, datatype, op, 0}, stream);
 }
 
 kumiResult_t kumiReduce(const void* sendbuf, void* recvbuf, size_t count, kumiDataType_t datatype, kumiRedOp_t op,
                         int root, kumiComm_t comm, kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::Reduce, sendbuf, recvbuf, count, datatype, op, root});
+  return run(comm, {kumi::Collective::Reduce, sendbuf, recvbuf, count, datatype, op, root}, stream);
 }
 
 kumiResult_t kumiBroadcast(const void* sendbuf, void* recvbuf, size_t count, kumiDataType_t datatype, int root,
                            kumiComm_t comm, kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::Broadcast, sendbuf, recvbuf, count, datatype, kumiSum, root});
+  return run(comm, {kumi::Collective::Broadcast, sendbuf, recvbuf, count, datatype, kumiSum, root}, stream);
 }
 
 kumiResult_t kumiReduceScatter(const void* sendbuf, void* recvbuf, size_t recvcount, kumiDataType_t datatype,
                                kumiRedOp_t op, kumiComm_t comm, kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::ReduceScatter, sendbuf, recvbuf, recvcount, datatype, op, 0});
+  return run(comm, {kumi::Collective::ReduceScatter, sendbuf, recvbuf, recvcount, datatype, op, 0}, stream);
 }
 
 kumiResult_t kumiAllGather(const void* sendbuf, void* recvbuf, size_t sendcount, kumiDataType_t datatype,
                            kumiComm_t comm, kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::AllGather, sendbuf, recvbuf, sendcount, datatype, kumiSum, 0});
+  return run(comm, {kumi::Collective::AllGather, sendbuf, recvbuf, sendcount, datatype, kumiSum, 0}, stream);
 }
 
 kumiResult_t kumiAllToAll(const void* sendbuf, void* recvbuf, size_t count, kumiDataType_t datatype, kumiComm_t comm,
                           kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::AllToAll, sendbuf, recvbuf, count, datatype, kumiSum, 0});
+  return run(comm, {kumi::Collective::AllToAll, sendbuf, recvbuf, count, datatype, kumiSum, 0}, stream);
 }
 
 kumiResult_t kumiBarrier(kumiComm_t comm, kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::Barrier, nullptr, nullptr, 0, kumiUint8, kumiSum, 0});
+  return run(comm, {kumi::Collective::Barrier, nullptr, nullptr, 0, kumiUint8, kumiSum, 0}, stream);
 }
 
 kumiResult_t kumiSend(const void* sendbuf, size_t count, kumiDataType_t datatype, int peer, kumiComm_t comm,
                       kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::Send, sendbuf, nullptr, count, datatype, kumiSum, peer});
+  return run(comm, {kumi::Collective::Send, sendbuf, nullptr, count, datatype, kumiSum, peer}, stream);
 }
 
 kumiResult_t kumiRecv(void* recvbuf, size_t count, kumiDataType_t datatype, int peer, kumiComm_t comm,
                       kumiStream_t stream) {
-  KUMI_STREAM_CHECK(stream);
-  return run(comm, {kumi::Collective::Recv, nullptr, recvbuf, count, datatype, kumiSum, peer});
+  return run(comm, {kumi::Collective::Recv, nullptr, recvbuf, count, datatype, kumiSum, peer}, stream);
 }
 
 size_t kumiTypeSize(kumiDataType_t datatype) { return kumi::typeSize(datatype); }

@@ -399,6 +399,7 @@ std::vector<RankPlace> Communicator::exchangePlaces(TcpTransport& tcp, const Ran
 }
 
 Communicator::~Communicator() {
+  device_.reset();  // runs the calls still queued on device buffers
   if (transport_) transport_->shutdown();
 }
 
@@ -425,6 +426,32 @@ std::string Communicator::describe(const CallArgs& a, std::uint64_t seq) const {
   return s + ")";
 }
 
+namespace {
+// Which buffers a call uses on this rank, and the bytes each must hold.
+struct BufferUse {
+  bool send = true, recv = true;
+  std::uint64_t sendBytes = 0, recvBytes = 0;
+};
+
+BufferUse bufferUse(const CallArgs& a, int rank, int size) {
+  const std::uint64_t n = static_cast<std::uint64_t>(size);
+  BufferUse u;
+  u.sendBytes = u.recvBytes = a.count * typeSize(a.type);
+  switch (a.coll) {
+    case Collective::ReduceScatter: u.sendBytes *= n; break;
+    case Collective::AllGather: u.recvBytes *= n; break;
+    case Collective::AllToAll: u.sendBytes *= n, u.recvBytes *= n; break;
+    case Collective::Broadcast: u.send = rank == a.root; break;
+    case Collective::Reduce: u.recv = rank == a.root; break;
+    case Collective::Send: u.recv = false; break;
+    case Collective::Recv: u.send = false; break;
+    case Collective::Barrier: u.send = u.recv = false; break;
+    default: break;
+  }
+  return u;
+}
+}  // namespace
+
 void Communicator::validate(const CallArgs& a, bool* inPlace) const {
   const char* what = collectiveName(a.coll);
   KUMI_REQUIRE_ARG(validType(a.type), what, ": invalid data type ", static_cast<int>(a.type));
@@ -443,19 +470,9 @@ void Communicator::validate(const CallArgs& a, bool* inPlace) const {
     KUMI_REQUIRE_ARG(a.root != rank_, what, ": peer ", a.root, " is this rank itself");
   }
   // Bytes each buffer must hold, and whether this rank uses it at all.
-  std::uint64_t sendBytes = a.count * es, recvBytes = a.count * es;
-  bool needSend = true, needRecv = true;
-  switch (a.coll) {
-    case Collective::ReduceScatter: sendBytes *= n; break;
-    case Collective::AllGather: recvBytes *= n; break;
-    case Collective::AllToAll: sendBytes *= n, recvBytes *= n; break;
-    case Collective::Broadcast: needSend = rank_ == a.root; break;
-    case Collective::Reduce: needRecv = rank_ == a.root; break;
-    case Collective::Send: needRecv = false; break;
-    case Collective::Recv: needSend = false; break;
-    case Collective::Barrier: needSend = needRecv = false; break;
-    default: break;
-  }
+  const BufferUse use = bufferUse(a, rank_, size_);
+  const bool needSend = use.send, needRecv = use.recv;
+  const std::uint64_t sendBytes = use.sendBytes, recvBytes = use.recvBytes;
   if (a.count > 0) {
     KUMI_REQUIRE_ARG(!needSend || a.send != nullptr, what, ": send buffer is NULL with count ", a.count);
     KUMI_REQUIRE_ARG(!needRecv || a.recv != nullptr, what, ": receive buffer is NULL with count ", a.count);
@@ -508,12 +525,91 @@ PreparedSchedule& Communicator::scheduleFor(const ScheduleKey& k, Algorithm algo
   return *(last_ = cache_.emplace(key, std::move(ps)).first->second.get());
 }
 
-void Communicator::execute(const CallArgs& a) {
+void Communicator::execute(const CallArgs& a, void* stream) {
+  if (!gpuLooked_) {
+    gpu_ = gpu::device(&noGpu_);
+    gpuLooked_ = true;
+  }
+  if (gpu_ != nullptr) {
+    bool device = false;
+    try {
+      device = onDevice(a, stream, *gpu_);
+    } catch (const Error& e) {
+      fail(e.code(), "rank ", rank_, ": ", e.what());
+    }
+    if (device) return enqueueOnDevice(a, stream, *gpu_);
+    // Host buffers given with a stream: its earlier work (a copy into them, say) comes first.
+    if (stream != nullptr) gpu_->synchronize(stream);
+  } else if (stream != nullptr) {
+    fail(kumiInvalidArgument, "rank ", rank_, ": ", collectiveName(a.coll), ": a CUDA stream was given, but no GPU can be used (",
+         noGpu_, ")");
+  }
+  if (device_) device_->drain();  // calls queued on device buffers come first
   std::lock_guard<std::mutex> lock(opMutex_);
   executeLocked(a);
 }
 
-void Communicator::executeLocked(const CallArgs& a) {
+bool Communicator::onDevice(const CallArgs& a, void* stream, gpu::Device& dev) const {
+  const BufferUse use = bufferUse(a, rank_, size_);
+  const void* send = use.send && a.count > 0 ? a.send : nullptr;
+  const void* recv = use.recv && a.count > 0 ? a.recv : nullptr;
+  if (send == nullptr && recv == nullptr) return stream != nullptr;  // nothing to touch: ordered on the stream if given
+  const gpu::MemoryKind s = dev.kindOf(send ? send : recv), r = dev.kindOf(recv ? recv : send);
+  return gpu::pathFor(collectiveName(a.coll), s, r) == gpu::Path::Gpu;
+}
+
+void Communicator::enqueueOnDevice(const CallArgs& a, void* stream, gpu::Device& dev) {
+  const char* what = collectiveName(a.coll);
+  if (aborted_.load()) fail(kumiAborted, "rank ", rank_, ": ", what, " on an aborted communicator");
+  {
+    std::lock_guard<std::mutex> lock(asyncMutex_);
+    if (asyncCode_ != kumiSuccess)
+      fail(asyncCode_, "rank ", rank_, ": ", what, " on a communicator that failed earlier: ", asyncMessage_);
+  }
+  // Refused here, at the call, as the host path refuses it: a call that never reached the
+  // queue never reached the other ranks.
+  bool inPlace = false;
+  try {
+    validate(a, &inPlace);
+  } catch (const Error& e) {
+    fail(e.code(), "rank ", rank_, ": ", e.what());
+  }
+  const int index = dev.current();
+  if (!device_) {
+    device_ = std::make_unique<DeviceCalls>(
+        dev, index, [this](const CallArgs& c, const gpu::StreamMark& m, DeviceExecutor& x, gpu::WorkQueue& q) {
+          runOnDevice(c, m, x, q);
+        });
+  } else if (device_->deviceIndex() != index) {
+    fail(kumiInvalidArgument, "rank ", rank_, ": ", what, ": this communicator works on GPU ", device_->deviceIndex(),
+         " but the calling thread's current GPU is ", index, " (one communicator per GPU, as in NCCL)");
+  }
+  device_->enqueue(a, stream);
+}
+
+void Communicator::runOnDevice(const CallArgs& a, const gpu::StreamMark& mark, DeviceExecutor& x, gpu::WorkQueue& q) {
+  std::lock_guard<std::mutex> lock(opMutex_);
+  try {
+    DeviceRun run{mark, x, q};
+    executeLocked(a, &run);
+  } catch (const Error& e) {
+    std::lock_guard<std::mutex> l(asyncMutex_);
+    if (asyncCode_ == kumiSuccess) {
+      asyncCode_ = e.code();
+      asyncMessage_ = e.what();
+      KUMI_WARN(e.what());
+    }
+    throw;
+  }
+}
+
+kumiResult_t Communicator::asyncError(std::string* message) const {
+  std::lock_guard<std::mutex> lock(asyncMutex_);
+  if (message) *message = asyncMessage_;
+  return asyncCode_;
+}
+
+void Communicator::executeLocked(const CallArgs& a, DeviceRun* device) {
   if (aborted_.load()) fail(kumiAborted, "rank ", rank_, ": ", collectiveName(a.coll), " on an aborted communicator");
   if (failedCode_ != kumiSuccess)
     fail(failedCode_, "rank ", rank_, ": ", collectiveName(a.coll), " on a communicator that failed earlier: ", failure_);
@@ -539,13 +635,14 @@ void Communicator::executeLocked(const CallArgs& a) {
   key.hostOf = &world_.hostIndex();
   PreparedSchedule& ps = scheduleFor(key, plan.algo);
   lastAlgorithm_ = algorithmName(plan.algo);
-  const std::uint64_t rec = recorder_ ? recorder_->begin(stamp, lastAlgorithm_, ps.peers, a.count * es) : 0;
+  const std::uint64_t rec = recorder_ ? recorder_->begin(stamp, lastAlgorithm_.load(), ps.peers, a.count * es) : 0;
   if (ps.schedule.steps.empty()) {
     if (recorder_) recorder_->finish(rec, FlightRecorder::State::Done);
     return;
   }
   Buffers bufs{static_cast<const std::byte*>(a.send), static_cast<std::byte*>(a.recv), nullptr, es};
-  if (ps.schedule.scratchCount) bufs.scratch = executor_.scratch(static_cast<std::size_t>(ps.schedule.scratchCount) * es);
+  const std::size_t scratchBytes = static_cast<std::size_t>(ps.schedule.scratchCount) * es;
+  if (scratchBytes && !device) bufs.scratch = executor_.scratch(scratchBytes);
   ExecParams p{a.type, a.op, size_, cfg_.timeoutSeconds, &aborted_, [this](int r) { return peerName(r); }};
   if (cpusAvailable_ < 0) cpusAvailable_ = cpusOfThisProcess();  // after KUMI_BIND, which runs once the communicator exists
   // Waking a rank asleep on a futex or epoll costs tens of microseconds, more than a whole
@@ -577,7 +674,13 @@ void Communicator::executeLocked(const CallArgs& a) {
       ps.connected = true;
     }
     if (transport_) transport_->setCallStamp(stamp);
-    executor_.run(ps, bufs, transport_.get(), p);
+    if (device) {
+      if (scratchBytes) bufs.scratch = device->executor.scratch(scratchBytes);  // device memory; may fail
+      device->queue.waitFor(device->mark);
+      device->executor.run(ps, bufs, transport_.get(), p, device->queue);
+    } else {
+      executor_.run(ps, bufs, transport_.get(), p);
+    }
   } catch (const Error& e) {
     if (recorder_) recorder_->finish(rec, FlightRecorder::State::Failed);
     failOperation(a, seq, e);
@@ -674,6 +777,7 @@ std::string Communicator::dumpFlightRecorder(const std::string& path, const std:
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   // The whole split holds the operation lock, so abort waits for it (and interrupts the child's
   // start through `cancel`) instead of freeing this communicator under it.
+  if (device_) device_->drain();  // calls queued on device buffers keep their place before it
   std::lock_guard<std::mutex> lock(opMutex_);
   // Everyone learns everyone's (color, key) through an allgather on this communicator.
   std::vector<std::int32_t> mine = {color, key};

@@ -11,6 +11,8 @@
 #include <unordered_map>
 
 #include "collectives/executor.hpp"
+#include "comm/call_args.hpp"
+#include "comm/device_calls.hpp"
 #include "collectives/cost_planner.hpp"
 #include "collectives/prepared.hpp"
 #include "comm/flight_recorder.hpp"
@@ -25,15 +27,6 @@ namespace kumi {
 
 class TcpTransport;
 
-struct CallArgs {
-  Collective coll;
-  const void* send = nullptr;
-  void* recv = nullptr;
-  std::uint64_t count = 0;
-  kumiDataType_t type = kumiFloat32;
-  kumiRedOp_t op = kumiSum;
-  int root = 0;  // root, or the peer of send/recv
-};
 
 class Communicator {
  public:
@@ -48,9 +41,13 @@ class Communicator {
   int size() const { return size_; }
   const std::string& id() const { return id_; }
   const WorldMap& world() const { return world_; }
-  const char* lastAlgorithm() const { return lastAlgorithm_; }  // of the most recent collective; "" before any
+  const char* lastAlgorithm() const { return lastAlgorithm_.load(); }  // of the most recent collective; "" before any
 
-  void execute(const CallArgs& args);
+  // Host buffers: returns when they may be reused (after the stream's earlier work, if one is
+  // given). Device buffers: queues the call on the stream and returns at once (DeviceCalls).
+  void execute(const CallArgs& args, void* stream = nullptr);
+  // The first failure of a call on device buffers after it had returned; kumiSuccess if none.
+  kumiResult_t asyncError(std::string* message) const;
 
   // From any thread: fails the operation in progress, closes connections.
   void abort();
@@ -75,7 +72,18 @@ class Communicator {
 
  private:
   PreparedSchedule& scheduleFor(const ScheduleKey& key, Algorithm algo);
-  void executeLocked(const CallArgs& args);  // opMutex_ held
+  // A call on device buffers as the proxy thread runs it.
+  struct DeviceRun {
+    const gpu::StreamMark& mark;  // the caller's stream at the call
+    DeviceExecutor& executor;
+    gpu::WorkQueue& queue;
+  };
+  void executeLocked(const CallArgs& args, DeviceRun* device = nullptr);  // opMutex_ held
+  // Whether a call goes the device path: its buffers are device memory (or it has none and a
+  // stream was given). Throws for mixes that are refused (gpu/memory_kind.hpp).
+  bool onDevice(const CallArgs& a, void* stream, gpu::Device& dev) const;
+  void enqueueOnDevice(const CallArgs& a, void* stream, gpu::Device& dev);
+  void runOnDevice(const CallArgs& a, const gpu::StreamMark& mark, DeviceExecutor& x, gpu::WorkQueue& q);
   void validate(const CallArgs& a, bool* inPlace) const;
   std::string describe(const CallArgs& a, std::uint64_t seq) const;
   // Turns a failed operation into the error every rank reports: the first failure posted on
@@ -146,7 +154,15 @@ class Communicator {
   std::atomic<bool> aborted_{false};
   kumiResult_t failedCode_ = kumiSuccess;
   std::string failure_;
-  const char* lastAlgorithm_ = "";  // static storage (algorithmName); kumiCommGetAlgorithm
+  std::atomic<const char*> lastAlgorithm_{""};  // static storage (algorithmName); kumiCommGetAlgorithm
+  gpu::Device* gpu_ = nullptr;  // the process's device, looked up at the first call
+  bool gpuLooked_ = false;
+  std::string noGpu_;           // why there is none
+  mutable std::mutex asyncMutex_;
+  kumiResult_t asyncCode_ = kumiSuccess;
+  std::string asyncMessage_;
+  // Last: destroyed first, so that the proxy finishes queued calls while everything they use exists.
+  std::unique_ptr<DeviceCalls> device_;
 };
 
 }  // namespace kumi

@@ -33,6 +33,12 @@ class Registry {
     return services_.count(key) != 0;
   }
 
+  // Stores service under key in place of any (tests put imitations of hardware there).
+  void install(const std::string& key, std::shared_ptr<void> service) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    services_[key] = std::move(service);
+  }
+
   // Returns the service stored under key, creating it with make() when absent.
   template <class T>
   std::shared_ptr<T> service(const std::string& key, const std::function<std::shared_ptr<T>()>& make) {

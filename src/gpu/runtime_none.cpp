@@ -1,6 +1,7 @@
 // The GPU entry points of a build without CUDA (KUMI_WITH_CUDA=OFF, or no nvcc): no device, and
 // every pointer is host memory.
 #include "core/error.hpp"
+#include "gpu/cuda_device.hpp"
 #include "gpu/runtime.hpp"
 
 namespace kumi::gpu {
@@ -15,5 +16,10 @@ bool available(std::string* why) {
 MemoryKind memoryKindOf(const void*) { return MemoryKind::Host; }
 
 int multiprocessors() { fail(kumiInvalidUsage, "kumi was built without CUDA"); }
+
+std::shared_ptr<Device> makeCudaDevice(std::string* why) {
+  available(why);
+  return nullptr;
+}
 
 }  // namespace kumi::gpu

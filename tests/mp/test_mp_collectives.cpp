@@ -13,11 +13,17 @@
 #include <vector>
 
 #include "core/element.hpp"
+#include "gpu/device.hpp"
+#include "../common/fake_device.hpp"
 #include "../common/reference_data.hpp"
 
 namespace {
 
 kumi::Comm* world = nullptr;
+// KUMI_TEST_DEVICE=cuda (a GPU) or fake (tests/common/fake_device.hpp): every call's buffers are
+// device memory, filled and read back by copies, and the call is given a stream of its own.
+kumi::gpu::Device* device = nullptr;
+std::shared_ptr<void> stream;
 
 using kumi::test::expectedReduction;
 using kumi::test::inputValue;
@@ -64,16 +70,40 @@ std::uint64_t runOne(const kumi::Comm& comm, Coll coll, kumiDataType_t t, kumiRe
     }
   }
   for (std::uint64_t i = 0; i < sendElems; ++i) kumi::storeElement(t, fill, i, inputValue(r, i, op));
+  kumi::gpu::Memory ds, dr;
+  kumiStream_t st = nullptr;
+  if (device) {
+    ds = device->deviceMemory(0, sb.size());
+    dr = device->deviceMemory(0, rb.size());
+    device->copyNow(ds.get(), sb.data(), sb.size());
+    device->copyNow(dr.get(), rb.data(), rb.size());
+    auto onDevice = [&](std::byte* p) {
+      return p >= rb.data() && p < rb.data() + rb.size() ? dr.get() + (p - rb.data()) : ds.get() + (p - sb.data());
+    };
+    send = onDevice(send);
+    recv = onDevice(recv);
+    st = stream.get();
+  }
   kumiResult_t res = kumiSuccess;
   switch (coll) {
-    case Coll::AllReduce: res = kumiAllReduce(send, recv, count, t, op, comm.get(), nullptr); break;
-    case Coll::ReduceScatter: res = kumiReduceScatter(send, recv, count, t, op, comm.get(), nullptr); break;
-    case Coll::AllGather: res = kumiAllGather(send, recv, count, t, comm.get(), nullptr); break;
-    case Coll::Broadcast: res = kumiBroadcast(send, recv, count, t, root, comm.get(), nullptr); break;
-    case Coll::Reduce: res = kumiReduce(send, recv, count, t, op, root, comm.get(), nullptr); break;
-    case Coll::AllToAll: res = kumiAllToAll(send, recv, count, t, comm.get(), nullptr); break;
+    case Coll::AllReduce: res = kumiAllReduce(send, recv, count, t, op, comm.get(), st); break;
+    case Coll::ReduceScatter: res = kumiReduceScatter(send, recv, count, t, op, comm.get(), st); break;
+    case Coll::AllGather: res = kumiAllGather(send, recv, count, t, comm.get(), st); break;
+    case Coll::Broadcast: res = kumiBroadcast(send, recv, count, t, root, comm.get(), st); break;
+    case Coll::Reduce: res = kumiReduce(send, recv, count, t, op, root, comm.get(), st); break;
+    case Coll::AllToAll: res = kumiAllToAll(send, recv, count, t, comm.get(), st); break;
   }
   EXPECT_EQ(res, kumiSuccess) << kumiGetLastError();
+  if (device) {
+    // The stream's later work waits for the call: once it is done, the results are there.
+    device->synchronize(st);
+    kumiResult_t async = kumiSuccess;
+    EXPECT_EQ(kumiCommGetAsyncError(comm.get(), &async), kumiSuccess);
+    EXPECT_EQ(async, kumiSuccess) << kumiGetLastError();
+    device->copyNow(sb.data(), ds.get(), sb.size());
+    device->copyNow(rb.data(), dr.get(), rb.size());
+    recv = recv >= dr.get() && recv < dr.get() + rb.size() ? rb.data() + (recv - dr.get()) : sb.data() + (recv - ds.get());
+  }
   if (coll == Coll::Reduce && r != root) return 0;
   std::uint64_t wrong = 0;
   const std::uint64_t outElems = recvElems;
@@ -259,11 +289,30 @@ TEST(MultiProcess, BarrierIsRepeatable) {  for (int i = 0; i < 50; ++i) world->b
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  std::shared_ptr<kumi::test::FakeDevice> fake;
+  if (const char* d = std::getenv("KUMI_TEST_DEVICE"); d && *d) {
+    if (std::string(d) == "fake") {
+      fake = std::make_shared<kumi::test::FakeDevice>();
+      kumi::gpu::installDevice(fake);
+    } else if (std::string(d) != "cuda") {
+      std::fprintf(stderr, "KUMI_TEST_DEVICE=%s: expected cuda or fake\n", d);
+      return 2;
+    }
+    std::string why;
+    device = kumi::gpu::device(&why);
+    if (!device) {
+      std::fprintf(stderr, "KUMI_TEST_DEVICE=%s but no device: %s\n", d, why.c_str());
+      return 1;
+    }
+    stream = device->newStream();
+  }
   try {
     kumi::Comm comm = kumi::Comm::fromEnv();
     world = &comm;
     int rc = RUN_ALL_TESTS();
     world = nullptr;
+    stream.reset();
+    if (fake) std::printf("fake device: %ld queue operations ran\n", fake->ops.load());
     return rc;
   } catch (const kumi::Error& e) {
     std::fprintf(stderr, "init failed: %s\n", e.what());

@@ -1,0 +1,203 @@
+#include "collectives/device_executor.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace kumi {
+namespace {
+// Bounce buffers: 2..8 per channel of the call's largest message, within 32 MiB of pinned
+// memory in all (pinned memory is scarce and slow to allocate: the arena is kept across calls).
+constexpr std::size_t kMaxSlotsPerChannel = 8;
+constexpr std::size_t kBounceBudgetBytes = 32u << 20;
+
+// Step states.
+constexpr char kWaiting = 0;  // for its dependencies
+constexpr char kReady = 1;    // dependencies issued; its own work not yet
+constexpr char kIssued = 2;   // its device work is on the queue: dependents may be issued
+}  // namespace
+
+std::byte* DeviceExecutor::scratch(std::size_t bytes) {
+  if (scratchBytes_ < bytes) {
+    scratch_ = device_.deviceMemory(deviceIndex_, bytes);
+    scratchBytes_ = bytes;
+  }
+  return scratch_.get();
+}
+
+void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transport* tp, const ExecParams& p,
+                         gpu::WorkQueue& q) {
+  const auto& steps = ps.schedule.steps;
+  const std::size_t n = steps.size();
+  if (n == 0) return;
+  if (tp == nullptr && !ps.channelSteps.empty()) fail(kumiInternalError, "schedule needs peers but there is no transport");
+  const std::size_t channels = ps.channelSteps.size();
+
+  std::size_t largest = 0;
+  for (const Step& st : steps) {
+    if (st.kind == StepKind::Send) largest = std::max(largest, bufs.bytes(st.src));
+    if (st.kind == StepKind::Recv || st.kind == StepKind::RecvReduce) largest = std::max(largest, bufs.bytes(st.dst));
+  }
+  if (freeSlots_.size() < channels) freeSlots_.resize(channels);
+  for (auto& pool : freeSlots_) pool.clear();
+  if (channels > 0 && largest > 0) {
+    const std::size_t per = std::clamp<std::size_t>(kBounceBudgetBytes / (largest * channels), 2, kMaxSlotsPerChannel);
+    const std::size_t need = per * channels * largest;
+    if (need > pinnedBytes_) {
+      pinned_.reset();  // the old arena first: pinned memory may be short
+      pinnedBytes_ = 0;
+      pinned_ = device_.hostMemory(need);
+      pinnedBytes_ = need;
+    }
+    slotBytes_ = largest;
+    int next = 0;
+    for (std::size_t c = 0; c < channels; ++c)
+      for (std::size_t k = 0; k < per; ++k) freeSlots_[c].push_back(next++);
+  }
+
+  remaining_.assign(ps.depCount.begin(), ps.depCount.end());
+  state_.assign(n, kWaiting);
+  received_.assign(n, 0);
+  over_.assign(n, 0);
+  head_.assign(channels, 0);
+  requests_.assign(n, Request{});
+  slotOf_.assign(n, -1);
+  fifo_.clear();
+  fifoHead_ = 0;
+  std::size_t over = 0;  // steps with nothing left to do
+  gpu::WorkQueue::Ticket last = 0, finished = 0;
+
+  auto issue = [&](std::uint32_t i) {
+    state_[i] = kIssued;
+    for (std::uint32_t d = ps.dependentsBegin[i]; d < ps.dependentsBegin[i + 1]; ++d) {
+      const std::uint32_t j = ps.dependents[d];
+      if (--remaining_[j] == 0) work_.push_back(j);
+    }
+  };
+  auto enqueued = [&](gpu::WorkQueue::Ticket t) {
+    last = std::max(last, t);
+    return t;
+  };
+  auto runLocal = [&](std::uint32_t i) {
+    const Step& st = steps[i];
+    if (st.kind == StepKind::Copy) {
+      if (bufs.at(st.dst) != bufs.at(st.src)) enqueued(q.copy(bufs.at(st.dst), bufs.at(st.src), bufs.bytes(st.dst)));
+    } else if (st.kind == StepKind::Divide) {
+      enqueued(q.divide(p.type, bufs.at(st.dst), static_cast<std::size_t>(st.dst.count),
+                        static_cast<std::uint64_t>(p.worldSize)));
+    }
+    issue(i);
+    over_[i] = 1;
+    ++over;
+  };
+  // Starts steps at the head of channel c, in order. A send once its dependencies were issued
+  // and a bounce buffer is free: the copy out is queued, the send posted when it has finished.
+  // A receive as soon as a bounce buffer is free: it lands there whatever its dependencies.
+  auto pumpChannel = [&](std::size_t c) {
+    const auto& list = ps.channelSteps[c];
+    std::size_t& h = head_[c];
+    while (h < list.size() && !freeSlots_[c].empty()) {
+      const std::uint32_t i = list[h];
+      const Step& st = steps[i];
+      if (st.kind == StepKind::Send && state_[i] != kReady) break;
+      const int s = freeSlots_[c].back();
+      freeSlots_[c].pop_back();
+      slotOf_[i] = s;
+      requests_[i].step = i;
+      if (st.kind == StepKind::Send) {
+        fifo_.push_back({enqueued(q.copy(slot(s), bufs.at(st.src), bufs.bytes(st.src))), i});
+        issue(i);  // the queue reads the source before any later write to it
+      } else {
+        tp->postRecv(st.peer, slot(s), bufs.bytes(st.dst), &requests_[i]);
+      }
+      ++h;
+    }
+  };
+  // A receive in its bounce buffer whose dependencies were issued: copied or reduced in.
+  auto consume = [&](std::uint32_t i) {
+    const Step& st = steps[i];
+    std::byte* landed = slot(slotOf_[i]);
+    const gpu::WorkQueue::Ticket t =
+        st.kind == StepKind::Recv
+            ? q.copy(bufs.at(st.dst), landed, bufs.bytes(st.dst))
+            : q.reduce(p.type, p.op, bufs.at(st.dst), bufs.at(st.src), landed, static_cast<std::size_t>(st.dst.count));
+    fifo_.push_back({enqueued(t), i});
+    issue(i);
+  };
+  auto drainWork = [&] {
+    while (!work_.empty()) {
+      const std::uint32_t i = work_.back();
+      work_.pop_back();
+      state_[i] = kReady;
+      const int c = ps.channelOf[i];
+      if (c < 0) {
+        runLocal(i);
+      } else if (steps[i].kind == StepKind::Send) {
+        pumpChannel(static_cast<std::size_t>(c));
+      } else if (received_[i]) {
+        consume(i);
+      }
+    }
+  };
+  auto release = [&](std::uint32_t i) {  // a send is out, or a receive's consumer finished
+    over_[i] = 1;
+    ++over;
+    const auto c = static_cast<std::size_t>(ps.channelOf[i]);
+    freeSlots_[c].push_back(slotOf_[i]);
+    pumpChannel(c);
+  };
+
+  work_.clear();
+  for (std::uint32_t i = 0; i < n; ++i)
+    if (remaining_[i] == 0) work_.push_back(i);
+  std::reverse(work_.begin(), work_.end());  // schedule order, so channel heads come first
+  for (std::size_t c = 0; c < channels; ++c) pumpChannel(c);
+  drainWork();
+
+  IdleWait idle(p);
+  for (;;) {
+    idle.checkAbort();
+    bool moved = false;
+    if (finished < last) {
+      finished = q.finished();
+      // In ticket order: a copy out has finished (post its send), or a receive's consumer has
+      // (its bounce buffer is free again).
+      while (fifoHead_ < fifo_.size() && fifo_[fifoHead_].ticket <= finished) {
+        const std::uint32_t i = fifo_[fifoHead_++].step;
+        moved = true;
+        if (steps[i].kind == StepKind::Send) {
+          tp->postSend(steps[i].peer, slot(slotOf_[i]), bufs.bytes(steps[i].src), &requests_[i]);
+          } else {
+          release(i);
+        }
+      }
+      drainWork();
+    }
+    if (tp != nullptr) {
+      completed_.clear();
+      moved = tp->progress(completed_) || moved;
+      for (Request* req : completed_) {
+        const std::uint32_t i = req->step;
+        if (steps[i].kind == StepKind::Send) {
+          release(i);
+        } else {
+          received_[i] = 1;
+          if (state_[i] == kReady) consume(i);
+        }
+        drainWork();
+      }
+      moved = moved || !completed_.empty();
+    }
+    if (over == n && finished >= last) break;
+    if (moved) {
+      idle.moved();
+      continue;
+    }
+    // While the device works, look again soon rather than sleeping on the transport.
+    idle.wait(tp, tp != nullptr && finished >= last, [&] {
+      failStuck(ps, p, n - over, [&](std::uint32_t i) { return !over_[i]; });
+    });
+  }
+}
+
+}  // namespace kumi

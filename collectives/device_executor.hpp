@@ -1,0 +1,60 @@
+// Runs one rank's prepared schedule on device buffers: the same schedules and transports as the
+// host executor, with every read and write of the caller's buffers done by the device's work
+// queue (a CUDA stream of kumi's own). Bytes cross between ranks through pinned host bounce
+// buffers: a send is copied out of the device and then posted; a receive lands in a bounce
+// buffer and is copied in (or reduced, the kernel reading the pinned buffer directly) on the
+// device. The queue runs in order, so a step may be issued as soon as the steps it depends on
+// were issued: the host waits for the device only where it must touch a bounce buffer (a copy
+// out before its send, a bounce buffer's consumer before reuse). The host never dereferences a
+// device pointer.
+#pragma once
+
+#include <vector>
+
+#include "collectives/executor.hpp"
+#include "gpu/device.hpp"
+
+namespace kumi {
+
+class DeviceExecutor {
+ public:
+  DeviceExecutor(gpu::Device& device, int deviceIndex) : device_(device), deviceIndex_(deviceIndex) {}
+  // Returns when every step, every transfer and all the queue work of the call have finished.
+  // Throws kumi::Error as Executor::run does; on a throw, queue work may still be in flight
+  // (the caller drains the queue before the buffers are reused).
+  void run(const PreparedSchedule& ps, const Buffers& bufs, Transport* transport, const ExecParams& params,
+           gpu::WorkQueue& queue);
+  // Device memory for the schedule's scratch, kept across calls.
+  std::byte* scratch(std::size_t bytes);
+
+ private:
+  // A bounce buffer in the pinned arena.
+  std::byte* slot(int index) { return pinned_.get() + static_cast<std::size_t>(index) * slotBytes_; }
+
+  gpu::Device& device_;
+  int deviceIndex_;
+  gpu::Memory scratch_;
+  std::size_t scratchBytes_ = 0;
+  gpu::Memory pinned_;  // every channel's bounce buffers, slotBytes_ each
+  std::size_t pinnedBytes_ = 0;
+  std::size_t slotBytes_ = 0;
+  // Per-run state, kept to reuse capacity.
+  std::vector<std::uint32_t> remaining_;
+  std::vector<char> state_;
+  std::vector<char> received_;
+  std::vector<char> over_;
+  std::vector<std::size_t> head_;
+  std::vector<Request> requests_;
+  std::vector<int> slotOf_;
+  std::vector<std::vector<int>> freeSlots_;  // per channel
+  std::vector<Request*> completed_;
+  std::vector<std::uint32_t> work_;
+  struct Waiting {  // queue work the host must see finish before it acts
+    gpu::WorkQueue::Ticket ticket;
+    std::uint32_t step;
+  };
+  std::vector<Waiting> fifo_;
+  std::size_t fifoHead_ = 0;
+};
+
+}  // namespace kumi

@@ -1,0 +1,263 @@
+// gpu::Device on CUDA. kumi's work runs on a non-blocking stream of its own per communicator;
+// each queued operation records an event from a pool, whose completion the host polls. A call
+// starts after the caller's stream's earlier work through an event recorded on that stream, and
+// the stream's later work waits on a counter in mapped pinned memory that the host raises when
+// the call is over: cuStreamWaitValue32 (the driver's, reached through the runtime, so nothing
+// links libcuda), or a one-thread polling kernel where the driver lacks it.
+#include <cuda.h>  // driver types for cuStreamWaitValue32 only
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "gpu/cuda_device.hpp"
+#include "gpu/reduce_device.hpp"
+#include "gpu/runtime.hpp"
+#include "gpu/wait_kernel.hpp"
+
+namespace kumi::gpu {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  cudaGetLastError();  // a non-sticky error must not be reported again by the next call
+  fail(kumiSystemError, "CUDA: ", what, ": ", cudaGetErrorString(e));
+}
+
+cudaEvent_t newEvent() {
+  cudaEvent_t ev = nullptr;
+  check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "creating an event");
+  return ev;
+}
+
+class CudaMark final : public StreamMark {
+ public:
+  explicit CudaMark(cudaStream_t stream) : event(newEvent()) {
+    const cudaError_t e = cudaEventRecord(event, stream);
+    if (e != cudaSuccess) {
+      cudaEventDestroy(event);
+      check(e, "recording an event on the caller's stream");
+    }
+  }
+  ~CudaMark() override { cudaEventDestroy(event); }  // released by CUDA once it has happened
+  cudaEvent_t event;
+};
+
+class CudaQueue final : public WorkQueue {
+ public:
+  CudaQueue() { check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating kumi's stream"); }
+  ~CudaQueue() override {
+    drain();
+    for (auto& [t, ev] : pending_) cudaEventDestroy(ev);
+    for (cudaEvent_t ev : free_) cudaEventDestroy(ev);
+    cudaStreamDestroy(stream_);
+  }
+  Ticket copy(void* dst, const void* src, std::size_t bytes) override {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), "queueing a copy");
+    return record();
+  }
+  Ticket reduce(kumiDataType_t type, kumiRedOp_t op, void* dst, const void* a, const void* b, std::size_t n) override {
+    reduceOnDevice(type, op, dst, a, b, n, stream_);
+    return record();
+  }
+  Ticket divide(kumiDataType_t type, void* dst, std::size_t n, std::uint64_t divisor) override {
+    divideOnDevice(type, dst, n, divisor, stream_);
+    return record();
+  }
+  Ticket finished() override {
+    while (!pending_.empty()) {
+      const cudaError_t e = cudaEventQuery(pending_.front().second);
+      if (e == cudaErrorNotReady) break;
+      check(e, "work on kumi's stream");
+      done_ = pending_.front().first;
+      free_.push_back(pending_.front().second);
+      pending_.pop_front();
+    }
+    return done_;
+  }
+  void waitFor(const StreamMark& mark) override {
+    check(cudaStreamWaitEvent(stream_, static_cast<const CudaMark&>(mark).event, 0), "ordering after the caller's stream");
+  }
+  void drain() override {
+    if (cudaStreamSynchronize(stream_) != cudaSuccess) cudaGetLastError();
+  }
+
+ private:
+  Ticket record() {
+    cudaEvent_t ev = nullptr;
+    if (free_.empty()) {
+      ev = newEvent();
+    } else {
+      ev = free_.back();
+      free_.pop_back();
+    }
+    const cudaError_t e = cudaEventRecord(ev, stream_);
+    if (e != cudaSuccess) {
+      free_.push_back(ev);
+      check(e, "recording an event on kumi's stream");
+    }
+    pending_.emplace_back(++issued_, ev);
+    return issued_;
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::deque<std::pair<Ticket, cudaEvent_t>> pending_;
+  std::vector<cudaEvent_t> free_;
+  Ticket issued_ = 0, done_ = 0;
+};
+
+using WaitValue32 = CUresult (*)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
+
+WaitValue32 driverWaitValue32() {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+#if CUDART_VERSION >= 12050
+  const cudaError_t e = cudaGetDriverEntryPointByVersion("cuStreamWaitValue32", &fn, 12000, cudaEnableDefault, &found);
+#else
+  const cudaError_t e = cudaGetDriverEntryPoint("cuStreamWaitValue32", &fn, cudaEnableDefault, &found);
+#endif
+  if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || fn == nullptr) {
+    cudaGetLastError();
+    KUMI_INFO("CUDA: the driver offers no cuStreamWaitValue32; callers' streams wait in a polling kernel");
+    return nullptr;
+  }
+  return reinterpret_cast<WaitValue32>(fn);
+}
+
+class CudaGates final : public StreamGates {
+ public:
+  CudaGates() : wait_(driverWaitValue32()) {
+    void* p = nullptr;
+    check(cudaHostAlloc(&p, 64, cudaHostAllocMapped | cudaHostAllocPortable), "allocating the stream counter");
+    counter_ = static_cast<std::uint32_t*>(p);
+    __atomic_store_n(counter_, 0u, __ATOMIC_SEQ_CST);
+    const cudaError_t e = cudaHostGetDevicePointer(&deviceCounter_, p, 0);
+    if (e != cudaSuccess) {
+      cudaFreeHost(p);
+      check(e, "mapping the stream counter");
+    }
+  }
+  ~CudaGates() override {
+    // A stream may not have read the counter yet even though it was raised: free it only once
+    // every held stream has passed it, else leave it (a few bytes) rather than let a GPU read
+    // freed memory.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::lock_guard<std::mutex> lock(mutex_);
+    bool passed = true;
+    for (cudaEvent_t ev : passed_) {
+      cudaError_t e;
+      while ((e = cudaEventQuery(ev)) == cudaErrorNotReady && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      passed = passed && e != cudaErrorNotReady;
+      cudaEventDestroy(ev);
+    }
+    if (passed)
+      cudaFreeHost(counter_);
+    else
+      KUMI_WARN("CUDA: a caller's stream has not passed kumi's counter 30 s after the communicator ended; its 64 "
+                "bytes of pinned memory are left allocated");
+  }
+  void hold(void* stream, std::uint32_t call) override {
+    auto s = static_cast<cudaStream_t>(stream);
+    if (wait_) {
+      const CUresult r = wait_(reinterpret_cast<CUstream>(s), reinterpret_cast<CUdeviceptr>(deviceCounter_), call,
+                               CU_STREAM_WAIT_VALUE_GEQ);
+      if (r != CUDA_SUCCESS) fail(kumiSystemError, "CUDA: cuStreamWaitValue32 on the caller's stream failed (", static_cast<int>(r), ")");
+    } else {
+      launchWaitKernel(deviceCounter_, call, s);
+    }
+    cudaEvent_t ev = newEvent();
+    const cudaError_t e = cudaEventRecord(ev, s);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (e != cudaSuccess) {
+      cudaEventDestroy(ev);
+      check(e, "recording an event on the caller's stream");
+    }
+    // Forget the streams that have moved on.
+    while (!passed_.empty() && cudaEventQuery(passed_.front()) == cudaSuccess) {
+      cudaEventDestroy(passed_.front());
+      passed_.pop_front();
+    }
+    passed_.push_back(ev);
+  }
+  void release(std::uint32_t call) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (static_cast<std::int32_t>(call - released_) <= 0) return;
+    released_ = call;
+    __atomic_store_n(counter_, call, __ATOMIC_SEQ_CST);
+  }
+
+ private:
+  WaitValue32 wait_;
+  std::uint32_t* counter_ = nullptr;
+  void* deviceCounter_ = nullptr;
+  std::mutex mutex_;
+  std::uint32_t released_ = 0;
+  std::deque<cudaEvent_t> passed_;  // one per hold: recorded just after the wait
+};
+
+class CudaDevice final : public Device {
+ public:
+  MemoryKind kindOf(const void* p) override { return memoryKindOf(p); }
+  int current() override {
+    int d = 0;
+    check(cudaGetDevice(&d), "reading the current device");
+    return d;
+  }
+  void use(int device) override { check(cudaSetDevice(device), "selecting the communicator's device"); }
+  std::unique_ptr<WorkQueue> newQueue(int device) override {
+    use(device);
+    return std::make_unique<CudaQueue>();
+  }
+  std::unique_ptr<StreamGates> newGates(int device) override {
+    use(device);
+    return std::make_unique<CudaGates>();
+  }
+  Memory hostMemory(std::size_t bytes) override {
+    void* p = nullptr;
+    const cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail(kumiSystemError, "CUDA: allocating ", bytes, " bytes of pinned host memory for staging: ", cudaGetErrorString(e));
+    }
+    return Memory(static_cast<std::byte*>(p), [](std::byte* q) { cudaFreeHost(q); });
+  }
+  Memory deviceMemory(int device, std::size_t bytes) override {
+    use(device);
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail(kumiSystemError, "CUDA: allocating ", bytes, " bytes on device ", device, ": ", cudaGetErrorString(e));
+    }
+    return Memory(static_cast<std::byte*>(p), [](std::byte* q) { cudaFree(q); });
+  }
+  std::unique_ptr<StreamMark> mark(void* stream) override {
+    return std::make_unique<CudaMark>(static_cast<cudaStream_t>(stream));
+  }
+  void synchronize(void* stream) override {
+    check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "waiting for the caller's stream");
+  }
+  std::shared_ptr<void> newStream() override {
+    cudaStream_t s = nullptr;
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "creating a stream");
+    return std::shared_ptr<void>(s, [](void* x) { cudaStreamDestroy(static_cast<cudaStream_t>(x)); });
+  }
+  void copyNow(void* dst, const void* src, std::size_t bytes) override {
+    check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "copying");
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<Device> makeCudaDevice(std::string* why) {
+  if (!available(why)) return nullptr;
+  return std::make_shared<CudaDevice>();
+}
+
+}  // namespace kumi::gpu

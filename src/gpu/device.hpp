@@ -1,0 +1,87 @@
+// The GPU as collectives on device buffers use it: what kind of memory a pointer is, a queue of
+// asynchronous work of kumi's own (a CUDA stream), pinned host memory for staging, and the two
+// points where a call meets the caller's stream (it starts after the stream's earlier work; the
+// stream's later work waits for it). CUDA implements it (gpu/cuda_device.cpp); tests put a CPU
+// imitation in its place (tests/common/fake_device.hpp) so that the ordering logic of the device
+// path runs on machines without a GPU. Nothing here names a CUDA type.
+#pragma once
+
+#include <kumi/kumi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gpu/memory_kind.hpp"
+
+namespace kumi::gpu {
+
+// Memory allocated by a Device; freed by the deleter it carries.
+using Memory = std::shared_ptr<std::byte>;
+
+// A point in a caller's stream: the work enqueued on it so far.
+class StreamMark {
+ public:
+  virtual ~StreamMark() = default;
+};
+
+// Work on one device in issue order. Each call enqueues and returns a ticket at once; tickets
+// finish in the order they were given.
+class WorkQueue {
+ public:
+  using Ticket = std::uint64_t;
+  virtual ~WorkQueue() = default;
+  // bytes from src to dst; either may be device memory or pinned host memory.
+  virtual Ticket copy(void* dst, const void* src, std::size_t bytes) = 0;
+  // dst[i] = a[i] op b[i] (gpu/reduce_device.hpp's semantics); b may be pinned host memory.
+  virtual Ticket reduce(kumiDataType_t type, kumiRedOp_t op, void* dst, const void* a, const void* b,
+                        std::size_t n) = 0;
+  virtual Ticket divide(kumiDataType_t type, void* dst, std::size_t n, std::uint64_t divisor) = 0;
+  // The last ticket whose work is done (0 before any); never blocks. Throws kumi::Error when the
+  // device reported a failure.
+  virtual Ticket finished() = 0;
+  // Work enqueued from now on starts only after what the mark's stream held when it was made.
+  virtual void waitFor(const StreamMark& mark) = 0;
+  // Blocks until everything enqueued has finished (before memory it uses is freed); never throws.
+  virtual void drain() = 0;
+};
+
+// Where a communicator's calls release the callers' streams. Calls are numbered 1, 2, ... in
+// the order they were made; hold(stream, k) makes the stream's later work wait until release(j)
+// with j >= k (compared cyclically, so the count may wrap). One per communicator.
+class StreamGates {
+ public:
+  virtual ~StreamGates() = default;
+  virtual void hold(void* stream, std::uint32_t call) = 0;  // from the calling thread
+  virtual void release(std::uint32_t call) = 0;             // from any thread; never lowers
+};
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  virtual MemoryKind kindOf(const void* p) = 0;
+  // The device the calling thread uses (CUDA's current device), and making one current.
+  virtual int current() = 0;
+  virtual void use(int device) = 0;
+  virtual std::unique_ptr<WorkQueue> newQueue(int device) = 0;
+  virtual std::unique_ptr<StreamGates> newGates(int device) = 0;
+  virtual Memory hostMemory(std::size_t bytes) = 0;  // pinned, reachable from every device
+  virtual Memory deviceMemory(int device, std::size_t bytes) = 0;
+  // From the calling thread, at the call: what the stream holds so far.
+  virtual std::unique_ptr<StreamMark> mark(void* stream) = 0;
+  // Blocks until the stream's work is done (host buffers given with a stream).
+  virtual void synchronize(void* stream) = 0;
+  // For tools and tests: a stream of their own (destroyed with the returned handle), and a
+  // blocking copy between any two kinds of memory.
+  virtual std::shared_ptr<void> newStream() = 0;
+  virtual void copyNow(void* dst, const void* src, std::size_t bytes) = 0;
+};
+
+// The process's device: the one installed (tests), else CUDA's when a GPU can be used; null
+// when there is none (why says why, if asked).
+Device* device(std::string* why = nullptr);
+// Puts d in place of the CUDA device for the rest of the process (tests only).
+void installDevice(std::shared_ptr<Device> d);
+
+}  // namespace kumi::gpu

@@ -1,0 +1,259 @@
+// Collectives on device buffers, on the CPU imitation of a GPU (tests/common/fake_device.hpp),
+// one rank per process under kumirun (every rank runs every test, in order): a call returns before its stream reaches it, starts after
+// the stream's earlier work, holds the stream's later work until it is over; ranks may mix host
+// and device buffers; refused mixes say why; a failure after the call releases the stream and
+// is the communicator's asynchronous error; host calls, abort and destroy keep their place.
+// Every collective, type and op on device buffers is the multi-process suite's job
+// (mp.collectives.fakedevice.*, and KUMI_TEST_DEVICE=cuda on a GPU).
+#include <gtest/gtest.h>
+#include <kumi/kumi.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+#include <vector>
+
+#include "../common/fake_device.hpp"
+#include "../common/reference_data.hpp"
+#include "gpu/device.hpp"
+
+namespace {
+
+using kumi::test::FakeDevice;
+using kumi::test::FakeStream;
+using Clock = std::chrono::steady_clock;
+
+std::shared_ptr<FakeDevice> fake;
+kumiComm_t world = nullptr;
+int worldSize = 0;
+
+class DevicePath : public ::testing::Test {};
+
+// Runs body(comm, rank) with a communicator of its own (split from the world, so that a test
+// may fail or abort it), destroyed after.
+template <class Body>
+void withOwnComm(Body&& body) {
+  int rank = 0;
+  ASSERT_EQ(kumiCommRank(world, &rank), kumiSuccess);
+  kumiComm_t comm = nullptr;
+  ASSERT_EQ(kumiCommSplit(world, 0, rank, &comm), kumiSuccess) << kumiGetLastError();
+  body(comm, rank);
+  kumiCommDestroy(comm);
+}
+
+std::vector<float> inputs(int rank, std::size_t count) {
+  std::vector<float> v(count);
+  for (std::size_t i = 0; i < count; ++i) v[i] = static_cast<float>(kumi::test::inputValue(rank, i, kumiSum));
+  return v;
+}
+
+std::size_t wrongSums(const std::vector<float>& got, int n) {
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    wrong += got[i] != static_cast<float>(kumi::test::expectedReduction(kumiFloat32, kumiSum, n, i));
+  return wrong;
+}
+
+TEST_F(DevicePath, ACallReturnsAtOnceAndFollowsItsStreamBothWays) {
+  constexpr std::size_t count = 300001;  // several slices per ring step
+  withOwnComm([&](kumiComm_t comm, int r) {
+    auto stream = fake->newStream();
+    FakeStream& s = FakeDevice::stream(stream.get());
+    auto send = fake->deviceMemory(0, count * 4), recv = fake->deviceMemory(0, count * 4);
+    // The stream's earlier work: held until the calls have returned, then it writes the input.
+    std::promise<void> go;
+    auto started = go.get_future().share();
+    const auto host = inputs(r, count);
+    s.enqueue([&, started] {
+      started.wait();
+      std::memcpy(FakeDevice::real(send.get()), host.data(), count * 4);
+    });
+    const auto before = Clock::now();
+    ASSERT_EQ(kumiAllReduce(send.get(), recv.get(), count, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess)
+        << kumiGetLastError();
+    // Returned although the stream has not even reached the call (it waits on `started`).
+    EXPECT_LT(Clock::now() - before, std::chrono::seconds(5));
+    // The stream's later work: reads the result as a kernel would.
+    std::vector<float> got(count, -1.f);
+    s.enqueue([&] { std::memcpy(got.data(), FakeDevice::real(recv.get()), count * 4); });
+    // Long enough for a call that did not wait for its stream to read the input too early.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    go.set_value();
+    s.sync();
+    EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << r;
+  });
+}
+
+TEST_F(DevicePath, CallsQueuedBackToBackRunInOrderOnDifferentStreams) {
+  constexpr std::size_t count = 4099;
+  withOwnComm([&](kumiComm_t comm, int r) {
+    auto a = fake->newStream(), b = fake->newStream();
+    auto buf = fake->deviceMemory(0, count * 4), out = fake->deviceMemory(0, count * 4);
+    const auto host = inputs(r, count);
+    fake->copyNow(buf.get(), host.data(), count * 4);
+    // In place on a, then a broadcast of its result from rank 0 on b, which must see the sum:
+    // b is ordered after a by an event the test records, as a user would.
+    ASSERT_EQ(kumiAllReduce(buf.get(), buf.get(), count, kumiFloat32, kumiSum, comm, a.get()), kumiSuccess);
+    auto mark = fake->mark(a.get());
+    auto reached = static_cast<FakeDevice::Mark&>(*mark).reached;
+    FakeDevice::stream(b.get()).enqueue([reached] {
+      while (!reached->load()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    });
+    ASSERT_EQ(kumiBroadcast(buf.get(), out.get(), count, kumiFloat32, 0, comm, b.get()), kumiSuccess);
+    fake->synchronize(b.get());
+    std::vector<float> got(count);
+    fake->copyNow(got.data(), out.get(), count * 4);
+    EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << r;
+  });
+}
+
+TEST_F(DevicePath, RanksMayMixHostAndDeviceBuffers) {
+  constexpr std::size_t count = 70001;
+  withOwnComm([&](kumiComm_t comm, int r) {
+    const auto host = inputs(r, count);
+    std::vector<float> got(count, -1.f);
+    if (r == 1) {  // host buffers, blocking
+      ASSERT_EQ(kumiAllReduce(host.data(), got.data(), count, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    } else {
+      auto stream = fake->newStream();
+      auto send = fake->deviceMemory(0, count * 4), recv = fake->deviceMemory(0, count * 4);
+      fake->copyNow(send.get(), host.data(), count * 4);
+      ASSERT_EQ(kumiAllReduce(send.get(), recv.get(), count, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+      fake->synchronize(stream.get());
+      fake->copyNow(got.data(), recv.get(), count * 4);
+    }
+    EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << r;
+  });
+}
+
+TEST_F(DevicePath, AHostCallWaitsForTheDeviceCallsBeforeIt) {
+  constexpr std::size_t count = 1000;
+  withOwnComm([&](kumiComm_t comm, int r) {
+    auto stream = fake->newStream();
+    FakeStream& s = FakeDevice::stream(stream.get());
+    auto send = fake->deviceMemory(0, count * 4), recv = fake->deviceMemory(0, count * 4);
+    const auto host = inputs(r, count);
+    fake->copyNow(send.get(), host.data(), count * 4);
+    s.enqueue([] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); });  // the stream is busy
+    ASSERT_EQ(kumiAllReduce(send.get(), recv.get(), count, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+    std::vector<float> in = host, out(count);
+    ASSERT_EQ(kumiAllReduce(in.data(), out.data(), count, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    EXPECT_EQ(wrongSums(out, worldSize), 0u);
+    // The device call is over (the stream may still be finishing its gate): its result is in.
+    std::vector<float> got(count);
+    fake->copyNow(got.data(), recv.get(), count * 4);
+    EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << r;
+    fake->synchronize(stream.get());
+  });
+}
+
+TEST_F(DevicePath, HostBuffersGivenWithAStreamWaitForIt) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    auto stream = fake->newStream();
+    std::vector<float> in(16, 0.f), out(16, -1.f);
+    // The stream's earlier work fills the host buffer (as a device-to-host copy would).
+    FakeDevice::stream(stream.get()).enqueue([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const auto v = inputs(r, in.size());
+      std::copy(v.begin(), v.end(), in.begin());
+    });
+    ASSERT_EQ(kumiAllReduce(in.data(), out.data(), in.size(), kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+    EXPECT_EQ(wrongSums(out, worldSize), 0u);
+  });
+}
+
+TEST_F(DevicePath, RefusedBuffersAreNamedAtTheCall) {
+  withOwnComm([&](kumiComm_t comm, int) {
+    auto stream = fake->newStream();
+    auto dev = fake->deviceMemory(0, 64), managed = fake->managedMemory(64);
+    std::vector<float> host(16);
+    EXPECT_EQ(kumiAllReduce(dev.get(), host.data(), 16, kumiFloat32, kumiSum, comm, stream.get()), kumiInvalidArgument);
+    EXPECT_NE(std::string(kumiGetLastError()).find("one rank's buffers must both be device memory or both host memory"),
+              std::string::npos)
+        << kumiGetLastError();
+    EXPECT_EQ(kumiAllReduce(managed.get(), managed.get(), 16, kumiFloat32, kumiSum, comm, stream.get()),
+              kumiInvalidArgument);
+    EXPECT_NE(std::string(kumiGetLastError()).find("managed memory"), std::string::npos) << kumiGetLastError();
+    // Bad arguments on device buffers are refused at the call too, not later on the stream.
+    EXPECT_EQ(kumiAllReduce(dev.get(), dev.get(), 16, kumiFloat32, static_cast<kumiRedOp_t>(77), comm, stream.get()),
+              kumiInvalidArgument);
+    EXPECT_NE(std::string(kumiGetLastError()).find("invalid reduction op 77"), std::string::npos) << kumiGetLastError();
+    kumiResult_t async = kumiInternalError;
+    EXPECT_EQ(kumiCommGetAsyncError(comm, &async), kumiSuccess);
+    EXPECT_EQ(async, kumiSuccess);
+    // The communicator still works: nothing refused reached the other rank.
+    EXPECT_EQ(kumiAllReduce(dev.get(), dev.get(), 16, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+    fake->synchronize(stream.get());
+  });
+}
+
+TEST_F(DevicePath, AFailureAfterTheCallReleasesTheStreamAndIsTheAsyncError) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    if (r == 1) {
+      // Calls something else: the others' allreduce fails (the ranks disagree) after it returned.
+      EXPECT_EQ(kumiBarrier(comm, nullptr), kumiRemoteError) << kumiGetLastError();
+      return;
+    }
+    auto stream = fake->newStream();
+    auto buf = fake->deviceMemory(0, 4096);
+    const auto before = Clock::now();
+    ASSERT_EQ(kumiAllReduce(buf.get(), buf.get(), 1024, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+    fake->synchronize(stream.get());  // released although the call failed: no GPU left hanging
+    EXPECT_LT(Clock::now() - before, std::chrono::seconds(30));
+    kumiResult_t async = kumiSuccess;
+    ASSERT_EQ(kumiCommGetAsyncError(comm, &async), kumiSuccess);
+    EXPECT_NE(async, kumiSuccess);
+    const std::string message = kumiGetLastError();
+    EXPECT_NE(message.find("allreduce"), std::string::npos) << message;
+    // Later calls return it at once.
+    EXPECT_EQ(kumiAllReduce(buf.get(), buf.get(), 1024, kumiFloat32, kumiSum, comm, stream.get()), async);
+    EXPECT_NE(std::string(kumiGetLastError()).find("failed earlier"), std::string::npos) << kumiGetLastError();
+  });
+}
+
+TEST_F(DevicePath, AbortReleasesStreamsHeldByQueuedCalls) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    if (r == 1) return;  // leaves: rank 0's calls can never complete
+    auto stream = fake->newStream();
+    auto buf = fake->deviceMemory(0, 4096);
+    for (int k = 0; k < 3; ++k)
+      ASSERT_EQ(kumiAllReduce(buf.get(), buf.get(), 1024, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_EQ(kumiCommAbort(comm), kumiSuccess);
+    fake->synchronize(stream.get());  // all three released
+  });
+}
+
+TEST_F(DevicePath, DestroyRunsTheCallsStillQueued) {
+  constexpr std::size_t count = 5000;
+  std::shared_ptr<void> stream = fake->newStream();
+  kumi::gpu::Memory buf = fake->deviceMemory(0, count * 4);
+  int rank = 0;
+  withOwnComm([&](kumiComm_t comm, int r) {
+    rank = r;
+    const auto host = inputs(r, count);
+    fake->copyNow(buf.get(), host.data(), count * 4);
+    ASSERT_EQ(kumiAllReduce(buf.get(), buf.get(), count, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+    // withOwnComm destroys the communicator now, with the call most likely still queued.
+  });
+  fake->synchronize(stream.get());
+  std::vector<float> got(count);
+  fake->copyNow(got.data(), buf.get(), count * 4);
+  EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << rank;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  fake = std::make_shared<FakeDevice>();
+  kumi::gpu::installDevice(fake);
+  if (kumiCommInitFromEnv(&world) != kumiSuccess) {
+    std::fprintf(stderr, "init failed: %s\n", kumiGetLastError());
+    return 1;
+  }
+  kumiCommSize(world, &worldSize);
+  const int rc = RUN_ALL_TESTS();
+  kumiCommDestroy(world);
+  return rc;
+}

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "device_buffers.hpp"
 #include "core/element.hpp"     // header-only: the same fp16/bf16 rounding the library uses
 #include "core/scoped_env.hpp"  // header-only
 #include "core/types.hpp"       // header-only: canonical type and op names
@@ -48,6 +49,7 @@ struct Options {
   std::string compare;    // --algo all or A,B,...: the planner's choice against each algorithm
   std::string calibrate;  // --calibrate FILE
   bool transportSet = false;
+  bool device = false;  // --memory device: buffers in GPU memory, calls on a stream
 };
 
 // nccl-tests' names for the table; kumi's canonical names (core/types.hpp) for -d and JSON.
@@ -128,6 +130,8 @@ void usage() {
       "                        at every size, then print the best per size and auto/best\n"
       "      --transport NAME  auto (shared memory within a host, RDMA or tcp between), tcp, or ib (RDMA\n"
       "                        to every peer) (sets KUMI_TRANSPORT)\n"
+      "      --memory host|device  where the buffers live (default host); device: cudaMalloc'd buffers on\n"
+      "                        the current GPU, every call on a stream, timed until the stream is done\n"
       "      --json FILE       also write the results as JSON\n"
       "      --calibrate FILE  measure rank 0's links (shared memory, loopback tcp, tcp to another host),\n"
       "                        memcpy and float32 sum; write them as a tuning file (KUMI_TUNING_FILE);\n"
@@ -158,6 +162,11 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "-c") o.check = std::atoi(val().c_str());
     else if (a == "-r") o.root = std::atoi(val().c_str());
     else if (a == "--json") o.json = val();
+    else if (a == "--memory") {
+      const std::string v = val();
+      if (v != "host" && v != "device") die("--memory " + v + ": expected host or device");
+      o.device = v == "device";
+    }
     else if (a == "--calibrate") {
       o.calibrate = val();
       if (o.calibrate.empty()) die("--calibrate needs a file name");
@@ -195,6 +204,7 @@ Options parseArgs(int argc, char** argv) {
   if (o.maxBytes < o.minBytes) die("-e must be >= -b");
   if (o.factor != 0 && o.factor <= 1) die("-f must be > 1");
   if (!o.calibrate.empty() && !o.compare.empty()) die("--calibrate and --algo " + o.compare + " do not go together");
+  if (!o.calibrate.empty() && o.device) die("--calibrate measures host links: drop --memory device");
   if (!o.calibrate.empty() && o.transportSet)
     die("--calibrate measures shared memory and tcp itself: drop --transport");
   return o;
@@ -385,7 +395,16 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
   double busSum = 0;
   int busCount = 0;
   std::uint64_t totalWrong = 0;
-  std::vector<std::byte> sendBuf, recvBuf;
+  std::vector<std::byte> sendBuf, recvBuf;  // device mode: filled and checked here, copied across
+  std::unique_ptr<bench::DeviceBuffers> dev;
+  if (opt.device) {
+    try {
+      dev = std::make_unique<bench::DeviceBuffers>();
+    } catch (const std::exception& e) {
+      die(e.what());
+    }
+    if (rank == 0) std::printf("# buffers in device memory (%s), calls on a stream\n", dev->deviceName().c_str());
+  }
 
   for (kumiDataType_t type : opt.types)
     for (kumiRedOp_t op : opt.ops) {
@@ -401,6 +420,7 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
         const std::uint64_t recvElems = coll.name == "reduce_scatter" ? block : count;
         sendBuf.assign(sendElems * es, std::byte{0});
         recvBuf.assign(recvElems * es, std::byte{0});
+        if (dev) dev->reserve(sendBuf.size(), recvBuf.size());
         const std::uint64_t shownBytes = count * es;
         SizeRow sizeRow{shownBytes, type, op, {}, {}};
         for (const Variant& variant : variants) {
@@ -422,15 +442,31 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
                 fillBase = recv;
               }
             }
+            // Device mode: the same layout in the device buffers; the host ones hold inputs and results.
+            auto onDevice = [&](const std::byte* p) -> std::byte* {
+              if (p >= recvBuf.data() && p <= recvBuf.data() + recvBuf.size()) return dev->recv() + (p - recvBuf.data());
+              return dev->send() + (p - sendBuf.data());
+            };
+            const std::byte* hostRecv = recv;
+            if (dev) {
+              send = onDevice(send);
+              recv = onDevice(recv);
+            }
+            void* const stream = dev ? dev->stream() : nullptr;
+            auto toDevice = [&] {
+              if (!dev) return;
+              dev->toDevice(dev->send(), sendBuf.data(), sendBuf.size());
+              dev->toDevice(dev->recv(), recvBuf.data(), recvBuf.size());
+            };
             auto launch = [&]() {
               kumiComm_t c = variant.comm;
               kumiResult_t r = kumiSuccess;
-              if (coll.name == "allreduce") r = kumiAllReduce(send, recv, count, type, op, c, nullptr);
-              else if (coll.name == "reduce_scatter") r = kumiReduceScatter(send, recv, block, type, op, c, nullptr);
-              else if (coll.name == "allgather") r = kumiAllGather(send, recv, block, type, c, nullptr);
-              else if (coll.name == "alltoall") r = kumiAllToAll(send, recv, block, type, c, nullptr);
-              else if (coll.name == "broadcast") r = kumiBroadcast(send, recv, count, type, opt.root, c, nullptr);
-              else r = kumiReduce(send, recv, count, type, op, opt.root, c, nullptr);
+              if (coll.name == "allreduce") r = kumiAllReduce(send, recv, count, type, op, c, stream);
+              else if (coll.name == "reduce_scatter") r = kumiReduceScatter(send, recv, block, type, op, c, stream);
+              else if (coll.name == "allgather") r = kumiAllGather(send, recv, block, type, c, stream);
+              else if (coll.name == "alltoall") r = kumiAllToAll(send, recv, block, type, c, stream);
+              else if (coll.name == "broadcast") r = kumiBroadcast(send, recv, count, type, opt.root, c, stream);
+              else r = kumiReduce(send, recv, count, type, op, opt.root, c, stream);
               check(r, coll.name.c_str());
             };
             auto fill = [&]() {
@@ -440,7 +476,13 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
             if (opt.check) {
               fill();
               if (!inPlace) std::fill(recvBuf.begin(), recvBuf.end(), std::byte{0xA5});  // stale data must not pass
+              toDevice();
               launch();
+              if (dev) {  // the stream is done once the call is: then read everything back
+                dev->synchronize();
+                dev->toHost(sendBuf.data(), dev->send(), sendBuf.size());
+                dev->toHost(recvBuf.data(), dev->recv(), recvBuf.size());
+              }
               const bool checkHere = !(coll.name == "reduce" && rank != opt.root);
               if (checkHere) {
                 for (std::uint64_t i = 0; i < recvElems; ++i) {
@@ -455,16 +497,21 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
                                                            static_cast<std::uint64_t>(rank) * block + i % block, op));
                   else
                     want = kumi::roundToType(type, valueOf(opt.root, i, op));
-                  if (kumi::loadElement(type, recv, i) != want) ++wrong;
+                  if (kumi::loadElement(type, hostRecv, i) != want) ++wrong;
                 }
               }
               wrong = sumOverRanks(wrong);
             }
-            if (!opt.check) fill();
+            if (!opt.check) {
+              fill();
+              toDevice();
+            }
             for (int w = 0; w < opt.warmup; ++w) launch();
+            if (dev) dev->synchronize();
             check(kumiBarrier(variant.comm, nullptr), "barrier");
             auto t0 = std::chrono::steady_clock::now();
             for (int it = 0; it < opt.iters; ++it) launch();
+            if (dev) dev->synchronize();  // device calls return at once: the time is the stream's
             const double us = elapsedUs(t0) / opt.iters;
             // Before any other call on this communicator: the last operation is the timed one.
             ran[inPlace] = algorithmRan(variant.comm);

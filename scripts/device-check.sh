@@ -5,8 +5,11 @@
 #   2. compute-sanitizer memcheck and racecheck on them, where the sanitizer works,
 #   3. the kernel micro-benchmarks beside the device-to-device copy bandwidth (the yardstick:
 #      float32 and bfloat16 sum of 1 GiB operands should reach 85% of it),
-#   4. (not built yet: collectives on device buffers among processes sharing the GPU, and
-#      kumi-bench on device buffers, come with the GPU executor)
+#   4. collectives on device buffers among 2 and 4 processes sharing the GPU (the multi-process
+#      suite with KUMI_TEST_DEVICE=cuda: every collective, type and op, compared element by
+#      element; and the stream-ordering tests on the CPU imitation, as a control),
+#   5. kumi-bench allreduce on device buffers (2 processes, bfloat16 and float32 up to 256 MiB),
+#      its busbw beside the copy bandwidth of step 3
 # and prints one summary. Stays within 8 minutes (each step has its own limit).
 #   scripts/device-check.sh [--deps DIR] [--out DIR]
 # --deps DIR: .deb files from scripts/device-deps.sh, unpacked into a private prefix (a machine
@@ -54,7 +57,8 @@ fi
 # Only this GPU's architecture: the build is on the clock.
 if step build 300 bash -c "cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DKUMI_WITH_CUDA=ON \
     -DKUMI_CUDA_ARCHITECTURES=${KUMI_DEVICE_CHECK_ARCH:-native} -DKUMI_WITH_PYTHON=OFF -DKUMI_BUILD_EXAMPLES=OFF ${prefix_args[*]} && \
-    cmake --build build-device -j$(nproc) --target test_gpu kumi-gpu-micro-bench kumi-bench kumirun"; then
+    cmake --build build-device -j$(nproc) --target test_gpu kumi-gpu-micro-bench kumi-bench kumirun \
+    test_mp_collectives test_device_path"; then
   note PASS "build with CUDA (architectures ${KUMI_DEVICE_CHECK_ARCH:-native})"
 else
   note FAIL "build with CUDA: see $out/build.log"
@@ -103,6 +107,32 @@ else
   note FAIL "micro-benchmarks: see $out/micro.log"; failed=1
 fi
 
-note "NOTRUN" "collectives on device buffers (2-4 processes on the GPU) and kumi-bench on device buffers: the GPU executor is not built yet"
+for np in 2 4; do
+  if KUMI_TEST_DEVICE=cuda KUMI_TIMEOUT=60 step "mp-device-np$np" 240 build-device/kumirun -np $np --timeout 230 -- \
+      build-device/tests/test_mp_collectives; then
+    note PASS "collectives on device buffers, $np processes on the GPU ($(grep -o 'PASSED.*' "$out/mp-device-np$np.log" | head -1))"
+  else
+    note FAIL "collectives on device buffers, $np processes: see $out/mp-device-np$np.log"; failed=1
+  fi
+done
+if KUMI_TIMEOUT=30 step device-path 120 build-device/kumirun -np 2 -- build-device/tests/test_device_path; then
+  note PASS "stream-ordering tests (CPU imitation of a GPU)"
+else
+  note FAIL "stream-ordering tests: see $out/device-path.log"; failed=1
+fi
+
+if step bench-device 180 build-device/kumirun -np 2 -- build-device/kumi-bench allreduce --memory device \
+    -b 1M -e 256M -f 4 -n 10 -w 3 -d bfloat16 --json "$out/bench-device.json"; then
+  busbw=$(python3 - "$out/bench-device.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["results"]
+big = [r for r in rows if r["bytes"] == max(x["bytes"] for x in rows)]
+print(", ".join(f"{r['bytes'] >> 20} MiB {'in' if r['inplace'] else 'out-of'}-place {r['busbw_GBps']:.1f} GB/s busbw" for r in big))
+PY
+)
+  note PASS "kumi-bench allreduce bfloat16 on device buffers, 2 processes (staged through host memory): $busbw"
+else
+  note FAIL "kumi-bench on device buffers: see $out/bench-device.log"; failed=1
+fi
 printf '%s\n' "== device-check summary ($(( $(date +%s) - start )) s; logs in $out)" "${summary[@]}"
 exit $failed

@@ -187,7 +187,8 @@ KUMI_API kumiResult_t kumiCommHost(kumiComm_t comm, int rank, int* host);
 /* The name of the algorithm this communicator's most recent operation ran ("ring",
  * "recursive_doubling", "hierarchical", ...; "" before any; a barrier, send or recv counts too),
  * as the planner chose it after KUMI_ALGO and its fallbacks: what ran, not what was asked for,
- * so that a benchmark can tell when a forced algorithm could not serve. Static storage. */
+ * so that a benchmark can tell when a forced algorithm could not serve. Static storage. For calls
+ * on device buffers: of the last one that has run (synchronize the stream first). */
 KUMI_API kumiResult_t kumiCommGetAlgorithm(kumiComm_t comm, const char** name);
 
 /* The first failure of a call on device buffers after it had returned (see the conventions

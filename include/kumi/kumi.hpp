@@ -122,9 +122,11 @@ class Comm {
     if (handle_) check(kumiCommAbort(std::exchange(handle_, nullptr)));
   }
 
+  // The pointer forms take a CUDA stream for device buffers (kumi.h: queued, returns at once);
+  // the span and vector forms are host memory.
   template <class T>
-  void allReduce(const T* send, T* recv, std::size_t count, kumiRedOp_t op = kumiSum) const {
-    check(kumiAllReduce(send, recv, count, dataTypeOf<T>, op, handle_, nullptr));
+  void allReduce(const T* send, T* recv, std::size_t count, kumiRedOp_t op = kumiSum, kumiStream_t stream = nullptr) const {
+    check(kumiAllReduce(send, recv, count, dataTypeOf<T>, op, handle_, stream));
   }
   template <class T>
   void allReduce(std::span<T> inOut, kumiRedOp_t op = kumiSum) const {
@@ -135,12 +137,13 @@ class Comm {
     allReduce(std::span<T>(inOut), op);
   }
   template <class T>
-  void reduce(const T* send, T* recv, std::size_t count, int root, kumiRedOp_t op = kumiSum) const {
-    check(kumiReduce(send, recv, count, dataTypeOf<T>, op, root, handle_, nullptr));
+  void reduce(const T* send, T* recv, std::size_t count, int root, kumiRedOp_t op = kumiSum,
+              kumiStream_t stream = nullptr) const {
+    check(kumiReduce(send, recv, count, dataTypeOf<T>, op, root, handle_, stream));
   }
   template <class T>
-  void broadcast(const T* send, T* recv, std::size_t count, int root) const {
-    check(kumiBroadcast(send, recv, count, dataTypeOf<T>, root, handle_, nullptr));
+  void broadcast(const T* send, T* recv, std::size_t count, int root, kumiStream_t stream = nullptr) const {
+    check(kumiBroadcast(send, recv, count, dataTypeOf<T>, root, handle_, stream));
   }
   template <class T>
   void broadcast(std::span<T> inOut, int root) const {
@@ -151,17 +154,18 @@ class Comm {
     broadcast(std::span<T>(inOut), root);
   }
   template <class T>
-  void reduceScatter(const T* send, T* recv, std::size_t recvCount, kumiRedOp_t op = kumiSum) const {
-    check(kumiReduceScatter(send, recv, recvCount, dataTypeOf<T>, op, handle_, nullptr));
+  void reduceScatter(const T* send, T* recv, std::size_t recvCount, kumiRedOp_t op = kumiSum,
+                     kumiStream_t stream = nullptr) const {
+    check(kumiReduceScatter(send, recv, recvCount, dataTypeOf<T>, op, handle_, stream));
   }
   template <class T>
-  void allGather(const T* send, T* recv, std::size_t sendCount) const {
-    check(kumiAllGather(send, recv, sendCount, dataTypeOf<T>, handle_, nullptr));
+  void allGather(const T* send, T* recv, std::size_t sendCount, kumiStream_t stream = nullptr) const {
+    check(kumiAllGather(send, recv, sendCount, dataTypeOf<T>, handle_, stream));
   }
   // send and recv hold size() * count elements each and must not overlap.
   template <class T>
-  void allToAll(const T* send, T* recv, std::size_t count) const {
-    check(kumiAllToAll(send, recv, count, dataTypeOf<T>, handle_, nullptr));
+  void allToAll(const T* send, T* recv, std::size_t count, kumiStream_t stream = nullptr) const {
+    check(kumiAllToAll(send, recv, count, dataTypeOf<T>, handle_, stream));
   }
   void barrier() const { check(kumiBarrier(handle_, nullptr)); }
   template <class T>

@@ -14,11 +14,14 @@ struct Installed {
 }  // namespace
 
 Device* device(std::string* why) {
-  const auto found = Registry::instance().service<Installed>(kKey, [] {
-    auto made = std::make_shared<Installed>();
+  Registry& reg = Registry::instance();
+  // Made outside the registry's lock: asking CUDA goes through the registry too.
+  std::shared_ptr<Installed> made;
+  if (!reg.hosts(kKey)) {
+    made = std::make_shared<Installed>();
     made->device = makeCudaDevice(&made->why);
-    return made;
-  });
+  }
+  const auto found = reg.service<Installed>(kKey, [&] { return made; });
   if (!found->device && why) *why = found->why;
   return found->device.get();
 }

@@ -44,11 +44,13 @@ cmake --build build-tsan -j"$jobs"
 # halt_on_error: a report ends the process with status 66, so its test (or its kumirun job) fails.
 # Left out, to keep the lane's tests near 6 minutes instead of 15: tests that run no second thread,
 # where TSan cannot report anything (the schedule checks and float16 rounding, 3 min under TSan),
-# and the multi-process runs with a forced KUMI_ALGO, whose threads, transports and executor are
-# those of the default runs (6 min). Lanes 1 and 2 run them all.
+# the multi-process runs with a forced KUMI_ALGO, whose threads, transports and executor are
+# those of the default runs (6 min), and the world sizes whose threads a neighbour has: 1, 2 and 4
+# ranks beside 3 and 5, simulated hosts of 4 ranks beside 5, device buffers over simulated hosts
+# beside one host (2.5 min). Lanes 1 and 2 run them all.
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   KUMI_TEST_MAX_WORLD=8 ctest --output-on-failure -L 'unit|mp' --timeout 1500 \
-  -E '^(Schedules\.|Half\.|mp\.collectives\.(tree_binomial|rabenseifner|rd)\.)')
+  -E '^(Schedules\.|Half\.|mp\.collectives\.(tree_binomial|rabenseifner|rd)\.|mp\.collectives\.(np1|np2|np4|nodes2\.np4|fakedevice\.nodes2\.np4)$)')
 
 echo "== fuzz lane: libFuzzer on the store protocol, the transport handshake, the shared-memory checks, the tuning file and the RDMA connection record"
 FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_BUILD_JOBS="$jobs" bash scripts/fuzz.sh

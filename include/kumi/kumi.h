@@ -191,9 +191,10 @@ KUMI_API kumiResult_t kumiCommHost(kumiComm_t comm, int rank, int* host);
  * on device buffers: of the last one that has run (synchronize the stream first). */
 KUMI_API kumiResult_t kumiCommGetAlgorithm(kumiComm_t comm, const char** name);
 
-/* The first failure of a call on device buffers after it had returned (see the conventions
- * above), or kumiSuccess; when there was one, kumiGetLastError() returns its message. Does not
- * wait for queued calls: synchronize the stream first to learn about them. */
+/* The failure that left the communicator failed (notably a call on device buffers that failed
+ * after it had returned; see the conventions above), or kumiSuccess; when there was one,
+ * kumiGetLastError() returns its message. Does not wait for queued calls: synchronize the
+ * stream first to learn about them. */
 KUMI_API kumiResult_t kumiCommGetAsyncError(kumiComm_t comm, kumiResult_t* asyncError);
 
 /* recvbuf[i] = op over ranks of sendbuf[i], on every rank. */

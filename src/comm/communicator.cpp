@@ -593,11 +593,12 @@ void Communicator::runOnDevice(const CallArgs& a, const gpu::StreamMark& mark, D
     DeviceRun run{mark, x, q};
     executeLocked(a, &run);
   } catch (const Error& e) {
+    // Most failures were recorded on the way (failOperation); not those refused before running.
     std::lock_guard<std::mutex> l(asyncMutex_);
     if (asyncCode_ == kumiSuccess) {
       asyncCode_ = e.code();
       asyncMessage_ = e.what();
-      KUMI_WARN(e.what());
+      KUMI_WARN(e.what());  // nobody else will say it: the caller has returned
     }
     throw;
   }
@@ -749,6 +750,14 @@ void Communicator::failOperation(const CallArgs& a, std::uint64_t seq, const Err
   else if (first.empty() || first == story) failure_ = cat(call, ": ", seen);
   else if (first == seen) failure_ = cat(call, ": ", first);
   else failure_ = cat(call, ": ", first, " (here: ", seen, ")");
+  {
+    // What kumiCommGetAsyncError reports, for the failures of device calls and host calls alike.
+    std::lock_guard<std::mutex> l(asyncMutex_);
+    if (asyncCode_ == kumiSuccess) {
+      asyncCode_ = failedCode_;
+      asyncMessage_ = cat("rank ", rank_, ": ", failure_);
+    }
+  }
   if (transport_) {
     transport_->publishFailure(aborted ? abortStory() : first.empty() ? story : first);
     transport_->cancelAll();

@@ -164,13 +164,19 @@ class CudaGates final : public StreamGates {
   }
   void hold(void* stream, std::uint32_t call) override {
     auto s = static_cast<cudaStream_t>(stream);
+    CUresult r = CUDA_ERROR_NOT_SUPPORTED;
     if (wait_) {
-      const CUresult r = wait_(reinterpret_cast<CUstream>(s), reinterpret_cast<CUdeviceptr>(deviceCounter_), call,
-                               CU_STREAM_WAIT_VALUE_GEQ);
-      if (r != CUDA_SUCCESS) fail(kumiSystemError, "CUDA: cuStreamWaitValue32 on the caller's stream failed (", static_cast<int>(r), ")");
-    } else {
-      launchWaitKernel(deviceCounter_, call, s);
+      r = wait_(reinterpret_cast<CUstream>(s), reinterpret_cast<CUdeviceptr>(deviceCounter_), call,
+                CU_STREAM_WAIT_VALUE_GEQ);
+      if (r == CUDA_ERROR_NOT_SUPPORTED) {
+        // Stream memory operations disabled (older drivers, some virtualised GPUs): poll instead.
+        KUMI_INFO("CUDA: cuStreamWaitValue32 is not supported here; callers' streams wait in a polling kernel");
+        wait_ = nullptr;
+      } else if (r != CUDA_SUCCESS) {
+        fail(kumiSystemError, "CUDA: cuStreamWaitValue32 on the caller's stream failed (CUresult ", static_cast<int>(r), ")");
+      }
     }
+    if (r != CUDA_SUCCESS) launchWaitKernel(deviceCounter_, call, s);
     cudaEvent_t ev = newEvent();
     const cudaError_t e = cudaEventRecord(ev, s);
     std::lock_guard<std::mutex> lock(mutex_);

@@ -126,6 +126,31 @@ TEST_F(DevicePath, RanksMayMixHostAndDeviceBuffers) {
   });
 }
 
+TEST_F(DevicePath, SendRecvAndBarrierFollowTheStream) {
+  constexpr std::size_t count = 100003;
+  withOwnComm([&](kumiComm_t comm, int r) {
+    const int next = (r + 1) % worldSize, prev = (r + worldSize - 1) % worldSize;
+    auto stream = fake->newStream();
+    auto out = fake->deviceMemory(0, count * 4), in = fake->deviceMemory(0, count * 4);
+    const auto mine = inputs(r, count);
+    fake->copyNow(out.get(), mine.data(), count * 4);
+    // A ring shift: even ranks send first, odd ones receive first, all on the stream.
+    if (r % 2 == 0) {
+      ASSERT_EQ(kumiSend(out.get(), count, kumiFloat32, next, comm, stream.get()), kumiSuccess) << kumiGetLastError();
+      ASSERT_EQ(kumiRecv(in.get(), count, kumiFloat32, prev, comm, stream.get()), kumiSuccess) << kumiGetLastError();
+    } else {
+      ASSERT_EQ(kumiRecv(in.get(), count, kumiFloat32, prev, comm, stream.get()), kumiSuccess) << kumiGetLastError();
+      ASSERT_EQ(kumiSend(out.get(), count, kumiFloat32, next, comm, stream.get()), kumiSuccess) << kumiGetLastError();
+    }
+    // A barrier given a stream is ordered on it like any other call.
+    ASSERT_EQ(kumiBarrier(comm, stream.get()), kumiSuccess) << kumiGetLastError();
+    fake->synchronize(stream.get());
+    std::vector<float> got(count);
+    fake->copyNow(got.data(), in.get(), count * 4);
+    EXPECT_EQ(got, inputs(prev, count)) << "rank " << r;
+  });
+}
+
 TEST_F(DevicePath, AHostCallWaitsForTheDeviceCallsBeforeIt) {
   constexpr std::size_t count = 1000;
   withOwnComm([&](kumiComm_t comm, int r) {
@@ -175,9 +200,9 @@ TEST_F(DevicePath, RefusedBuffersAreNamedAtTheCall) {
               kumiInvalidArgument);
     EXPECT_NE(std::string(kumiGetLastError()).find("managed memory"), std::string::npos) << kumiGetLastError();
     // Bad arguments on device buffers are refused at the call too, not later on the stream.
-    EXPECT_EQ(kumiAllReduce(dev.get(), dev.get(), 16, kumiFloat32, static_cast<kumiRedOp_t>(77), comm, stream.get()),
-              kumiInvalidArgument);
-    EXPECT_NE(std::string(kumiGetLastError()).find("invalid reduction op 77"), std::string::npos) << kumiGetLastError();
+    // (kumiNumOps: past the last op yet inside the enum's range, which C++ requires of the value.)
+    EXPECT_EQ(kumiAllReduce(dev.get(), dev.get(), 16, kumiFloat32, kumiNumOps, comm, stream.get()), kumiInvalidArgument);
+    EXPECT_NE(std::string(kumiGetLastError()).find("invalid reduction op 5"), std::string::npos) << kumiGetLastError();
     kumiResult_t async = kumiInternalError;
     EXPECT_EQ(kumiCommGetAsyncError(comm, &async), kumiSuccess);
     EXPECT_EQ(async, kumiSuccess);

@@ -40,7 +40,8 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   }
   if (freeSlots_.size() < channels) freeSlots_.resize(channels);
   for (auto& pool : freeSlots_) pool.clear();
-  if (channels > 0 && largest > 0) {
+  largest = std::max<std::size_t>(largest, 1);  // zero-byte messages (a barrier's) need a slot too
+  if (channels > 0) {
     const std::size_t per = std::clamp<std::size_t>(kBounceBudgetBytes / (largest * channels), 2, kMaxSlotsPerChannel);
     const std::size_t need = per * channels * largest;
     if (need > pinnedBytes_) {

@@ -81,6 +81,9 @@ TEST_F(DevicePath, ACallReturnsAtOnceAndFollowsItsStreamBothWays) {
     go.set_value();
     s.sync();
     EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << r;
+    kumiResult_t async = kumiInternalError;
+    ASSERT_EQ(kumiCommGetAsyncError(comm, &async), kumiSuccess);
+    EXPECT_EQ(async, kumiSuccess) << kumiGetLastError();
   });
 }
 
@@ -148,6 +151,9 @@ TEST_F(DevicePath, SendRecvAndBarrierFollowTheStream) {
     std::vector<float> got(count);
     fake->copyNow(got.data(), in.get(), count * 4);
     EXPECT_EQ(got, inputs(prev, count)) << "rank " << r;
+    kumiResult_t async = kumiInternalError;
+    ASSERT_EQ(kumiCommGetAsyncError(comm, &async), kumiSuccess);
+    EXPECT_EQ(async, kumiSuccess) << kumiGetLastError();
   });
 }
 

@@ -81,9 +81,11 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   };
   auto runLocal = [&](std::uint32_t i) {
     const Step& st = steps[i];
+    // Nothing is queued for no bytes (a barrier's buffers may be null).
     if (st.kind == StepKind::Copy) {
-      if (bufs.at(st.dst) != bufs.at(st.src)) enqueued(q.copy(bufs.at(st.dst), bufs.at(st.src), bufs.bytes(st.dst)));
-    } else if (st.kind == StepKind::Divide) {
+      if (bufs.at(st.dst) != bufs.at(st.src) && bufs.bytes(st.dst) > 0)
+        enqueued(q.copy(bufs.at(st.dst), bufs.at(st.src), bufs.bytes(st.dst)));
+    } else if (st.kind == StepKind::Divide && st.dst.count > 0) {
       enqueued(q.divide(p.type, bufs.at(st.dst), static_cast<std::size_t>(st.dst.count),
                         static_cast<std::uint64_t>(p.worldSize)));
     }
@@ -105,7 +107,10 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       freeSlots_[c].pop_back();
       slotOf_[i] = s;
       requests_[i].step = i;
-      if (st.kind == StepKind::Send) {
+      if (st.kind == StepKind::Send && bufs.bytes(st.src) == 0) {
+        tp->postSend(st.peer, slot(s), 0, &requests_[i]);  // nothing to copy out
+        issue(i);
+      } else if (st.kind == StepKind::Send) {
         fifo_.push_back({enqueued(q.copy(slot(s), bufs.at(st.src), bufs.bytes(st.src))), i});
         issue(i);  // the queue reads the source before any later write to it
       } else {
@@ -115,8 +120,20 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     }
   };
   // A receive in its bounce buffer whose dependencies were issued: copied or reduced in.
+  auto release = [&](std::uint32_t i) {  // a send is out, or a receive's consumer finished
+    over_[i] = 1;
+    ++over;
+    const auto c = static_cast<std::size_t>(ps.channelOf[i]);
+    freeSlots_[c].push_back(slotOf_[i]);
+    pumpChannel(c);
+  };
   auto consume = [&](std::uint32_t i) {
     const Step& st = steps[i];
+    if (bufs.bytes(st.dst) == 0) {  // nothing to copy or reduce in
+      issue(i);
+      release(i);
+      return;
+    }
     std::byte* landed = slot(slotOf_[i]);
     const gpu::WorkQueue::Ticket t =
         st.kind == StepKind::Recv
@@ -140,14 +157,6 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       }
     }
   };
-  auto release = [&](std::uint32_t i) {  // a send is out, or a receive's consumer finished
-    over_[i] = 1;
-    ++over;
-    const auto c = static_cast<std::size_t>(ps.channelOf[i]);
-    freeSlots_[c].push_back(slotOf_[i]);
-    pumpChannel(c);
-  };
-
   work_.clear();
   for (std::uint32_t i = 0; i < n; ++i)
     if (remaining_[i] == 0) work_.push_back(i);

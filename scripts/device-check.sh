@@ -9,7 +9,10 @@
 #      suite with KUMI_TEST_DEVICE=cuda: every collective, type and op, compared element by
 #      element; and the stream-ordering tests on the CPU imitation, as a control),
 #   5. kumi-bench allreduce on device buffers (2 processes, bfloat16 and float32 up to 256 MiB),
-#      its busbw beside the copy bandwidth of step 3
+#      its busbw beside the copy bandwidth of step 3,
+#   6. torch.distributed with backend "kumi" on CUDA tensors (tests/python/torch_cuda_worker.py,
+#      2 processes) where a CUDA build of torch is installed (nothing can be fetched there), else
+#      a SKIP line saying so
 # and prints one summary. Stays within 8 minutes (each step has its own limit).
 #   scripts/device-check.sh [--deps DIR] [--out DIR]
 # --deps DIR: .deb files from scripts/device-deps.sh, unpacked into a private prefix (a machine
@@ -133,6 +136,30 @@ PY
   note PASS "kumi-bench allreduce bfloat16 on device buffers, 2 processes (staged through host memory): $busbw"
 else
   note FAIL "kumi-bench on device buffers: see $out/bench-device.log"; failed=1
+fi
+py=${KUMI_DEVICE_CHECK_PYTHON:-python3}
+torch_seen=$($py -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.is_available())' 2>&1 | tail -1)
+py_headers=$($py -c 'import os, sysconfig; print(os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>&1)
+if [[ "$torch_seen" != *"GPU True" ]]; then
+  note SKIP "torch on CUDA tensors: no CUDA build of torch here ($torch_seen)"
+elif [ "$py_headers" != True ]; then
+  note SKIP "torch on CUDA tensors: $py has no development headers (Python.h) to build kumi's module with"
+else
+  nb_args=()
+  wheel=$(ls "${deps:-/nonexistent}"/nanobind-*.whl 2>/dev/null | head -1)
+  if [ -n "$wheel" ]; then
+    nb_dir=$(mktemp -d)
+    $py -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$wheel" "$nb_dir"
+    nb_args=(-Dnanobind_DIR="$nb_dir/nanobind/cmake")
+  fi
+  if step torch-build 300 bash -c "cmake -S . -B build-device -DKUMI_WITH_PYTHON=ON -DPython_EXECUTABLE=$(command -v "$py") \
+      ${nb_args[*]} && cmake --build build-device -j$(nproc) --target _kumi" &&
+     TORCH_STORE_PORT=29611 PYTHONPATH=build-device/python KUMI_TIMEOUT=60 step torch-cuda 240 \
+      build-device/kumirun -np 2 --timeout 230 -- "$py" tests/python/torch_cuda_worker.py; then
+    note PASS "torch on CUDA tensors, 2 processes on the GPU ($torch_seen): stream order, every dtype, DDP"
+  else
+    note FAIL "torch on CUDA tensors ($torch_seen): see $out/torch-build.log, $out/torch-cuda.log"; failed=1
+  fi
 fi
 printf '%s\n' "== device-check summary ($(( $(date +%s) - start )) s; logs in $out)" "${summary[@]}"
 exit $failed

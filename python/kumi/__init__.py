@@ -8,9 +8,11 @@
     work = comm.all_reduce(x, async_op=True)
     work.wait()
 
-Arrays are numpy arrays or anything with DLPack or the buffer protocol (torch tensors, JAX,
-CuPy), used without copies; they must be contiguous. Errors are kumi.Error subclasses carrying
-kumi's message. `import kumi.torch` registers kumi as a torch.distributed backend.
+Arrays are numpy arrays or anything with DLPack, the buffer protocol or __cuda_array_interface__
+(torch tensors, JAX, CuPy, Numba), used without copies; they must be contiguous. CUDA arrays go
+on a stream (stream=, else the array's own, else the legacy default stream) and the call
+returns once queued, as in NCCL. Errors are kumi.Error subclasses carrying kumi's message.
+`import kumi.torch` registers kumi as a torch.distributed backend.
 """
 from __future__ import annotations
 
@@ -53,11 +55,45 @@ def _raw(a: Any) -> Any:
     return detach() if callable(detach) else a
 
 
+def _on_device(a: Any) -> bool:
+    """Whether a is a CUDA array (the native module reads it as device memory)."""
+    if a is None:
+        return False
+    is_cuda = getattr(a, "is_cuda", None)  # torch, without building an interface dict
+    if isinstance(is_cuda, bool):
+        return is_cuda
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    device = getattr(a, "__dlpack_device__", None)
+    try:
+        return callable(device) and device()[0] == 2  # kDLCUDA
+    except Exception:  # noqa: BLE001 - not an array kumi can read; the native module says why
+        return False
+
+
+def _stream(stream: Any) -> Optional[int]:
+    """A CUDA stream handle from an int, a torch.cuda.Stream (cuda_stream) or a CuPy stream (ptr)."""
+    if stream is None or isinstance(stream, int):
+        return stream
+    for attr in ("cuda_stream", "ptr"):
+        handle = getattr(stream, attr, None)
+        if isinstance(handle, int):
+            return handle
+    raise InvalidArgumentError(f"stream: expected an int handle, a torch.cuda.Stream or a CuPy stream, got "
+                               f"{type(stream).__name__}")
+
+
 def _like(a: Any, count: int) -> Any:
     """A new 1-d array of `count` elements of a's type and framework."""
     new_empty = getattr(a, "new_empty", None)
-    if callable(new_empty):           # torch
+    if callable(new_empty):           # torch, on a's device
         return new_empty((count,))
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+        return cupy.empty(count, dtype=a.dtype)
+    if _on_device(a):
+        raise InvalidArgumentError(f"cannot make an output array like this {type(a).__name__} on its device: "
+                                   "pass out=")
     import numpy as np
     return np.empty(count, dtype=a.dtype)
 
@@ -165,42 +201,54 @@ class Communicator:
             self._pending += 1
             return self._worker.submit(counted)
 
-    def _call(self, async_op: bool, fn, result, *args):
+    def _call(self, async_op: bool, fn, result, *args, stream: Any = None):
+        handle = _stream(stream)
+
         def go():
-            fn(*args)
+            fn(*args, stream=handle)
             return result
+        if any(_on_device(a) for a in args[:2]):
+            # Queued on the stream: returns at once, so it runs on this thread (after any host
+            # operation still queued on the worker) and its Work is done when queued.
+            return self._run(async_op, go, nbytes=0)
         return self._run(async_op, go, nbytes=_nbytes(result if result is not None else (args[0] if args else None)))
 
-    def all_reduce(self, array, op: Any = ReduceOp.SUM, out=None, async_op: bool = False):
+    def async_error(self) -> Optional[Error]:
+        """The error that an operation on CUDA arrays met after it had been queued (a peer lost,
+        a timeout), or None; later operations raise it. Synchronize the stream first to learn
+        about the operations queued before."""
+        return self._native.async_error()
+
+    def all_reduce(self, array, op: Any = ReduceOp.SUM, out=None, async_op: bool = False, stream: Any = None):
         """out = reduction over ranks of array (in place when out is None). Returns out."""
         out = array if out is None else out
-        return self._call(async_op, self._native.all_reduce, out, _raw(array), _raw(out), _op(op))
+        return self._call(async_op, self._native.all_reduce, out, _raw(array), _raw(out), _op(op), stream=stream)
 
-    def reduce(self, array, root: int, op: Any = ReduceOp.SUM, out=None, async_op: bool = False):
+    def reduce(self, array, root: int, op: Any = ReduceOp.SUM, out=None, async_op: bool = False, stream: Any = None):
         """On root, out = reduction of array over ranks (in place when out is None)."""
         out = array if out is None else out
-        return self._call(async_op, self._native.reduce, out, _raw(array), _raw(out), root, _op(op))
+        return self._call(async_op, self._native.reduce, out, _raw(array), _raw(out), root, _op(op), stream=stream)
 
-    def broadcast(self, array, root: int, out=None, async_op: bool = False):
+    def broadcast(self, array, root: int, out=None, async_op: bool = False, stream: Any = None):
         """Every rank's out (array when None) becomes root's array."""
         out = array if out is None else out
-        return self._call(async_op, self._native.broadcast, out, _raw(array), _raw(out), root)
+        return self._call(async_op, self._native.broadcast, out, _raw(array), _raw(out), root, stream=stream)
 
-    def all_gather(self, array, out=None, async_op: bool = False):
+    def all_gather(self, array, out=None, async_op: bool = False, stream: Any = None):
         """out (a new 1-d array of size x len when None) holds every rank's array, by rank."""
         out = _like(array, len(_flat(array)) * self.size) if out is None else out
-        return self._call(async_op, self._native.all_gather, out, _raw(array), _raw(out))
+        return self._call(async_op, self._native.all_gather, out, _raw(array), _raw(out), stream=stream)
 
-    def reduce_scatter(self, array, op: Any = ReduceOp.SUM, out=None, async_op: bool = False):
+    def reduce_scatter(self, array, op: Any = ReduceOp.SUM, out=None, async_op: bool = False, stream: Any = None):
         """out (a new array of len / size when None) = this rank's block of the reduction."""
         n = len(_flat(array))
         if out is None:
             if n % self.size:
                 raise InvalidArgumentError(f"reduce_scatter: {n} elements do not split into {self.size} equal blocks")
             out = _like(array, n // self.size)
-        return self._call(async_op, self._native.reduce_scatter, out, _raw(array), _raw(out), _op(op))
+        return self._call(async_op, self._native.reduce_scatter, out, _raw(array), _raw(out), _op(op), stream=stream)
 
-    def all_to_all(self, array, out=None, async_op: bool = False):
+    def all_to_all(self, array, out=None, async_op: bool = False, stream: Any = None):
         """Block j of array (len / size elements) goes to rank j; out (a new array like array when
         None) holds, at block j, what rank j sent this rank."""
         n = len(_flat(array))
@@ -208,16 +256,16 @@ class Communicator:
             if n % self.size:
                 raise InvalidArgumentError(f"all_to_all: {n} elements do not split into {self.size} equal blocks")
             out = _like(array, n)
-        return self._call(async_op, self._native.all_to_all, out, _raw(array), _raw(out))
+        return self._call(async_op, self._native.all_to_all, out, _raw(array), _raw(out), stream=stream)
 
-    def barrier(self, async_op: bool = False):
-        return self._call(async_op, self._native.barrier, None)
+    def barrier(self, async_op: bool = False, stream: Any = None):
+        return self._call(async_op, self._native.barrier, None, stream=stream)
 
-    def send(self, array, peer: int, async_op: bool = False):
-        return self._call(async_op, self._native.send, None, _raw(array), peer)
+    def send(self, array, peer: int, async_op: bool = False, stream: Any = None):
+        return self._call(async_op, self._native.send, None, _raw(array), peer, stream=stream)
 
-    def recv(self, array, peer: int, async_op: bool = False):
-        return self._call(async_op, self._native.recv, array, _raw(array), peer)
+    def recv(self, array, peer: int, async_op: bool = False, stream: Any = None):
+        return self._call(async_op, self._native.recv, array, _raw(array), peer, stream=stream)
 
     def __repr__(self) -> str:
         return f"kumi.Communicator(rank={self.rank}, size={self.size})"

@@ -6,13 +6,17 @@
 A ProcessGroup written in Python over kumi's native module, which is not compiled against torch:
 one kumi wheel serves every torch version from 2.4 on. Tensors travel by DLPack without copies.
 Rank 0 makes a kumi unique id and passes it through the store torch hands the backend, so
-torchrun, init_method URLs and torch.multiprocessing work unchanged. CPU tensors only for now.
+torchrun, init_method URLs and torch.multiprocessing work unchanged.
 
-Collectives run on the communicator's own thread, in call order, and the returned Work completes
-when they do (DDP overlaps them with the backward pass). Limits: see docs/PYTHON.md.
+CPU tensors: collectives run on the communicator's own thread, in call order, and the returned
+Work completes when they do (DDP overlaps them with the backward pass). CUDA tensors: as with
+NCCL, a collective is queued on the caller's current stream and returns at once; the Work's
+wait() makes the then-current stream wait for it, without blocking the host. Limits: see
+docs/PYTHON.md.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 from typing import Any, List, Optional
 
@@ -64,12 +68,13 @@ def _reduction(opts: Any, tensors: List[torch.Tensor], what: str):
     return kumi.ReduceOp.SUM, factor
 
 
-def _cpu(t: torch.Tensor, what: str) -> torch.Tensor:
+def _tensor(t: torch.Tensor, what: str) -> torch.Tensor:
+    """t, checked: a contiguous CPU or CUDA tensor of a type kumi reduces."""
     if t.dtype == torch.bool or t.is_complex():
         raise ValueError(f"kumi: {what}: dtype {t.dtype} is not supported (integers, float16, bfloat16, float32, "
                          "float64)")
-    if t.device.type != "cpu":
-        raise ValueError(f"kumi: {what}: tensor on {t.device}; this build of kumi takes CPU tensors only")
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"kumi: {what}: tensor on {t.device}; kumi takes CPU and CUDA tensors")
     if not t.is_contiguous():
         raise ValueError(f"kumi: {what}: tensor is not contiguous (call .contiguous())")
     return t
@@ -91,14 +96,21 @@ def _split(flat: torch.Tensor, sizes: List[int]) -> List[torch.Tensor]:
 class KumiWork(dist._Work):
     """A torch Work over kumi's: wait() raises the operation's error. (A Work made from a future
     by torch's _create_work_from_future returns from wait() even when the future failed, which
-    would hide a failed collective from every synchronous call.)"""
+    would hide a failed collective from every synchronous call.) On CUDA tensors the future is
+    complete once the operation is queued, with CUDA events: waiting makes the current stream
+    wait, and a failure kumi found since (a peer lost) is raised."""
 
-    def __init__(self, fut: torch.futures.Future):
+    def __init__(self, fut: torch.futures.Future, comm: Optional[kumi.Communicator] = None):
         super().__init__()
         self._fut = fut
+        self._comm = comm  # set for operations on CUDA tensors
 
     def wait(self, timeout: Optional[datetime.timedelta] = None) -> bool:
-        self._fut.wait()  # raises the operation's error
+        self._fut.wait()  # raises the operation's error; on CUDA, the current stream waits
+        if self._comm is not None:
+            err = self._comm.async_error()
+            if err is not None:
+                raise err
         return True
 
     def is_completed(self) -> bool:
@@ -124,12 +136,34 @@ class KumiWork(dist._Work):
         return self._fut
 
     def synchronize(self) -> None:
-        self._fut.wait()
+        self.wait()
 
 
-def _work(kumi_work: Optional[kumi.Work], result: Any) -> KumiWork:
-    """A torch Work whose future completes with `result` when kumi's operation does."""
-    fut: torch.futures.Future = torch.futures.Future()
+class _Placement:
+    """Where a call's tensors live: device None for CPU, else their GPU (current while kumi is
+    called, so that the communicator binds to it) and that GPU's current stream."""
+
+    def __init__(self, tensors: List[torch.Tensor], what: str):
+        devices = {t.device for t in tensors}
+        self.device: Optional[torch.device] = None
+        self.stream: Optional[Any] = None
+        if any(d.type == "cuda" for d in devices):
+            if len(devices) > 1:
+                raise ValueError(f"kumi: {what}: tensors on {', '.join(sorted(map(str, devices)))}; one call takes "
+                                 "tensors of one device")
+            self.device = next(iter(devices))
+            self.stream = torch.cuda.current_stream(self.device)
+
+    def current(self):
+        return torch.cuda.device(self.device) if self.device is not None else contextlib.nullcontext()
+
+
+def _work(kumi_work: Optional[kumi.Work], result: Any, place: Optional[_Placement] = None,
+          comm: Optional[kumi.Communicator] = None) -> KumiWork:
+    """A torch Work whose future completes with `result` when kumi's operation does (on CUDA:
+    when it is queued; the future's events carry the stream order)."""
+    cuda = place is not None and place.device is not None
+    fut: torch.futures.Future = torch.futures.Future(devices=[place.device]) if cuda else torch.futures.Future()
     if kumi_work is None:
         fut.set_result(result)
     else:
@@ -140,7 +174,7 @@ def _work(kumi_work: Optional[kumi.Work], result: Any) -> KumiWork:
             else:
                 fut.set_result(result)
         kumi_work._future.add_done_callback(done)
-    return KumiWork(fut)
+    return KumiWork(fut, comm if cuda else None)
 
 
 class KumiProcessGroup(dist.ProcessGroup):
@@ -185,126 +219,162 @@ class KumiProcessGroup(dist.ProcessGroup):
 
     @property
     def _device_types(self) -> List[torch.device]:
-        return [torch.device("cpu")]
+        return [torch.device(d) for d in _DEVICES]
 
     def _get_backend(self, device: Any) -> "KumiProcessGroup":
         return self
 
-    # -- collectives
-    def _scaled(self, t: torch.Tensor, factor: Optional[float], in_place: bool) -> torch.Tensor:
-        """PREMUL_SUM's input: t times factor, computed on the communicator's thread after the
-        operations queued before it (which may still be using t). In place only where the
-        result overwrites t anyway."""
+    # -- helpers
+    def _then(self, fn, place: _Placement):
+        """fn after the operations queued before it. CPU: on the communicator's thread (a kumi
+        Work). CUDA: now, on the caller's stream, where the operations before it were queued
+        (torch's kernels are asynchronous too); None."""
+        if place.device is None:
+            return self._comm._run(True, fn)
+
+        def on_stream():
+            with place.current(), torch.cuda.stream(place.stream):
+                fn()
+        self._comm._run(False, on_stream)
+        return None
+
+    def _scaled(self, t: torch.Tensor, factor: Optional[float], in_place: bool, place: _Placement) -> torch.Tensor:
+        """PREMUL_SUM's input: t times factor, computed after the operations queued before it
+        (which may still be using t). In place only where the result overwrites t anyway."""
         if factor is None:
             return t
         out = t if in_place else torch.empty_like(t)
-        self._comm._run(True, lambda: torch.mul(t, factor, out=out))
+        self._then(lambda: torch.mul(t, factor, out=out), place)
         return out
 
+    # -- collectives
     def allreduce(self, tensors: List[torch.Tensor], opts: Any = None):
         op, factor = _reduction(opts, tensors, "allreduce")
+        place = _Placement(tensors, "allreduce")
         last = None
-        for t in tensors:
-            t = self._scaled(_cpu(t, "allreduce"), factor, in_place=True)
-            last = self._comm.all_reduce(t, op=op, async_op=True)
-        return _work(last, tensors)
+        with place.current():
+            for t in tensors:
+                t = self._scaled(_tensor(t, "allreduce"), factor, True, place)
+                last = self._comm.all_reduce(t, op=op, async_op=True, stream=place.stream)
+        return _work(last, tensors, place, self._comm)
 
     def allreduce_coalesced(self, tensors: List[torch.Tensor], opts: Any = None):
         return self.allreduce(tensors, opts)
 
     def broadcast(self, tensors: List[torch.Tensor], opts: Any):
         root = opts.rootRank
+        place = _Placement(tensors, "broadcast")
         last = None
-        for t in tensors:
-            last = self._comm.broadcast(_cpu(t, "broadcast"), root=root, async_op=True)
-        return _work(last, tensors)
+        with place.current():
+            for t in tensors:
+                last = self._comm.broadcast(_tensor(t, "broadcast"), root=root, async_op=True, stream=place.stream)
+        return _work(last, tensors, place, self._comm)
 
     def reduce(self, tensors: List[torch.Tensor], opts: Any):
         op, factor = _reduction(opts, tensors, "reduce")
+        place = _Placement(tensors, "reduce")
         last = None
-        for t in tensors:
-            src = self._scaled(_cpu(t, "reduce"), factor, in_place=False)
-            last = self._comm.reduce(src, root=opts.rootRank, op=op, out=t, async_op=True)
-        return _work(last, tensors)
+        with place.current():
+            for t in tensors:
+                src = self._scaled(_tensor(t, "reduce"), factor, False, place)
+                last = self._comm.reduce(src, root=opts.rootRank, op=op, out=t, async_op=True, stream=place.stream)
+        return _work(last, tensors, place, self._comm)
 
     def _allgather_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None):
-        w = self._comm.all_gather(_cpu(input, "all_gather_into_tensor"),
-                                  out=_cpu(output, "all_gather_into_tensor output"), async_op=True)
-        return _work(w, output)
+        place = _Placement([input, output], "all_gather_into_tensor")
+        with place.current():
+            w = self._comm.all_gather(_tensor(input, "all_gather_into_tensor"),
+                                      out=_tensor(output, "all_gather_into_tensor output"), async_op=True,
+                                      stream=place.stream)
+        return _work(w, output, place, self._comm)
 
     all_gather_into_tensor = _allgather_base
     all_gather_single = _allgather_base  # the name torch 2.10+ calls
 
     def allgather(self, output_lists: List[List[torch.Tensor]], inputs: List[torch.Tensor], opts: Any = None):
+        place = _Placement(list(inputs) + [o for outs in output_lists for o in outs], "allgather")
         last = None
-        for outs, inp in zip(output_lists, inputs):
-            inp = _cpu(inp, "allgather")
-            flat = inp.new_empty((self.size() * inp.numel(),))
-            self._comm.all_gather(inp, out=flat, async_op=True)
+        with place.current():
+            for outs, inp in zip(output_lists, inputs):
+                inp = _tensor(inp, "allgather")
+                flat = inp.new_empty((self.size() * inp.numel(),))
+                self._comm.all_gather(inp, out=flat, async_op=True, stream=place.stream)
 
-            def scatter_back(outs=outs, flat=flat, inp=inp):
-                for k, o in enumerate(outs):
-                    o.copy_(flat[k * inp.numel():(k + 1) * inp.numel()].view_as(o))
-            last = self._comm._run(True, scatter_back)  # after the gather, on the same thread
-        return _work(last, output_lists)
+                def scatter_back(outs=outs, flat=flat, inp=inp):
+                    for k, o in enumerate(outs):
+                        o.copy_(flat[k * inp.numel():(k + 1) * inp.numel()].view_as(o))
+                last = self._then(scatter_back, place)  # after the gather
+        return _work(last, output_lists, place, self._comm)
 
     def _reduce_scatter_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None):
         op, factor = _reduction(opts, [input], "reduce_scatter_tensor")
-        input = self._scaled(_cpu(input, "reduce_scatter_tensor"), factor, in_place=False)
-        w = self._comm.reduce_scatter(input,
-                                      out=_cpu(output, "reduce_scatter_tensor output"), op=op, async_op=True)
-        return _work(w, output)
+        place = _Placement([input, output], "reduce_scatter_tensor")
+        with place.current():
+            input = self._scaled(_tensor(input, "reduce_scatter_tensor"), factor, False, place)
+            w = self._comm.reduce_scatter(input, out=_tensor(output, "reduce_scatter_tensor output"), op=op,
+                                          async_op=True, stream=place.stream)
+        return _work(w, output, place, self._comm)
 
     reduce_scatter_tensor = _reduce_scatter_base
     reduce_scatter_single = _reduce_scatter_base  # the name torch 2.10+ calls
 
     def reduce_scatter(self, outputs: List[torch.Tensor], input_lists: List[List[torch.Tensor]], opts: Any = None):
         op, factor = _reduction(opts, [i for ins in input_lists for i in ins], "reduce_scatter")
+        place = _Placement(list(outputs) + [i for ins in input_lists for i in ins], "reduce_scatter")
         last = None
-        for out, ins in zip(outputs, input_lists):
-            flat = torch.cat([_cpu(i, "reduce_scatter").reshape(-1) for i in ins])
-            flat = self._scaled(flat, factor, in_place=True)  # flat is ours
-            last = self._comm.reduce_scatter(flat, out=_cpu(out, "reduce_scatter output"), op=op, async_op=True)
-        return _work(last, outputs)
+        with place.current():
+            for out, ins in zip(outputs, input_lists):
+                flat = torch.cat([_tensor(i, "reduce_scatter").reshape(-1) for i in ins])
+                flat = self._scaled(flat, factor, True, place)  # flat is ours
+                last = self._comm.reduce_scatter(flat, out=_tensor(out, "reduce_scatter output"), op=op,
+                                                 async_op=True, stream=place.stream)
+        return _work(last, outputs, place, self._comm)
 
     def gather(self, output_lists: List[List[torch.Tensor]], inputs: List[torch.Tensor], opts: Any):
         root = opts.rootRank
-        inp = _cpu(inputs[0], "gather")
-        flat = inp.new_empty((self.size() * inp.numel(),))
-        self._comm.all_gather(inp, out=flat, async_op=True)
+        place = _Placement(list(inputs) + [o for outs in output_lists for o in outs], "gather")
+        with place.current():
+            inp = _tensor(inputs[0], "gather")
+            flat = inp.new_empty((self.size() * inp.numel(),))
+            self._comm.all_gather(inp, out=flat, async_op=True, stream=place.stream)
 
-        def copy_out():
-            if self.rank() == root:
-                for k, o in enumerate(output_lists[0]):
-                    o.copy_(flat[k * inp.numel():(k + 1) * inp.numel()].view_as(o))
-        return _work(self._comm._run(True, copy_out), output_lists)
+            def copy_out():
+                if self.rank() == root:
+                    for k, o in enumerate(output_lists[0]):
+                        o.copy_(flat[k * inp.numel():(k + 1) * inp.numel()].view_as(o))
+            return _work(self._then(copy_out, place), output_lists, place, self._comm)
 
     def scatter(self, outputs: List[torch.Tensor], input_lists: List[List[torch.Tensor]], opts: Any):
         root = opts.rootRank
-        out = _cpu(outputs[0], "scatter")
-        flat = out.new_empty((self.size() * out.numel(),))
-        if self.rank() == root:
-            flat.copy_(torch.cat([i.reshape(-1) for i in input_lists[0]]))
-        self._comm.broadcast(flat, root=root, async_op=True)
+        place = _Placement(list(outputs) + [i for ins in input_lists for i in ins], "scatter")
+        with place.current():
+            out = _tensor(outputs[0], "scatter")
+            flat = out.new_empty((self.size() * out.numel(),))
+            if self.rank() == root:
+                self._then(lambda: flat.copy_(torch.cat([i.reshape(-1) for i in input_lists[0]])), place)
+            self._comm.broadcast(flat, root=root, async_op=True, stream=place.stream)
 
-        def copy_out():
-            out.copy_(flat[self.rank() * out.numel():(self.rank() + 1) * out.numel()].view_as(out))
-        return _work(self._comm._run(True, copy_out), outputs)
+            def copy_out():
+                out.copy_(flat[self.rank() * out.numel():(self.rank() + 1) * out.numel()].view_as(out))
+            return _work(self._then(copy_out, place), outputs, place, self._comm)
 
     def alltoall_base(self, output: torch.Tensor, input: torch.Tensor, output_split_sizes: List[int],
                       input_split_sizes: List[int], opts: Any = None):
         """all_to_all_single: even splits straight through kumi; uneven ones padded (below)."""
-        input, output = _cpu(input, "all_to_all_single"), _cpu(output, "all_to_all_single output")
+        input, output = _tensor(input, "all_to_all_single"), _tensor(output, "all_to_all_single output")
+        place = _Placement([input, output], "all_to_all_single")
         n = self.size()
         if not output_split_sizes and not input_split_sizes:
             if input.numel() != output.numel() or input.numel() % n:
                 raise ValueError(f"kumi: all_to_all_single: input ({input.numel()} elements) and output "
                                  f"({output.numel()}) must be equal and split into {n} equal blocks")
-            return _work(self._comm.all_to_all(input, out=output, async_op=True), output)
+            with place.current():
+                w = self._comm.all_to_all(input, out=output, async_op=True, stream=place.stream)
+            return _work(w, output, place, self._comm)
         row = input[0].numel() if input.dim() > 1 and input.shape[0] else 1
         ins = _split(input.reshape(-1), [k * row for k in (input_split_sizes or _even(input.shape[0], n))])
         outs = _split(output.reshape(-1), [k * row for k in (output_split_sizes or _even(output.shape[0], n))])
-        return self._alltoall_blocks(outs, ins, output)
+        return self._alltoall_blocks(outs, ins, output, place)
 
     def alltoall(self, output_tensors: List[torch.Tensor], input_tensors: List[torch.Tensor], opts: Any = None):
         """all_to_all with tensor lists: block j of each side is tensor j."""
@@ -312,18 +382,20 @@ class KumiProcessGroup(dist.ProcessGroup):
         if len(input_tensors) != n or len(output_tensors) != n:
             raise ValueError(f"kumi: all_to_all: {len(input_tensors)} inputs and {len(output_tensors)} outputs for "
                              f"{n} ranks")
-        ins = [_cpu(t, "all_to_all").reshape(-1) for t in input_tensors]
-        outs = [_cpu(t, "all_to_all output") for t in output_tensors]
-        return self._alltoall_blocks(outs, ins, output_tensors)
+        ins = [_tensor(t, "all_to_all").reshape(-1) for t in input_tensors]
+        outs = [_tensor(t, "all_to_all output") for t in output_tensors]
+        return self._alltoall_blocks(outs, ins, output_tensors, _Placement(ins + outs, "all_to_all"))
 
-    def _alltoall_blocks(self, outs: List[torch.Tensor], ins: List[torch.Tensor], result: Any):
+    def _alltoall_blocks(self, outs: List[torch.Tensor], ins: List[torch.Tensor], result: Any, place: _Placement):
         """kumi's all-to-all moves equal blocks, so uneven ones travel padded to the largest block
-        of any rank (agreed on with a small max-allreduce): the MoE case costs a copy each way."""
+        of any rank (agreed on with a small max-allreduce on the host: block sizes are host
+        numbers): the MoE case costs a copy each way."""
         dtypes = {t.dtype for t in ins} | {t.dtype for t in outs}
         if len(dtypes) != 1:
             raise ValueError(f"kumi: all_to_all: tensors of different dtypes {sorted(map(str, dtypes))}")
         n = self.size()
         native = self._comm._native
+        handle = place.stream.cuda_stream if place.stream is not None else None
 
         def run():
             largest = torch.tensor([max([t.numel() for t in ins] + [t.numel() for t in outs])], dtype=torch.int64)
@@ -333,24 +405,30 @@ class KumiProcessGroup(dist.ProcessGroup):
             for j, t in enumerate(ins):
                 send[j * block:j * block + t.numel()].copy_(t)
             recv = torch.empty_like(send)
-            native.all_to_all(send, recv)
+            native.all_to_all(send, recv, stream=handle)
             for j, t in enumerate(outs):
                 t.view(-1).copy_(recv[j * block:j * block + t.numel()])
-        return _work(self._comm._run(True, run), result)
+        return _work(self._then(run, place), result, place, self._comm)
 
     def send(self, tensors: List[torch.Tensor], dst: int, tag: int = 0):
+        place = _Placement(tensors, "send")
         last = None
-        for t in tensors:
-            last = self._comm.send(_cpu(t, "send"), dst, async_op=True)
-        return _work(last, tensors)
+        with place.current():
+            for t in tensors:
+                last = self._comm.send(_tensor(t, "send"), dst, async_op=True, stream=place.stream)
+        return _work(last, tensors, place, self._comm)
 
     def recv(self, tensors: List[torch.Tensor], src: int, tag: int = 0):
+        place = _Placement(tensors, "recv")
         last = None
-        for t in tensors:
-            last = self._comm.recv(_cpu(t, "recv"), src, async_op=True)
-        return _work(last, tensors)
+        with place.current():
+            for t in tensors:
+                last = self._comm.recv(_tensor(t, "recv"), src, async_op=True, stream=place.stream)
+        return _work(last, tensors, place, self._comm)
 
     def barrier(self, opts: Any = None):
+        # A host barrier: it returns when every rank has reached it, after this rank's queued
+        # operations (kumi's host calls wait for its device calls before them).
         return _work(self._comm.barrier(async_op=True), None)
 
     def abort(self) -> None:
@@ -377,5 +455,9 @@ def _create(*args: Any):
     return KumiProcessGroup(comm, rank, size)
 
 
+# CUDA tensors need a kumi built with CUDA on a machine with a GPU; elsewhere kumi refuses them
+# by name at the call.
+_DEVICES = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
 if BACKEND not in dist.Backend.backend_list:
-    dist.Backend.register_backend(BACKEND, _create, extended_api=True, devices=["cpu"])
+    dist.Backend.register_backend(BACKEND, _create, extended_api=True, devices=_DEVICES)

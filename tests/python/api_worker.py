@@ -1,5 +1,6 @@
 """One rank of tests/python/test_api.py: the kumi Python API on numpy arrays, every result checked
 against numpy's own. Run under kumirun; prints "api_worker ok <rank> <size>" when all is right."""
+import os
 import sys
 
 import numpy as np
@@ -100,6 +101,44 @@ for what, call, cls in (
         failures.append(f"{what}: no error")
     except cls as e:
         expect(isinstance(e, kumi.Error) and str(e), f"{what}: message")
+
+# __cuda_array_interface__ (CuPy, Numba, torch on a GPU), parsed by the native module. Without a
+# GPU, an interface over host memory stands in for a device array: every field is read (the
+# errors below name each one) and the call then reaches kumi with a stream, which a machine
+# without a usable GPU refuses by name.
+class Interface:
+    def __init__(self, base, **overrides):
+        self.base = base
+        self.__cuda_array_interface__ = dict(shape=base.shape, typestr=base.dtype.str, strides=None,
+                                             data=(base.ctypes.data, False), version=3, stream=None)
+        self.__cuda_array_interface__.update(overrides)
+
+
+def refused(what, call, needle):
+    try:
+        call()
+        failures.append(f"{what}: no error")
+    except kumi.InvalidArgumentError as e:
+        expect(needle in str(e), f"{what}: message names the problem: {e}")
+
+
+f4 = np.ones(4, np.float32)
+refused("interface big-endian", lambda: comm.all_reduce(Interface(f4, typestr=">f4")), "typestr")
+refused("interface mask", lambda: comm.all_reduce(Interface(f4, mask=(0, False))), "masked")
+refused("interface strided", lambda: comm.all_reduce(Interface(f4, strides=(8,))), "not contiguous")
+refused("interface read-only output", lambda: comm.all_reduce(f4, out=Interface(f4, data=(f4.ctypes.data, True))),
+        "read-only")
+refused("interface no data", lambda: comm.all_reduce(Interface(f4, data=None)), "wrong type")
+refused("interface sizes", lambda: comm.all_reduce(Interface(np.ones(6, np.float32)), out=Interface(f4)),
+        "input has 6 elements, output 4")
+refused("interface dtypes", lambda: comm.all_reduce(Interface(np.ones(4, np.int32)), out=Interface(f4)),
+        "different dtypes")
+refused("bad stream", lambda: comm.all_reduce(f4, stream="fast"), "stream")
+refused("not an array", lambda: comm.all_reduce([1.0, 2.0]), "expected an array")
+if not os.path.exists("/dev/nvidia0"):
+    refused("interface without a GPU", lambda: comm.all_reduce(Interface(f4)), "no GPU can be used")
+    refused("host array with a stream, without a GPU", lambda: comm.all_reduce(f4, stream=5), "no GPU can be used")
+expect(comm.async_error() is None, "no async error on a healthy communicator")
 # The communicator still works after refused calls.
 z = np.ones(3, np.float32)
 comm.all_reduce(z)

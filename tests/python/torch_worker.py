@@ -106,7 +106,8 @@ if size > 1:
 for what, call, word in (
         ("bool dtype", lambda: dist.all_reduce(torch.ones(4, dtype=torch.bool)), "dtype"),
         ("sizes", lambda: dist.all_gather_into_tensor(torch.empty(2), torch.ones(3)), "elements"),
-        ("strided", lambda: dist.all_reduce(torch.ones(8)[::2]), "contiguous")):
+        ("strided", lambda: dist.all_reduce(torch.ones(8)[::2]), "contiguous"),
+        ("meta device", lambda: dist.all_reduce(torch.ones(4, device="meta")), "CPU and CUDA")):
     try:
         call()
         failures.append(f"{what}: accepted")

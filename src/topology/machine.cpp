@@ -18,6 +18,16 @@ std::string_view closenessName(Closeness c) {
   return "unknown";
 }
 
+std::string_view gpuLinkKindName(GpuLinkKind k) {
+  switch (k) {
+    case GpuLinkKind::Self: return "self";
+    case GpuLinkKind::NvLink: return "nvlink";
+    case GpuLinkKind::NvSwitch: return "nvswitch";
+    case GpuLinkKind::Pcie: return "pcie";
+  }
+  return "unknown";
+}
+
 bool closer(const Link& a, const Link& b) {
   if (a.level != b.level) return a.level < b.level;
   return a.depth > b.depth;

@@ -58,6 +58,7 @@ struct Link {
 
 struct Gpu {
   std::string busId;  // empty for a device hwloc does not place on PCI
+  double pcieGBps = 0;  // its PCIe link, one direction (hwloc's link speed); 0 when unknown
   std::uint16_t vendorId = 0;
   std::uint16_t deviceId = 0;
   std::string name;
@@ -85,6 +86,16 @@ struct Nic {
   CpuList closeCpus;
 };
 
+// How one GPU reaches another of its machine (a row of `nvidia-smi topo -m`).
+enum class GpuLinkKind { Self, NvLink, NvSwitch, Pcie };
+
+struct GpuPeer {
+  GpuLinkKind kind = GpuLinkKind::Pcie;
+  double gbps = 0;  // one direction: NVLink lanes x lane speed, the NVSwitch share, or the narrower PCIe link (0: unknown)
+  int lanes = 0;    // direct NVLink links (0 through a switch or over PCIe)
+  Link pci;         // their common PCIe ancestor, whatever the kind
+};
+
 struct Machine {
   std::string source;    // "this machine", "xml:PATH" or "synthetic:DESCRIPTION"
   std::string hostName;  // as recorded by hwloc, may be empty
@@ -96,7 +107,11 @@ struct Machine {
   std::vector<PciDevice> pciDevices;    // by bus id
   std::vector<Gpu> gpus;                // by bus id: GPU i is CUDA device i under CUDA_DEVICE_ORDER=PCI_BUS_ID
   std::vector<Nic> nics;                // by bus id, devices without one last
+  std::vector<std::vector<GpuPeer>> gpuPeers;  // [a][b], GPU order; empty without GPUs
+  std::string nvlinkSource;  // where NVLink facts came from ("hwloc NVLinkBandwidth", "NVML"), empty: none
 };
+
+std::string_view gpuLinkKindName(GpuLinkKind k);  // "self", "nvlink", "nvswitch", "pcie"
 
 std::string_view closenessName(Closeness c);  // "pci_switch", "host_bridge", ...
 

@@ -7,12 +7,16 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
+#include "topology/gpu_fabric.hpp"
+#include "topology/nvml_probe.hpp"
 
 namespace kumi::topo {
 namespace {
@@ -183,7 +187,35 @@ void loadCpus(hwloc_topology_t topo, Machine& m) {
   }
 }
 
-void loadIo(hwloc_topology_t topo, Machine& m) {
+// hwloc's "NVLinkBandwidth" matrix (from its NVML component, or recorded in an XML file) as an
+// NVLinkMatrix; nullopt when there is none.
+std::optional<NvLinkMatrix> nvlinkFromHwloc(hwloc_topology_t topo) {
+  unsigned count = 1;
+  hwloc_distances_s* d = nullptr;
+  if (hwloc_distances_get_by_name(topo, "NVLinkBandwidth", &count, &d, 0) != 0 || count == 0 || d == nullptr)
+    return std::nullopt;
+  struct Release {
+    hwloc_topology_t t;
+    hwloc_distances_s* d;
+    ~Release() { hwloc_distances_release(t, d); }
+  } release{topo, d};
+  NvLinkMatrix out;
+  out.source = "hwloc NVLinkBandwidth";
+  for (unsigned i = 0; i < d->nbobjs; ++i) {
+    hwloc_obj_t o = d->objs[i];
+    NvLinkEnd end;
+    if (o != nullptr) {
+      hwloc_obj_t pci = o->type == HWLOC_OBJ_OS_DEVICE ? o->parent : o;
+      if (pci != nullptr && pci->type == HWLOC_OBJ_PCI_DEVICE) end.busId = busIdOf(pci);
+      end.nvswitch = o->subtype != nullptr && std::string_view(o->subtype) == "NVSwitch";
+    }
+    out.ends.push_back(std::move(end));
+  }
+  out.mbps.assign(d->values, d->values + static_cast<std::size_t>(d->nbobjs) * d->nbobjs);
+  return out;
+}
+
+void loadIo(hwloc_topology_t topo, Machine& m, bool probeNvml) {
   std::vector<std::pair<Gpu, hwloc_obj_t>> gpus;
   std::vector<std::pair<Nic, hwloc_obj_t>> nics;
 
@@ -254,20 +286,33 @@ void loadIo(hwloc_topology_t topo, Machine& m) {
   });
 
   int packageCount = static_cast<int>(m.packages.size());
+  std::vector<std::vector<Link>> gpuPci;
   for (auto& [gpu, gobj] : gpus) {
     for (auto& nic : nics) gpu.nics.push_back(linkBetween(topo, gobj, nic.second, packageCount));
+    if (gobj->type == HWLOC_OBJ_PCI_DEVICE) gpu.pcieGBps = gobj->attr->pcidev.linkspeed;
+    gpuPci.emplace_back();
+    for (auto& other : gpus) gpuPci.back().push_back(linkBetween(topo, gobj, other.second, packageCount));
     m.gpus.push_back(std::move(gpu));
   }
   for (auto& nic : nics) m.nics.push_back(std::move(nic.first));
   rankNics(m);
+
+  std::optional<NvLinkMatrix> nvlink = nvlinkFromHwloc(topo);
+  if (!nvlink && probeNvml && !m.gpus.empty()) {
+    std::string why;
+    nvlink = probeNvLinks(m, &why);
+    if (!nvlink) KUMI_INFO("no NVLink facts for ", m.gpus.size(), " GPUs: ", why);
+  }
+  setGpuPeers(m, gpuPci, nvlink ? &*nvlink : nullptr);
 }
 
-Machine fromTopology(hwloc_topology_t topo, std::string source) {
+// probeNvml: this machine, where NVML can add what hwloc's own NVML component would have.
+Machine fromTopology(hwloc_topology_t topo, std::string source, bool probeNvml = false) {
   Machine m;
   m.source = std::move(source);
   m.hostName = infoOf(hwloc_get_root_obj(topo), "HostName");
   loadCpus(topo, m);
-  loadIo(topo, m);
+  loadIo(topo, m, probeNvml);
   return m;
 }
 
@@ -284,7 +329,7 @@ Machine loadLocalMachine() {
   // devices and bridges through sysfs. Failure (hwloc without the component) changes nothing.
   hwloc_topology_set_components(topo.get(), HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
   load(topo.get(), "this machine's topology");
-  return fromTopology(topo.get(), "this machine");
+  return fromTopology(topo.get(), "this machine", /*probeNvml=*/true);
 }
 
 Machine loadMachineFromXml(const std::string& path) {

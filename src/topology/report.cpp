@@ -66,6 +66,37 @@ std::uint64_t totalMemory(const Machine& m) {
   return total;
 }
 
+// nvidia-smi topo -m's matrix, with bandwidths: "NV18 450", "NVS 450", "PIX 31.5".
+std::vector<Row> gpuLinkRows(const Machine& m) {
+  std::vector<Row> rows{{""}};
+  for (std::size_t g = 0; g < m.gpus.size(); ++g) rows[0].push_back("GPU" + std::to_string(g));
+  for (std::size_t a = 0; a < m.gpuPeers.size(); ++a) {
+    Row r{"GPU" + std::to_string(a)};
+    for (std::size_t b = 0; b < m.gpuPeers[a].size(); ++b) {
+      const GpuPeer& p = m.gpuPeers[a][b];
+      std::string cell;
+      switch (p.kind) {
+        case GpuLinkKind::Self: cell = "X"; break;
+        case GpuLinkKind::NvLink: cell = p.lanes > 0 ? "NV" + std::to_string(p.lanes) : "NV"; break;
+        case GpuLinkKind::NvSwitch: cell = "NVS"; break;
+        case GpuLinkKind::Pcie: {
+          static constexpr const char* kPci[] = {"PIX", "PHB", "NODE", "SYS", "SYS"};
+          cell = kPci[static_cast<int>(p.pci.level)];
+          break;
+        }
+      }
+      if (p.kind != GpuLinkKind::Self && p.gbps > 0) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, " %.4g", p.gbps);
+        cell += buf;
+      }
+      r.push_back(cell);
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
 }  // namespace
 
 
@@ -105,6 +136,11 @@ std::string formatText(const Machine& m) {
                       formatCpuList(gpu.closeCpus)});
     }
     out += table(rows);
+    if (m.gpus.size() > 1) {
+      out += cat("GPU links (GB/s one way; NV<n>: n direct NVLinks, NVS: through NVSwitches, else PCIe ",
+                 "by common ancestor; NVLink from ", m.nvlinkSource.empty() ? "nowhere" : m.nvlinkSource, "):\n");
+      out += table(gpuLinkRows(m));
+    }
   }
 
   out += cat("NICs: ", m.nics.size(), "\n");
@@ -164,6 +200,7 @@ std::string formatJson(const Machine& m) {
         .endObject();
   j.endArray();
 
+  j.field("nvlink_source", m.nvlinkSource);
   j.key("gpus").beginArray();
   for (std::size_t g = 0; g < m.gpus.size(); ++g) {
     const Gpu& gpu = m.gpus[g];
@@ -179,6 +216,13 @@ std::string formatJson(const Machine& m) {
     j.field("nearest_nic_name", gpu.nearestNic < 0 ? std::string() : m.nics[gpu.nearestNic].name);
     j.key("nic_closeness").beginArray();  // in NIC order
     for (const Link& l : gpu.nics) j.value(closenessName(l.level));
+    j.endArray();
+    j.field("pcie_gbps", gpu.pcieGBps);
+    j.key("peers").beginArray();  // in GPU order
+    for (const GpuPeer& p : g < m.gpuPeers.size() ? m.gpuPeers[g] : std::vector<GpuPeer>{}) {
+      j.beginObject().field("kind", gpuLinkKindName(p.kind)).field("gbps", p.gbps).field("nvlinks", p.lanes);
+      j.field("pci_closeness", closenessName(p.pci.level)).endObject();
+    }
     j.endArray();
     j.endObject();
   }

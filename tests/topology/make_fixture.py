@@ -18,6 +18,11 @@ Fixtures:
       same host bridge (package 0), same NUMA node (package 1). Package 0 also holds an NVMe
       drive and the BMC's VGA controller (ASPEED, class 0300, with a DRM "card0" GPU OS device),
       which must not count as GPUs.
+  hgx-8gpu-nvswitch-4nic.xml  two-socket-8gpu-4nic plus an HGX H100 board's NVLink fabric: CUDA
+      and NVML OS devices on each GPU, four NVSwitches, hwloc's NVLinkBandwidth matrix (18 links
+      per GPU, 5/4/4/5 to the switches).
+  4gpu-nvlink-pairs.xml  four GPUs on one package, NVLink-bridged in pairs (0-1, 2-3) and reaching
+      across pairs over PCIe only.
   snc2-2gpu-1nic.xml  1 package x 16 cores, split into two NUMA nodes (sub-NUMA clustering).
       GPU0 is local to NUMA node 0, the NIC to NUMA node 1, and GPU1 hangs off the package as a
       whole (no single NUMA node): closeness "package", and a GPU without a NUMA node.
@@ -117,7 +122,16 @@ def compute_sets(root: Obj) -> None:
     nodes(root)
 
 
-def write_xml(root: Obj) -> str:
+class Distances:
+    """An hwloc distances matrix between objects of the tree (written after it, as lstopo does):
+    name, kind (hwloc_distances_kind_e bits), the objects, and the row-major values."""
+
+    def __init__(self, name: str, kind: int, objs: List[Obj], values: List[int]):
+        assert len(values) == len(objs) ** 2
+        self.name, self.kind, self.objs, self.values = name, kind, objs, values
+
+
+def write_xml(root: Obj, distances: Optional[List[Distances]] = None) -> str:
     compute_sets(root)
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<!DOCTYPE topology SYSTEM "hwloc2.dtd">',
@@ -126,6 +140,7 @@ def write_xml(root: Obj) -> str:
 
     def emit(o: Obj, indent: int):
         gp[0] += 1
+        o.gp = gp[0]
         attrs = {"type": o.type}
         if o.pu is not None:
             attrs["os_index"] = str(o.pu)
@@ -155,6 +170,19 @@ def write_xml(root: Obj) -> str:
         lines.append(f"{pad}</object>")
 
     emit(root, 1)
+    for d in distances or []:
+        types = {o.type for o in d.objs}
+        if len(types) == 1:
+            lines.append(f'  <distances2 type="{d.objs[0].type}" nbobjs="{len(d.objs)}" kind="{d.kind}" '
+                         f'name="{d.name}" indexing="gp">')
+            indexes = " ".join(str(o.gp) for o in d.objs)
+        else:
+            lines.append(f'  <distances2hetero nbobjs="{len(d.objs)}" kind="{d.kind | 16}" name="{d.name}">')
+            indexes = " ".join(f"{o.type}:{o.gp}" for o in d.objs)
+        values = " ".join(str(v) for v in d.values)
+        lines.append(f'    <indexes length="{len(indexes)}">{indexes}</indexes>')
+        lines.append(f'    <u64values length="{len(values)}">{values}</u64values>')
+        lines.append("  </distances2hetero>" if len(types) > 1 else "  </distances2>")
     lines.append("</topology>")
     return "\n".join(lines) + "\n"
 
@@ -216,8 +244,22 @@ def osdev(name: str, kind: int, infos: Optional[Dict[str, str]] = None, subtype:
     return Obj("OSDev", attrs, infos=infos)
 
 
-def nvidia_gpu(bus: int) -> Obj:
-    return pci_dev(bus, 0x0302, 0x10DE, 0x2330, "NVIDIA Corporation", "GH100 [H100 SXM5 80GB]", [])
+def nvidia_gpu(bus: int, index: Optional[int] = None) -> Obj:
+    """An H100; with an index, also the OS devices hwloc's CUDA and NVML components add."""
+    devs = []
+    if index is not None:
+        devs = [osdev(f"cuda{index}", 5, {"Backend": "CUDA", "GPUVendor": "NVIDIA Corporation"}, "CUDA"),
+                osdev(f"nvml{index}", 1, {"Backend": "NVML", "GPUVendor": "NVIDIA Corporation",
+                                          "GPUModel": "NVIDIA H100 80GB HBM3"}, "NVML")]
+    return pci_dev(bus, 0x0302, 0x10DE, 0x2330, "NVIDIA Corporation", "GH100 [H100 SXM5 80GB]", devs)
+
+
+def nvswitch(bus: int) -> Obj:
+    """An NVSwitch as the host sees it: an NVIDIA "bridge" function, which hwloc's NVML component
+    names as the peer of the GPUs' NVLinks (subtype NVSwitch)."""
+    sw = pci_dev(bus, 0x0680, 0x10DE, 0x22A3, "NVIDIA Corporation", "GH100 [H100 NVSwitch]", [])
+    sw.attrs["subtype"] = "NVSwitch"
+    return sw
 
 
 def mellanox_nic(bus: int, index: int) -> Obj:
@@ -230,11 +272,12 @@ def mellanox_nic(bus: int, index: int) -> Obj:
     ], speed="63.015385")
 
 
-def pcie_switch(root_bus: int, root_dev: int, base: int, nic_index: int) -> Obj:
+def pcie_switch(root_bus: int, root_dev: int, base: int, nic_index: int, gpu_index: Optional[int] = None) -> Obj:
     """Root port -> switch upstream port -> three downstream ports -> GPU, GPU, NIC."""
+    second = gpu_index + 1 if gpu_index is not None else None
     ports = [
-        pci_bridge(base + 1, 0, base + 2, base + 2, [nvidia_gpu(base + 2)]),
-        pci_bridge(base + 1, 1, base + 3, base + 3, [nvidia_gpu(base + 3)]),
+        pci_bridge(base + 1, 0, base + 2, base + 2, [nvidia_gpu(base + 2, gpu_index)]),
+        pci_bridge(base + 1, 1, base + 3, base + 3, [nvidia_gpu(base + 3, second)]),
         pci_bridge(base + 1, 2, base + 4, base + 4, [mellanox_nic(base + 4, nic_index)]),
     ]
     upstream = pci_bridge(base, 0, base + 1, base + 4, ports)
@@ -293,9 +336,76 @@ def snc2_2gpu_1nic() -> Obj:
                 "hwlocVersion": "2.9.0"})
 
 
+def find_all(o: Obj, pred) -> List[Obj]:
+    out = [o] if pred(o) else []
+    for c in o.children:
+        out += find_all(c, pred)
+    return out
+
+
+def nvml_gpus(root: Obj) -> List[Obj]:
+    return find_all(root, lambda o: o.type == "OSDev" and o.attrs.get("name", "").startswith("nvml"))
+
+
+# hwloc_distances_kind_e: FROM_OS 1, MEANS_BANDWIDTH 8 (HETEROGENEOUS_TYPES 16 is added for mixed types).
+NVLINK_KIND = 1 | 8
+LOCAL_MBPS = 1000000  # hwloc's NVML component puts this artificial value on the diagonal
+
+
+def dgx_8gpu_nvswitch_4nic():
+    """two-socket-8gpu-4nic with what an HGX H100 board adds: CUDA and NVML OS devices on the
+    GPUs, four NVSwitches, and hwloc's NVLinkBandwidth matrix (MB/s, one direction): each GPU's
+    18 NVLink 4 links (25 GB/s each) go 5, 4, 4, 5 to the four switches."""
+    root = two_socket_8gpu_4nic()
+    root.infos["HostName"] = "fixture-hgx-h100"
+    # The GPUs of the PCIe switches, in bus order, get CUDA/NVML indices 0..7.
+    gpus = find_all(root, lambda o: o.type == "PCIDev" and o.attrs["pci_type"].startswith("0302"))
+    for i, g in enumerate(sorted(gpus, key=lambda o: o.attrs["pci_busid"])):
+        g.children = nvidia_gpu(int(g.attrs["pci_busid"][5:7], 16), i).children
+    switches = [nvswitch(0xD0 + k) for k in range(4)]
+    package1 = [c for c in root.children if c.type == "Package"][1]
+    package1.children.append(host_bridge(0xD0, 0xD3, switches))
+    ends = nvml_gpus(root) + switches
+    n = len(ends)
+    values = [0] * (n * n)
+    for i in range(n):
+        values[i * n + i] = LOCAL_MBPS
+    for g in range(8):
+        for k, links in enumerate((5, 4, 4, 5)):
+            s = 8 + k
+            values[g * n + s] = values[s * n + g] = links * 25000
+    return root, [Distances("NVLinkBandwidth", NVLINK_KIND, ends, values)]
+
+
+def four_gpu_nvlink_pairs():
+    """One package with four GPUs on their own root ports, joined in pairs by NVLink bridges
+    (0-1 and 2-3, 12 NVLink 3 links each, 25 GB/s per link and direction) and only by PCIe
+    across pairs: hwloc's NVLinkBandwidth has GPU OS devices only (distances2, not hetero)."""
+    memory = 256 << 30
+    gpus = [host_bridge(0x10 * (k + 1), 0x10 * (k + 1) + 1,
+                        [pci_bridge(0x10 * (k + 1), 1, 0x10 * (k + 1) + 1, 0x10 * (k + 1) + 1,
+                                    [nvidia_gpu(0x10 * (k + 1) + 1, k)], vendor=0x1022, device=0x1483)])
+            for k in range(4)]
+    pkg = Obj("Package", {"os_index": "0"},
+              [numa_node(0, memory), cache(3, 32 << 20, [core(c, [c]) for c in range(16)]), *gpus],
+              {"CPUVendor": "AuthenticAMD", "CPUModel": "AMD EPYC 7313 16-Core Processor"})
+    root = Obj("Machine", {"os_index": "0"}, [pkg],
+               {"Backend": "Linux", "OSName": "Linux", "HostName": "fixture-4gpu-pairs", "Architecture": "x86_64",
+                "hwlocVersion": "2.9.0"})
+    ends = nvml_gpus(root)
+    values = [0] * 16
+    for i in range(4):
+        values[i * 4 + i] = LOCAL_MBPS
+    for a, b in ((0, 1), (2, 3)):
+        values[a * 4 + b] = values[b * 4 + a] = 12 * 25000
+    return root, [Distances("NVLinkBandwidth", NVLINK_KIND, ends, values)]
+
+
 FIXTURE_BUILDERS = {
     "two-socket-8gpu-4nic.xml": two_socket_8gpu_4nic,
     "snc2-2gpu-1nic.xml": snc2_2gpu_1nic,
+    "hgx-8gpu-nvswitch-4nic.xml": dgx_8gpu_nvswitch_4nic,
+    "4gpu-nvlink-pairs.xml": four_gpu_nvlink_pairs,
 }
 
 
@@ -307,7 +417,8 @@ def main() -> int:
     stale = []
     os.makedirs(args.out, exist_ok=True)
     for name, build in FIXTURE_BUILDERS.items():
-        text = write_xml(build())
+        built = build()
+        text = write_xml(*built) if isinstance(built, tuple) else write_xml(built)
         path = os.path.join(args.out, name)
         if args.check:
             try:

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "device_buffers.hpp"
+#include "nccl_peer.hpp"
 #include "core/element.hpp"     // header-only: the same fp16/bf16 rounding the library uses
 #include "core/scoped_env.hpp"  // header-only
 #include "core/types.hpp"       // header-only: canonical type and op names
@@ -50,6 +51,7 @@ struct Options {
   std::string calibrate;  // --calibrate FILE
   bool transportSet = false;
   bool device = false;  // --memory device: buffers in GPU memory, calls on a stream
+  bool compareNccl = false;  // --compare nccl: NCCL on the same buffers in the same run
 };
 
 // nccl-tests' names for the table; kumi's canonical names (core/types.hpp) for -d and JSON.
@@ -132,6 +134,9 @@ void usage() {
       "                        to every peer) (sets KUMI_TRANSPORT)\n"
       "      --memory host|device  where the buffers live (default host); device: cudaMalloc'd buffers on\n"
       "                        the current GPU, every call on a stream, timed until the stream is done\n"
+      "      --compare nccl    also run NCCL (libnccl.so.2, opened at run time) on the same device buffers,\n"
+      "                        sizes, ranks and stream, and print kumi/NCCL busbw per size (needs --memory\n"
+      "                        device; NCCL refuses two ranks on one GPU, which is then said and skipped)\n"
       "      --json FILE       also write the results as JSON\n"
       "      --calibrate FILE  measure rank 0's links (shared memory, loopback tcp, tcp to another host),\n"
       "                        memcpy and float32 sum; write them as a tuning file (KUMI_TUNING_FILE);\n"
@@ -166,6 +171,11 @@ Options parseArgs(int argc, char** argv) {
       const std::string v = val();
       if (v != "host" && v != "device") die("--memory " + v + ": expected host or device");
       o.device = v == "device";
+    }
+    else if (a == "--compare") {
+      const std::string v = val();
+      if (v != "nccl") die("--compare " + v + ": the peer kumi-bench can run beside kumi is nccl");
+      o.compareNccl = true;
     }
     else if (a == "--calibrate") {
       o.calibrate = val();
@@ -205,6 +215,8 @@ Options parseArgs(int argc, char** argv) {
   if (o.factor != 0 && o.factor <= 1) die("-f must be > 1");
   if (!o.calibrate.empty() && !o.compare.empty()) die("--calibrate and --algo " + o.compare + " do not go together");
   if (!o.calibrate.empty() && o.device) die("--calibrate measures host links: drop --memory device");
+  if (o.compareNccl && !o.device) die("--compare nccl: NCCL works on device buffers; add --memory device");
+  if (o.compareNccl && !o.calibrate.empty()) die("--calibrate and --compare nccl do not go together");
   if (!o.calibrate.empty() && o.transportSet)
     die("--calibrate measures shared memory and tcp itself: drop --transport");
   return o;
@@ -298,6 +310,7 @@ struct Variant {
   std::string label;
   kumiComm_t comm = nullptr;
   CommPtr owned;  // null for the main communicator, which main() owns
+  bench::NcclPeer* nccl = nullptr;  // set for NCCL's row (comm is then the main one, for barriers)
 };
 
 // One size of a comparison: the time of each variant (the lower of out of place and in place:
@@ -329,7 +342,7 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
     die("root " + std::to_string(opt.root) + " is not a rank (world size " + std::to_string(nranks) + ")");
   const bool rooted = coll.name == "broadcast" || coll.name == "reduce";
   if (!coll.reduces()) opt.ops = {kumiSum};
-  const bool comparing = !opt.compare.empty();
+  const bool comparing = !opt.compare.empty() || opt.compareNccl;
 
   auto maxOverRanks = [&](double v) {
     double out = 0;
@@ -359,17 +372,31 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
     check(r, ("kumiCommInitFromEnv with KUMI_ALGO=" + forced).c_str());
     variants.push_back({name, c, CommPtr(c)});
   }
+  std::unique_ptr<bench::NcclPeer> nccl;
+  std::string ncclNote;
+  if (opt.compareNccl) {
+    std::string why;
+    try {
+      nccl = bench::NcclPeer::open(comm, rank, nranks, &why);
+    } catch (const std::exception& e) {
+      die(e.what());
+    }
+    if (nccl) variants.push_back({"nccl", comm, nullptr, nccl.get()});
+    ncclNote = nccl ? "# NCCL " + nccl->version() + " on the same buffers and stream (row nccl)\n"
+                    : "# NCCL not compared: " + why + "\n";
+  }
 
   if (rank == 0) {
     std::printf("# kumi-bench %s: %d ranks, %d warm-up and %d timed iterations, check %s\n", coll.name.c_str(), nranks,
                 opt.warmup, opt.iters, opt.check ? "on" : "off");
-    if (comparing) {
+    if (!opt.compare.empty()) {
       std::printf("# comparing the planner's choice (auto) with");
-      for (std::size_t v = 1; v < variants.size(); ++v) std::printf("%s %s", v > 1 ? "," : "", variants[v].label.c_str());
+      for (std::size_t v = 1; v < variants.size() - (nccl ? 1 : 0); ++v) std::printf("%s %s", v > 1 ? "," : "", variants[v].label.c_str());
       std::printf(" (KUMI_ALGO=%s:<algo>, one communicator each); ran = what the library reports it ran\n",
                   coll.name.c_str());
       std::fputs(skipped.c_str(), stdout);
     }
+    std::fputs(ncclNote.c_str(), stdout);
     // The algorithm columns come only in comparisons, so that plain runs keep nccl-tests' columns.
     auto header = [&](const char* a, const char* b, const char* c, const char* d, const char* e, const char* al,
                       const char* ra, const char* rest) {
@@ -459,6 +486,16 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
               dev->toDevice(dev->recv(), recvBuf.data(), recvBuf.size());
             };
             auto launch = [&]() {
+              if (variant.nccl) {
+                try {
+                  const std::uint64_t n = coll.name == "reduce_scatter" || coll.name == "allgather" ||
+                                                  coll.name == "alltoall" ? block : count;
+                  variant.nccl->run(coll.name, send, recv, n, type, op, opt.root, stream);
+                } catch (const std::exception& e) {
+                  die(e.what());
+                }
+                return;
+              }
               kumiComm_t c = variant.comm;
               kumiResult_t r = kumiSuccess;
               if (coll.name == "allreduce") r = kumiAllReduce(send, recv, count, type, op, c, stream);
@@ -514,7 +551,7 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
             if (dev) dev->synchronize();  // device calls return at once: the time is the stream's
             const double us = elapsedUs(t0) / opt.iters;
             // Before any other call on this communicator: the last operation is the timed one.
-            ran[inPlace] = algorithmRan(variant.comm);
+            ran[inPlace] = variant.nccl ? "nccl" : algorithmRan(variant.comm);
             res[inPlace] = {maxOverRanks(us), wrong};
           }
           const std::string ranShown = passes == 1 || ran[0] == ran[1] ? ran[0] : ran[0] + "/" + ran[1];
@@ -580,13 +617,15 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
     std::string jsonSummary;
     double worst = 0;
     const SizeRow* worstRow = nullptr;
-    if (comparing && variants.size() > 1) {
+    // kumi's own variants first; NCCL's row, when there is one, last and outside the algorithm summary.
+    const std::size_t ours = variants.size() - (nccl ? 1 : 0);
+    if (comparing && ours > 1) {
       std::printf("#\n# Algorithm summary (time: the lower of out-of-place and in-place; ratio: auto / best)\n");
       std::printf("# %10s %8s %6s %24s %9s %18s %9s %7s\n", "size", "type", "redop", "best", "time(us)", "auto ran",
                   "time(us)", "ratio");
       for (const SizeRow& s : sizeRows) {
         std::size_t best = 1;
-        for (std::size_t v = 2; v < variants.size(); ++v)
+        for (std::size_t v = 2; v < ours; ++v)
           if (s.timeUs[v] < s.timeUs[best]) best = v;
         const double ratio = s.timeUs[0] / s.timeUs[best];
         if (!worstRow || ratio > worst) {
@@ -613,6 +652,25 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
                     static_cast<unsigned long long>(worstRow->bytes), kTableTypeNames[worstRow->type],
                     coll.reduces() ? kOpNames[worstRow->op] : "none");
     }
+    std::string jsonNccl;
+    if (nccl) {
+      std::printf("#\n# kumi vs NCCL %s (time: the lower of out-of-place and in-place; ratio: NCCL time / kumi time,\n"
+                  "# = kumi busbw / NCCL busbw: above 1, kumi is faster)\n", nccl->version().c_str());
+      std::printf("# %10s %8s %6s %12s %12s %7s\n", "size", "type", "redop", "kumi(us)", "nccl(us)", "ratio");
+      for (const SizeRow& s : sizeRows) {
+        const double ratio = s.timeUs.back() / s.timeUs[0];
+        std::printf("# %10llu %8s %6s %12.2f %12.2f %7.3f\n", static_cast<unsigned long long>(s.bytes),
+                    kTableTypeNames[s.type], coll.reduces() ? kOpNames[s.op] : "none", s.timeUs[0], s.timeUs.back(),
+                    ratio);
+        char row[256];
+        std::snprintf(row, sizeof row,
+                      "{\"bytes\": %llu, \"type\": \"%s\", \"op\": \"%s\", \"kumi_time_us\": %.3f, "
+                      "\"nccl_time_us\": %.3f, \"ratio\": %.4f}",
+                      static_cast<unsigned long long>(s.bytes), kTypeNames[s.type], kOpNames[s.op], s.timeUs[0],
+                      s.timeUs.back(), ratio);
+        jsonNccl += (jsonNccl.empty() ? "    " : ",\n    ") + std::string(row);
+      }
+    }
     if (!opt.json.empty()) {
       std::ofstream out(opt.json);
       out << "{\n  \"tool\": \"kumi-bench\", \"library\": \"kumi\", \"collective\": \"" << coll.name << "\", \"nranks\": "
@@ -629,6 +687,7 @@ int runBench(Options& opt, const std::vector<std::string>& algos, kumiComm_t com
         std::snprintf(worstText, sizeof worstText, "%.4f", worst);
         out << ",\n  \"summary\": [\n" << jsonSummary << "\n  ],\n  \"worst_ratio\": " << worstText;
       }
+      if (nccl) out << ",\n  \"nccl_version\": " << jsonString(nccl->version()) << ",\n  \"nccl\": [\n" << jsonNccl << "\n  ]";
       out << "\n}\n";
       out.close();
       if (!out) die("cannot write " + opt.json);

@@ -10,7 +10,10 @@
 #      element; and the stream-ordering tests on the CPU imitation, as a control),
 #   5. kumi-bench allreduce on device buffers (2 processes, bfloat16 and float32 up to 256 MiB),
 #      its busbw beside the copy bandwidth of step 3,
-#   6. torch.distributed with backend "kumi" on CUDA tensors (tests/python/torch_cuda_worker.py,
+#   6. kumi-bench --compare nccl on device buffers: NCCL (libnccl.so.2 from the system or from a
+#      pip nvidia-nccl wheel) beside kumi in one run, 1 process, and 2 sharing the GPU, which NCCL
+#      refuses (recorded as such),
+#   7. torch.distributed with backend "kumi" on CUDA tensors (tests/python/torch_cuda_worker.py,
 #      2 processes) where a CUDA build of torch is installed (nothing can be fetched there), else
 #      a SKIP line saying so
 # and prints one summary. Stays within 8 minutes (each step has its own limit).
@@ -138,6 +141,26 @@ else
   note FAIL "kumi-bench on device buffers: see $out/bench-device.log"; failed=1
 fi
 py=${KUMI_DEVICE_CHECK_PYTHON:-python3}
+# NCCL: the system's, else the one a pip wheel (nvidia-nccl-cu*) put in site-packages.
+nccl_dir=$($py -c 'import glob, site, os; d=[os.path.dirname(p) for s in site.getsitepackages() for p in glob.glob(os.path.join(s, "nvidia/nccl/lib/libnccl.so.2"))]; print(d[0] if d else "")' 2>/dev/null)
+if ! ldconfig -p 2>/dev/null | grep -q libnccl.so.2 && [ -z "$nccl_dir" ]; then
+  note SKIP "NCCL side by side: no libnccl.so.2 on this machine (system or pip)"
+else
+  for np in 1 2; do
+    if LD_LIBRARY_PATH="${nccl_dir:+$nccl_dir:}${LD_LIBRARY_PATH:-}" step "nccl-np$np" 180 build-device/kumirun -np $np -- \
+        build-device/kumi-bench allreduce --memory device --compare nccl -b 1M -e 256M -f 4 -n 10 -w 3 -d bfloat16 \
+        --json "$out/nccl-np$np.json"; then
+      ratios=$(grep -E '^# +[0-9]+ +bfloat16 +sum +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$out/nccl-np$np.log" | awk '{printf "%s%s MiB %s", sep, $2/1048576, $7; sep=", "}')
+      if grep -q "NCCL not compared" "$out/nccl-np$np.log"; then
+        note PASS "NCCL side by side, $np processes: $(grep -o 'NCCL not compared.*' "$out/nccl-np$np.log" | head -1)"
+      else
+        note PASS "NCCL side by side, $np processes, NCCL time / kumi time: $ratios"
+      fi
+    else
+      note FAIL "NCCL side by side, $np processes: see $out/nccl-np$np.log"; failed=1
+    fi
+  done
+fi
 torch_seen=$($py -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.is_available())' 2>&1 | tail -1)
 py_headers=$($py -c 'import os, sysconfig; print(os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>&1)
 if [[ "$torch_seen" != *"GPU True" ]]; then

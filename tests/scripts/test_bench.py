@@ -353,6 +353,10 @@ class BadFlags(unittest.TestCase):
         self.check_refused(["--calibrate", "x.tuning", "--algo", "all"], "--calibrate and --algo all do not go together")
         self.check_refused(["--calibrate", "x.tuning", "--transport", "tcp"], "drop --transport")
 
+    def test_compare_needs_nccl_and_device_memory(self):
+        self.check_refused(["allreduce", "--compare", "gloo"], "the peer kumi-bench can run beside kumi is nccl")
+        self.check_refused(["allreduce", "--compare", "nccl"], "add --memory device")
+
     def test_root_outside(self):
         res = bench("broadcast", "-r", str(NP), "-b", "8", "-e", "8", timeout=30)
         self.assertEqual(res.returncode, 2, res.describe())

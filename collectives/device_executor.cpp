@@ -1,5 +1,7 @@
 #include "collectives/device_executor.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "core/error.hpp"
@@ -54,6 +56,23 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     int next = 0;
     for (std::size_t c = 0; c < channels; ++c)
       for (std::size_t k = 0; k < per; ++k) freeSlots_[c].push_back(next++);
+    // Sends by name leave from device slots of the same shape, exported once per arena.
+    if (deviceFree_.size() < channels) deviceFree_.resize(channels);
+    for (auto& pool : deviceFree_) pool.clear();
+    if (ipc_ != nullptr) {
+      if (need > deviceArenaBytes_) {
+        deviceArena_.reset();
+        deviceArenaBytes_ = 0;
+        deviceArena_ = device_.deviceMemory(deviceIndex_, need);
+        deviceArenaBytes_ = need;
+        arenaName_ = device_.exportIpc(deviceArena_.get());
+      }
+      if (arenaName_) {
+        next = 0;
+        for (std::size_t c = 0; c < channels; ++c)
+          for (std::size_t k = 0; k < per; ++k) deviceFree_[c].push_back(next++);
+      }
+    }
   }
 
   remaining_.assign(ps.depCount.begin(), ps.depCount.end());
@@ -63,6 +82,10 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   head_.assign(channels, 0);
   requests_.assign(n, Request{});
   slotOf_.assign(n, -1);
+  direct_.assign(n, 0);
+  names_.resize(n);
+  directSends_ = directRecvs_ = 0;
+  static const int self = static_cast<int>(::getpid());
   fifo_.clear();
   fifoHead_ = 0;
   std::size_t over = 0;  // steps with nothing left to do
@@ -96,13 +119,41 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   // Starts steps at the head of channel c, in order. A send once its dependencies were issued
   // and a bounce buffer is free: the copy out is queued, the send posted when it has finished.
   // A receive as soon as a bounce buffer is free: it lands there whatever its dependencies.
+  // A send by name: the peer maps device memory (and the arena could be exported).
+  auto byName = [&](std::uint32_t i) {
+    const Step& st = steps[i];
+    return arenaName_ && ipc_ != nullptr && bufs.bytes(st.src) > 0 && tp->pullsDevice(st.peer);
+  };
   auto pumpChannel = [&](std::size_t c) {
     const auto& list = ps.channelSteps[c];
     std::size_t& h = head_[c];
-    while (h < list.size() && !freeSlots_[c].empty()) {
+    while (h < list.size()) {
       const std::uint32_t i = list[h];
       const Step& st = steps[i];
       if (st.kind == StepKind::Send && state_[i] != kReady) break;
+      if (st.kind == StepKind::Send && byName(i)) {
+        // Copied into a device slot (the peer reads it there, so the source may be written again
+        // at once: two ranks that send and then reduce into the buffer they sent would otherwise
+        // each wait for the other's read), then posted by name once the copy has run.
+        if (deviceFree_[c].empty()) break;
+        const int d = deviceFree_[c].back();
+        deviceFree_[c].pop_back();
+        slotOf_[i] = d;
+        direct_[i] = 1;
+        requests_[i].step = i;
+        std::byte* at = deviceSlot(d);
+        DeviceMessage& m = names_[i];
+        m.handle = arenaName_->handle;
+        m.bufferId = arenaName_->bufferId;
+        m.offset = arenaName_->offset + static_cast<std::uint64_t>(at - deviceArena_.get());
+        m.address = reinterpret_cast<std::uint64_t>(at);
+        m.pid = self;
+        fifo_.push_back({enqueued(q.copy(at, bufs.at(st.src), bufs.bytes(st.src))), i});
+        issue(i);
+        ++h;
+        continue;
+      }
+      if (freeSlots_[c].empty()) break;
       const int s = freeSlots_[c].back();
       freeSlots_[c].pop_back();
       slotOf_[i] = s;
@@ -113,6 +164,8 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       } else if (st.kind == StepKind::Send) {
         fifo_.push_back({enqueued(q.copy(slot(s), bufs.at(st.src), bufs.bytes(st.src))), i});
         issue(i);  // the queue reads the source before any later write to it
+      } else if (ipc_ != nullptr) {
+        tp->postRecvAny(st.peer, slot(s), bufs.bytes(st.dst), &requests_[i]);  // bytes, or a name
       } else {
         tp->postRecv(st.peer, slot(s), bufs.bytes(st.dst), &requests_[i]);
       }
@@ -134,7 +187,13 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       release(i);
       return;
     }
-    std::byte* landed = slot(slotOf_[i]);
+    const std::byte* landed = slot(slotOf_[i]);
+    if (direct_[i]) {  // read in place from the sender's memory
+      const DeviceMessage& m = names_[i];
+      landed = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
+                             : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
+      ++directRecvs_;
+    }
     const gpu::WorkQueue::Ticket t =
         st.kind == StepKind::Recv
             ? q.copy(bufs.at(st.dst), landed, bufs.bytes(st.dst))
@@ -168,16 +227,19 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   for (;;) {
     idle.checkAbort();
     bool moved = false;
-    if (finished < last) {
+    if (finished < last || fifoHead_ < fifo_.size()) {
       finished = q.finished();
       // In ticket order: a copy out has finished (post its send), or a receive's consumer has
       // (its bounce buffer is free again).
       while (fifoHead_ < fifo_.size() && fifo_[fifoHead_].ticket <= finished) {
         const std::uint32_t i = fifo_[fifoHead_++].step;
         moved = true;
-        if (steps[i].kind == StepKind::Send) {
+        if (steps[i].kind == StepKind::Send && direct_[i]) {
+          tp->postSendDevice(steps[i].peer, names_[i], bufs.bytes(steps[i].src), &requests_[i]);
+        } else if (steps[i].kind == StepKind::Send) {
           tp->postSend(steps[i].peer, slot(slotOf_[i]), bufs.bytes(steps[i].src), &requests_[i]);
-          } else {
+        } else {
+          if (direct_[i]) tp->releaseDevice(steps[i].peer);  // the sender may write it again
           release(i);
         }
       }
@@ -188,9 +250,20 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       moved = tp->progress(completed_) || moved;
       for (Request* req : completed_) {
         const std::uint32_t i = req->step;
-        if (steps[i].kind == StepKind::Send) {
+        if (steps[i].kind == StepKind::Send && direct_[i]) {
+          over_[i] = 1;  // the peer has read the device slot: it is free again
+          ++over;
+          ++directSends_;
+          const auto c = static_cast<std::size_t>(ps.channelOf[i]);
+          deviceFree_[c].push_back(slotOf_[i]);
+          pumpChannel(c);
+        } else if (steps[i].kind == StepKind::Send) {
           release(i);
         } else {
+          if (req->device != nullptr) {
+            direct_[i] = 1;
+            names_[i] = *req->device;
+          }
           received_[i] = 1;
           if (state_[i] == kReady) consume(i);
         }

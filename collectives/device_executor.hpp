@@ -7,12 +7,22 @@
 // were issued: the host waits for the device only where it must touch a bounce buffer (a copy
 // out before its send, a bounce buffer's consumer before reuse). The host never dereferences a
 // device pointer.
+//
+// Between processes of one host (CUDA IPC, given an IpcCache): a send whose peer maps device
+// memory (Transport::pullsDevice) is copied into a device slot of an exported arena and goes by
+// name once that copy has run; the receiver's queue copies or reduces straight from the slot
+// (one pass over NVLink or PCIe, no host memory) and releases it, which frees the slot. The copy
+// into the slot is on the sender's own memory (HBM, many times the link's speed) and lets the
+// source be written again at once, as with bounce buffers. Peers that do not map, or an arena
+// that cannot be exported, take the pinned bounce buffers.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "collectives/executor.hpp"
 #include "gpu/device.hpp"
+#include "gpu/ipc_cache.hpp"
 
 namespace kumi {
 
@@ -26,18 +36,30 @@ class DeviceExecutor {
            gpu::WorkQueue& queue);
   // Device memory for the schedule's scratch, kept across calls.
   std::byte* scratch(std::size_t bytes);
+  // Peers' memory opened through this cache (null: no transfers by name). Set before run.
+  void usePeerMemory(gpu::IpcCache* cache) { ipc_ = cache; }
+  // Transfers by name in the last run, sent and received (for tests and traces).
+  std::uint64_t directSends() const { return directSends_; }
+  std::uint64_t directRecvs() const { return directRecvs_; }
 
  private:
   // A bounce buffer in the pinned arena.
   std::byte* slot(int index) { return pinned_.get() + static_cast<std::size_t>(index) * slotBytes_; }
+  std::byte* deviceSlot(int index) { return deviceArena_.get() + static_cast<std::size_t>(index) * slotBytes_; }
 
   gpu::Device& device_;
   int deviceIndex_;
+  gpu::IpcCache* ipc_ = nullptr;
+  std::uint64_t directSends_ = 0, directRecvs_ = 0;
   gpu::Memory scratch_;
   std::size_t scratchBytes_ = 0;
   gpu::Memory pinned_;  // every channel's bounce buffers, slotBytes_ each
   std::size_t pinnedBytes_ = 0;
   std::size_t slotBytes_ = 0;
+  gpu::Memory deviceArena_;  // device slots of sends by name, slotBytes_ each
+  std::size_t deviceArenaBytes_ = 0;
+  std::optional<gpu::IpcRef> arenaName_;
+  std::vector<std::vector<int>> deviceFree_;  // per channel
   // Per-run state, kept to reuse capacity.
   std::vector<std::uint32_t> remaining_;
   std::vector<char> state_;
@@ -46,6 +68,8 @@ class DeviceExecutor {
   std::vector<std::size_t> head_;
   std::vector<Request> requests_;
   std::vector<int> slotOf_;
+  std::vector<char> direct_;                 // per step: a send or receive by name
+  std::vector<DeviceMessage> names_;         // per step: what a direct send sends
   std::vector<std::vector<int>> freeSlots_;  // per channel
   std::vector<Request*> completed_;
   std::vector<std::uint32_t> work_;

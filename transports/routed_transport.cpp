@@ -29,6 +29,16 @@ void RoutedTransport::postSend(int peer, const void* data, std::size_t bytes, Re
   to(peer).postSend(peer, data, bytes, req);
 }
 
+void RoutedTransport::postSendDevice(int peer, const DeviceMessage& m, std::size_t bytes, Request* req) {
+  ++outstanding_[static_cast<std::size_t>(routes_[static_cast<std::size_t>(peer)])];
+  to(peer).postSendDevice(peer, m, bytes, req);
+}
+
+void RoutedTransport::postRecvAny(int peer, void* data, std::size_t bytes, Request* req) {
+  ++outstanding_[static_cast<std::size_t>(routes_[static_cast<std::size_t>(peer)])];
+  to(peer).postRecvAny(peer, data, bytes, req);
+}
+
 void RoutedTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {
   ++outstanding_[static_cast<std::size_t>(routes_[static_cast<std::size_t>(peer)])];
   to(peer).postRecv(peer, data, bytes, req);

@@ -36,6 +36,10 @@ class RoutedTransport final : public Transport {
   // Goes to every transport; the one that registers (RDMA, at most one) gives the handle.
   std::uint64_t registerBuffer(void* data, std::size_t bytes) override;
   bool deregisterBuffer(std::uint64_t handle) override;
+  bool pullsDevice(int peer) const override { return to(peer).pullsDevice(peer); }
+  void postSendDevice(int peer, const DeviceMessage& m, std::size_t bytes, Request* req) override;
+  void postRecvAny(int peer, void* data, std::size_t bytes, Request* req) override;
+  void releaseDevice(int peer) override { to(peer).releaseDevice(peer); }
 
  private:
   std::vector<std::unique_ptr<Transport>> transports_;

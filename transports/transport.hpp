@@ -3,6 +3,7 @@
 // completion, block when idle. The executor never knows which transport carries a step.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -79,9 +80,23 @@ bool injectCorruption(const WireChecks& checks, std::uint32_t& counter, void* da
 
 // One posted send or receive. The transport may split it into parts (several sockets or
 // queue pairs); it is complete when every part is.
+// Device memory of a rank of this host, named so that a peer process can map it (CUDA IPC, see
+// gpu/device.hpp's IpcRef) and read a message from it in place: the device path's zero-copy
+// transfer between processes of one host.
+struct DeviceMessage {
+  std::array<std::byte, 64> handle{};  // of the sender's allocation
+  std::uint64_t bufferId = 0;          // never names another allocation of that process
+  std::uint64_t offset = 0;            // of the message in the allocation
+  std::uint64_t address = 0;           // the message in the sender's address space (same process)
+  std::int32_t pid = 0;                // the sender's process
+};
+
 struct Request {
   std::uint32_t step = 0;  // the executor's index of the schedule step
   int partsLeft = 0;
+  // Set when a receive posted with postRecvAny got device memory in place of bytes: valid until
+  // releaseDevice for that peer.
+  const DeviceMessage* device = nullptr;
 };
 
 class Transport {
@@ -128,6 +143,22 @@ class Transport {
   virtual std::uint64_t registerBuffer(void* /*data*/, std::size_t /*bytes*/) { return 0; }
   // Releases a registration; false if this transport does not know the handle.
   virtual bool deregisterBuffer(std::uint64_t /*handle*/) { return false; }
+
+  // Device messages (only transports between processes of one host implement them: shm).
+  // Whether the peer maps device memory sent to it: it has a GPU and said it reads such messages.
+  virtual bool pullsDevice(int /*peer*/) const { return false; }
+  // Sends device memory by name instead of bytes (only where pullsDevice): complete once the peer
+  // has read it, so the memory may then be written again.
+  virtual void postSendDevice(int peer, const DeviceMessage& /*m*/, std::size_t /*bytes*/, Request* /*req*/) {
+    fail(kumiInternalError, "transport ", name(), " cannot send device memory to rank ", peer);
+  }
+  // A receive that takes either bytes (landing in data) or, from a sender with device memory, a
+  // DeviceMessage (req->device set, nothing in data): the caller reads it and then calls
+  // releaseDevice(peer); until then later messages from that peer wait.
+  virtual void postRecvAny(int peer, void* data, std::size_t bytes, Request* req) { postRecv(peer, data, bytes, req); }
+  virtual void releaseDevice(int peer) {
+    fail(kumiInternalError, "transport ", name(), " has no device message of rank ", peer, " to release");
+  }
 
   // A descriptor that becomes readable when waitForEvents(0) would find something, or -1: lets
   // a transport that relies on another (RDMA on its TCP bootstrap) wait on both at once.

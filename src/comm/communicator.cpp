@@ -2,6 +2,8 @@
 
 #include <sched.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -240,6 +242,7 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     for (int p : shm->connectedPeers()) routes[static_cast<std::size_t>(p)] = static_cast<int>(transports.size());
     if (!shm->connectedPeers().empty()) {
       sharedMemory_ = true;
+      shm_ = shm.get();
       transports.push_back(std::move(shm));
     }
   }
@@ -529,6 +532,7 @@ void Communicator::execute(const CallArgs& a, void* stream) {
   if (!gpuLooked_) {
     gpu_ = gpu::device(&noGpu_);
     gpuLooked_ = true;
+    if (gpu_ != nullptr) enablePeerMemory();
   }
   if (gpu_ != nullptr) {
     bool device = false;
@@ -547,6 +551,19 @@ void Communicator::execute(const CallArgs& a, void* stream) {
   if (device_) device_->drain();  // calls queued on device buffers come first
   std::lock_guard<std::mutex> lock(opMutex_);
   executeLocked(a);
+}
+
+void Communicator::enablePeerMemory() {
+  if (shm_ == nullptr || cfg_.cudaIpc == 0) return;
+  ipc_ = std::make_unique<gpu::IpcCache>(*gpu_);
+  // A message by name arriving for a host buffer (this rank's call is on host memory, the
+  // sender's on device memory): read with a blocking copy. Runs inside a call, under opMutex_.
+  shm_->enableDevicePull([this](void* dst, const DeviceMessage& m, std::size_t bytes) {
+    static const int self = static_cast<int>(::getpid());
+    const std::byte* src = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
+                                         : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
+    gpu_->copyNow(dst, src, bytes);
+  });
 }
 
 bool Communicator::onDevice(const CallArgs& a, void* stream, gpu::Device& dev) const {
@@ -678,6 +695,7 @@ void Communicator::executeLocked(const CallArgs& a, DeviceRun* device) {
     if (device) {
       if (scratchBytes) bufs.scratch = device->executor.scratch(scratchBytes);  // device memory; may fail
       device->queue.waitFor(device->mark);
+      device->executor.usePeerMemory(ipc_.get());
       device->executor.run(ps, bufs, transport_.get(), p, device->queue);
     } else {
       executor_.run(ps, bufs, transport_.get(), p);

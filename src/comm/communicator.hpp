@@ -21,7 +21,9 @@
 #include "rendezvous/store.hpp"
 #include "topology/world_map.hpp"
 #include "transports/ib/ib_options.hpp"
+#include "transports/shm/shm_transport.hpp"
 #include "transports/transport.hpp"
+#include "gpu/ipc_cache.hpp"
 
 namespace kumi {
 
@@ -163,6 +165,11 @@ class Communicator {
   std::string asyncMessage_;
   // Last: destroyed first, so that the proxy finishes queued calls while everything they use exists.
   std::unique_ptr<DeviceCalls> device_;
+  // Device memory of this host's other ranks, mapped once each (CUDA IPC), for the device
+  // executor and for reading such messages into host buffers; set with the GPU.
+  std::unique_ptr<gpu::IpcCache> ipc_;
+  ShmTransport* shm_ = nullptr;  // the shared-memory transport inside transport_, if any
+  void enablePeerMemory();
 };
 
 }  // namespace kumi

@@ -37,6 +37,7 @@ Config Config::resolve(const kumiConfig_t* user) {
   if (auto v = envString("KUMI_SHM_DIR")) c.shmDir = *v;
   if (auto v = envBytes("KUMI_SHM_BUFFER")) c.shmBufferBytes = *v;
   if (auto v = envIntIn("KUMI_SHM_CMA", 0, 1)) c.shmCrossMemory = *v;
+  if (auto v = envIntIn("KUMI_CUDA_IPC", 0, 1)) c.cudaIpc = *v;
   if (auto v = envIntIn("KUMI_SPIN", 0, 1000000)) c.spinBeforeBlock = *v;
   if (auto v = envIntIn("KUMI_CHECKSUM", 0, 1)) c.checksum = *v;
   if (auto v = envIntIn("KUMI_HEARTBEAT", 0, 3600)) c.heartbeatSeconds = *v;

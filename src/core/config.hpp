@@ -33,6 +33,7 @@ struct Config {
   std::string shmDir = "/dev/shm";          // KUMI_SHM_DIR
   std::uint64_t shmBufferBytes = 512 << 10;  // KUMI_SHM_BUFFER: ring per peer and direction
   int shmCrossMemory = 1;                    // KUMI_SHM_CMA: process_vm_readv for large messages
+  int cudaIpc = 1;                           // KUMI_CUDA_IPC: device memory between processes of a host by name
   int spinBeforeBlock = -1;   // KUMI_SPIN: idle polls (each yielding the CPU) before blocking; -1 auto
   int heartbeatSeconds = 5;   // KUMI_HEARTBEAT: probe idle connections every N s; dead after ~4 N (0 = kernel default)
   int checksum = 0;           // KUMI_CHECKSUM: CRC32C of every message part, checked on arrival

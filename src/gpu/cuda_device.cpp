@@ -4,12 +4,15 @@
 // the stream's later work waits on a counter in mapped pinned memory that the host raises when
 // the call is over: cuStreamWaitValue32 (the driver's, reached through the runtime, so nothing
 // links libcuda), or a one-thread polling kernel where the driver lacks it.
-#include <cuda.h>  // driver types for cuStreamWaitValue32 only
+#include <cuda.h>  // driver types of the entry points reached through the runtime
 #include <cuda_runtime.h>
 
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -113,16 +116,11 @@ class CudaQueue final : public WorkQueue {
 
 using WaitValue32 = CUresult (*)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
 
+void* driverFunction(const char* name);
+
 WaitValue32 driverWaitValue32() {
-  void* fn = nullptr;
-  cudaDriverEntryPointQueryResult found{};
-#if CUDART_VERSION >= 12050
-  const cudaError_t e = cudaGetDriverEntryPointByVersion("cuStreamWaitValue32", &fn, 12000, cudaEnableDefault, &found);
-#else
-  const cudaError_t e = cudaGetDriverEntryPoint("cuStreamWaitValue32", &fn, cudaEnableDefault, &found);
-#endif
-  if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || fn == nullptr) {
-    cudaGetLastError();
+  void* fn = driverFunction("cuStreamWaitValue32");
+  if (fn == nullptr) {
     KUMI_INFO("CUDA: the driver offers no cuStreamWaitValue32; callers' streams wait in a polling kernel");
     return nullptr;
   }
@@ -207,6 +205,67 @@ class CudaGates final : public StreamGates {
   std::deque<cudaEvent_t> passed_;  // one per hold: recorded just after the wait
 };
 
+// A driver entry point through the runtime (nothing links libcuda); null where the driver has none.
+void* driverFunction(const char* name) {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+#if CUDART_VERSION >= 12050
+  const cudaError_t e = cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &found);
+#else
+  const cudaError_t e = cudaGetDriverEntryPoint(name, &fn, cudaEnableDefault, &found);
+#endif
+  if (e != cudaSuccess || found != cudaDriverEntryPointSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return fn;
+}
+
+using GetAddressRange = CUresult (*)(CUdeviceptr*, size_t*, CUdeviceptr);
+using PointerGetAttribute = CUresult (*)(void*, CUpointer_attribute, CUdeviceptr);
+
+// Exports of this process's allocations by buffer id, so that a buffer sent many times asks the
+// driver for its handle once. Bounded: an application that cycles through many allocations
+// only costs the driver call again.
+class IpcExports {
+ public:
+  std::optional<IpcRef> find(const void* p) {
+    if (!range_ || !attribute_) return std::nullopt;
+    unsigned long long id = 0;
+    if (attribute_(&id, CU_POINTER_ATTRIBUTE_BUFFER_ID, reinterpret_cast<CUdeviceptr>(p)) != CUDA_SUCCESS) return std::nullopt;
+    CUdeviceptr base = 0;
+    size_t size = 0;
+    if (range_(&base, &size, reinterpret_cast<CUdeviceptr>(p)) != CUDA_SUCCESS) return std::nullopt;
+    IpcRef ref;
+    ref.bufferId = id;
+    ref.offset = reinterpret_cast<CUdeviceptr>(p) - base;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [known, handle] : cache_)
+      if (known == id) {
+        ref.handle = handle;
+        return ref;
+      }
+    cudaIpcMemHandle_t h{};
+    // Memory from cudaMallocAsync pools or cuMemCreate without a shareable handle cannot be
+    // exported: the caller stages it instead.
+    if (cudaIpcGetMemHandle(&h, reinterpret_cast<void*>(base)) != cudaSuccess) {
+      cudaGetLastError();
+      return std::nullopt;
+    }
+    static_assert(sizeof h == sizeof ref.handle, "CUDA's IPC handle is 64 bytes");
+    std::memcpy(ref.handle.data(), &h, sizeof h);
+    if (cache_.size() >= 256) cache_.erase(cache_.begin());
+    cache_.emplace_back(id, ref.handle);
+    return ref;
+  }
+
+ private:
+  GetAddressRange range_ = reinterpret_cast<GetAddressRange>(driverFunction("cuMemGetAddressRange"));
+  PointerGetAttribute attribute_ = reinterpret_cast<PointerGetAttribute>(driverFunction("cuPointerGetAttribute"));
+  std::mutex mutex_;
+  std::vector<std::pair<unsigned long long, std::array<std::byte, 64>>> cache_;
+};
+
 class CudaDevice final : public Device {
  public:
   MemoryKind kindOf(const void* p) override { return memoryKindOf(p); }
@@ -257,6 +316,23 @@ class CudaDevice final : public Device {
   void copyNow(void* dst, const void* src, std::size_t bytes) override {
     check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "copying");
   }
+  std::optional<IpcRef> exportIpc(const void* p) override { return exports_.find(p); }
+  Memory openIpc(const std::array<std::byte, 64>& handle) override {
+    cudaIpcMemHandle_t h{};
+    std::memcpy(&h, handle.data(), sizeof h);
+    void* p = nullptr;
+    // Lazy peer access: CUDA enables it between two GPUs only if the hardware allows, and
+    // reaches the peer's memory through the host otherwise; on the same GPU nothing is needed.
+    const cudaError_t e = cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail(kumiSystemError, "CUDA: opening a peer process's device memory (cudaIpcOpenMemHandle): ", cudaGetErrorString(e));
+    }
+    return Memory(static_cast<std::byte*>(p), [](std::byte* q) { cudaIpcCloseMemHandle(q); });
+  }
+
+ private:
+  IpcExports exports_;
 };
 
 }  // namespace

@@ -8,9 +8,11 @@
 
 #include <kumi/kumi.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gpu/memory_kind.hpp"
@@ -57,6 +59,15 @@ class StreamGates {
   virtual void release(std::uint32_t call) = 0;             // from any thread; never lowers
 };
 
+// Device memory of one process made reachable from another of the same host (CUDA IPC): the
+// opaque handle of its allocation, an id that never names another allocation (CUDA's buffer id:
+// an address freed and allocated again gets a new one), and where the pointer lies in it.
+struct IpcRef {
+  std::array<std::byte, 64> handle{};
+  std::uint64_t bufferId = 0;
+  std::uint64_t offset = 0;
+};
+
 class Device {
  public:
   virtual ~Device() = default;
@@ -76,6 +87,13 @@ class Device {
   // blocking copy between any two kinds of memory.
   virtual std::shared_ptr<void> newStream() = 0;
   virtual void copyNow(void* dst, const void* src, std::size_t bytes) = 0;
+  // The allocation holding device pointer p, for another process to open; nullopt where it
+  // cannot be shared (memory from a stream-ordered pool or the VMM API without a shareable
+  // handle, host memory). Cheap to repeat: implementations cache by allocation.
+  virtual std::optional<IpcRef> exportIpc(const void* p) = 0;
+  // Maps another process's allocation (exportIpc's handle) on this process's current device;
+  // the mapping's base, closed by the deleter. Throws kumi::Error when it cannot be opened.
+  virtual Memory openIpc(const std::array<std::byte, 64>& handle) = 0;
 };
 
 // The process's device: the one installed (tests), else CUDA's when a GPU can be used; null

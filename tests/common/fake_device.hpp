@@ -6,10 +6,18 @@
 //  - streams that run their work in order on a thread of their own, later than it was queued
 //    (each queue operation waits a random 0..200 us first), so a result read before its
 //    ticket finished, or a stream not waited for, shows up as wrong data or a hang;
-//  - marks and gates with the semantics of CUDA events and cuStreamWaitValue32.
+//  - marks and gates with the semantics of CUDA events and cuStreamWaitValue32;
+//  - IPC as CUDA's: device memory lives in a file under /dev/shm (removed at once, kept open),
+//    which another process opens through /proc/<pid>/fd and maps, tagged as device memory
+//    there too; buffer ids are never reused.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -19,9 +27,12 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <string>
 #include <thread>
 
+#include "core/error.hpp"
 #include "core/reduce.hpp"
 #include "gpu/device.hpp"
 
@@ -183,6 +194,40 @@ class FakeDevice : public gpu::Device {
   void synchronize(void* s) override { stream(s).sync(); }
   std::shared_ptr<void> newStream() override { return std::make_shared<FakeStream>(); }
   void copyNow(void* dst, const void* src, std::size_t bytes) override { std::memmove(real(dst), real(src), bytes); }
+  std::optional<gpu::IpcRef> exportIpc(const void* p) override {
+    if (kindOf(p) != gpu::MemoryKind::Device || !ipc) return std::nullopt;
+    std::lock_guard<std::mutex> lock(allocations().mutex);
+    const auto v = reinterpret_cast<std::uintptr_t>(real(p));
+    for (const auto& [base, a] : allocations().byBase)
+      if (v >= base && v < base + a.bytes) {
+        gpu::IpcRef ref;
+        const std::string name = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(a.fd) + ":" +
+                                 std::to_string(a.bytes);
+        std::memcpy(ref.handle.data(), name.data(), std::min(name.size(), ref.handle.size() - 1));
+        ref.bufferId = a.id;
+        ref.offset = v - base;
+        exports.fetch_add(1);
+        return ref;
+      }
+    return std::nullopt;
+  }
+  gpu::Memory openIpc(const std::array<std::byte, 64>& handle) override {
+    const std::string h(reinterpret_cast<const char*>(handle.data()), strnlen(reinterpret_cast<const char*>(handle.data()), handle.size()));
+    const auto colon = h.rfind(':');
+    if (colon == std::string::npos) fail(kumiSystemError, "fake IPC: malformed handle '", h, "'");
+    const std::size_t bytes = std::stoull(h.substr(colon + 1));
+    const int fd = ::open(h.substr(0, colon).c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) fail(kumiSystemError, "fake IPC: cannot open ", h.substr(0, colon), ": ", std::strerror(errno));
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) fail(kumiSystemError, "fake IPC: cannot map ", h, ": ", std::strerror(errno));
+    opened.fetch_add(1);
+    auto* t = reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(p) | kDeviceTag);
+    return gpu::Memory(t, [this, bytes](std::byte* q) {
+      ::munmap(real(q), bytes);
+      closed.fetch_add(1);
+    });
+  }
 
   // A stream given as a kumiStream_t; NULL is the default stream.
   static FakeStream& stream(void* s) { return s ? *static_cast<FakeStream*>(s) : instanceDefault(); }
@@ -193,14 +238,61 @@ class FakeDevice : public gpu::Device {
 
   std::atomic<long> ops{0};               // queue operations run
   std::atomic<long> pinnedAllocations{0};  // hostMemory calls
+  std::atomic<long> exports{0}, opened{0}, closed{0};  // IPC
   int maxDelayUs = 200;
+  bool ipc = true;  // false: exportIpc refuses, as for memory CUDA cannot share
 
  private:
   static std::size_t round(std::size_t bytes) { return (std::max<std::size_t>(bytes, 1) + 63) / 64 * 64; }
+  struct Allocation {
+    int fd;
+    std::size_t bytes;
+    std::uint64_t id;
+  };
+  struct Allocations {
+    std::mutex mutex;
+    std::map<std::uintptr_t, Allocation> byBase;
+    std::uint64_t nextId = 1;
+  };
+  static Allocations& allocations() {
+    static Allocations a;  // test-only: the imitated driver's table of allocations
+    return a;
+  }
+  // Device memory in a shared file so that other processes can map it (IPC); managed memory
+  // needs no sharing.
   static gpu::Memory tagged(std::size_t bytes, std::uintptr_t tag) {
-    void* p = std::aligned_alloc(64, round(bytes));
+    const std::size_t size = round(bytes);
+    if (tag != kDeviceTag) {
+      void* p = std::aligned_alloc(64, size);
+      auto* t = reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(p) | tag);
+      return gpu::Memory(t, [](std::byte* q) { std::free(real(q)); });
+    }
+    char name[] = "/dev/shm/kumi-fakedev-XXXXXX";
+    const int fd = ::mkostemp(name, O_CLOEXEC);
+    if (fd < 0) fail(kumiSystemError, "fake device memory: mkostemp: ", std::strerror(errno));
+    ::unlink(name);
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) fail(kumiSystemError, "fake device memory: ftruncate");
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) fail(kumiSystemError, "fake device memory: mmap: ", std::strerror(errno));
+    {
+      std::lock_guard<std::mutex> lock(allocations().mutex);
+      allocations().byBase[reinterpret_cast<std::uintptr_t>(p)] = {fd, size, allocations().nextId++};
+    }
     auto* t = reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(p) | tag);
-    return gpu::Memory(t, [](std::byte* q) { std::free(real(q)); });
+    return gpu::Memory(t, [size](std::byte* q) {
+      void* base = real(q);
+      int owned = -1;
+      {
+        std::lock_guard<std::mutex> lock(allocations().mutex);
+        auto it = allocations().byBase.find(reinterpret_cast<std::uintptr_t>(base));
+        if (it != allocations().byBase.end()) {
+          owned = it->second.fd;
+          allocations().byBase.erase(it);
+        }
+      }
+      ::munmap(base, size);
+      if (owned >= 0) ::close(owned);
+    });
   }
   static FakeStream& instanceDefault() {
     static FakeStream s;  // test-only: CUDA's legacy default stream has process lifetime too

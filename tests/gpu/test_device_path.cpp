@@ -129,6 +129,64 @@ TEST_F(DevicePath, RanksMayMixHostAndDeviceBuffers) {
   });
 }
 
+// Runs a device allreduce of `count` floats on comm and checks it; every rank calls it.
+void deviceAllReduce(kumiComm_t comm, int r, std::size_t count) {
+  const auto host = inputs(r, count);
+  auto stream = fake->newStream();
+  auto send = fake->deviceMemory(0, count * 4), recv = fake->deviceMemory(0, count * 4);
+  fake->copyNow(send.get(), host.data(), count * 4);
+  ASSERT_EQ(kumiAllReduce(send.get(), recv.get(), count, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+  fake->synchronize(stream.get());
+  std::vector<float> got(count);
+  fake->copyNow(got.data(), recv.get(), count * 4);
+  EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << r;
+}
+
+TEST_F(DevicePath, DeviceBuffersOfOneHostTravelByNameAndPeersAreMappedOnce) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    float one = 1;  // a first call: every rank has its GPU and says it maps peers' memory
+    ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    const long before = fake->opened.load();
+    deviceAllReduce(comm, r, 70001);
+    const long first = fake->opened.load();
+    // Every rank receives from a peer of this host, reading its device slots in place.
+    EXPECT_GT(first, before) << "rank " << r << " read no peer's memory by name";
+    deviceAllReduce(comm, r, 70001);  // the same peers' same arenas: mapped already
+    deviceAllReduce(comm, r, 70001);
+    EXPECT_EQ(fake->opened.load(), first) << "rank " << r << ": the peers' arenas were opened again";
+  });
+}
+
+TEST_F(DevicePath, MemoryThatCannotBeSharedIsStaged) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    float one = 1;
+    ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    fake->ipc = false;  // every rank: the new communicator's slots cannot be exported
+    const long before = fake->opened.load();
+    deviceAllReduce(comm, r, 70001);
+    EXPECT_EQ(fake->opened.load(), before) << "rank " << r;
+    fake->ipc = true;
+  });
+}
+
+TEST_F(DevicePath, AHostBufferReceivesADeviceMessageByName) {
+  constexpr std::size_t count = 70001;
+  withOwnComm([&](kumiComm_t comm, int r) {
+    float one = 1;
+    ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    const long before = fake->opened.load();
+    if (r == 0) {  // host buffers here, device buffers on the others
+      const auto host = inputs(r, count);
+      std::vector<float> got(count, -1.f);
+      ASSERT_EQ(kumiAllReduce(host.data(), got.data(), count, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+      EXPECT_EQ(wrongSums(got, worldSize), 0u);
+      EXPECT_GT(fake->opened.load(), before) << "the host call read no device message in place";
+    } else {
+      deviceAllReduce(comm, r, count);
+    }
+  });
+}
+
 TEST_F(DevicePath, SendRecvAndBarrierFollowTheStream) {
   constexpr std::size_t count = 100003;
   withOwnComm([&](kumiComm_t comm, int r) {

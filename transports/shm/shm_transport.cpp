@@ -39,7 +39,7 @@ constexpr std::size_t kLine = 64;
 // How often a rank blocked on shared memory checks that the peers it waits for still live.
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
 
-enum SlotKind : std::uint32_t { kInline = 1, kDescriptor = 2 };
+enum SlotKind : std::uint32_t { kInline = 1, kDescriptor = 2, kDevice = 3 };
 constexpr std::uint32_t kKindMask = 0xff;
 constexpr std::uint32_t kHasChecksum = 0x100;  // flag in Slot::kind
 
@@ -68,11 +68,13 @@ struct alignas(kLine) Channel {
 };
 
 constexpr std::size_t kStoryBytes = 1024;
+static_assert(sizeof(DeviceMessage) <= 4096, "a device message's name must fit the smallest slot");
 
 struct alignas(kLine) Control {
   alignas(kLine) std::atomic<std::uint32_t> doorbell;  // futex word, bumped by every notifier
   std::atomic<std::uint32_t> sleeping;
   std::atomic<std::uint32_t> closed;
+  std::atomic<std::uint32_t> devicePull;  // this rank maps device memory sent to it (kDevice slots)
   std::int32_t rank;
   std::int32_t channels;
   std::uint64_t slotBytes;
@@ -121,6 +123,8 @@ struct SendOp {
   std::size_t bytes;
   CallStamp stamp;
   std::size_t offset = 0;
+  bool isDevice = false;  // a kDevice message: device names the sender's memory
+  DeviceMessage device{};
 };
 struct RecvOp {
   Request* req;
@@ -128,6 +132,7 @@ struct RecvOp {
   std::size_t bytes;
   CallStamp expect;
   std::size_t offset = 0;
+  bool acceptsDevice = false;  // posted with postRecvAny
 };
 
 struct Link {
@@ -147,6 +152,8 @@ struct Link {
   std::deque<SendOp> sends;
   std::deque<RecvOp> recvs;
   std::deque<std::pair<std::uint64_t, Request*>> awaitingRead;  // descriptor slot, request
+  DeviceMessage deviceIn;               // the kDevice message being read by our caller
+  bool holding = false;                 // deviceIn's slot stays until releaseDevice
   bool pending() const { return !sends.empty() || !recvs.empty() || !awaitingRead.empty(); }
 };
 
@@ -220,6 +227,7 @@ struct ShmTransport::Impl {
   int deadPeerRank = -1;
   CallStamp stamp;               // of the call whose messages are being posted
   std::uint32_t partsReceived = 0;  // for WireChecks::corruptEvery
+  ShmTransport::DevicePuller puller;  // reads a kDevice message into host memory (plain receives)
 
   Channel* channelAt(std::byte* base, int index) const {
     return reinterpret_cast<Channel*>(base + kChannelsOffset + static_cast<std::size_t>(index) * channelStride(slotBytes));
@@ -391,7 +399,43 @@ void ShmTransport::postSend(int peer, const void* data, std::size_t bytes, Reque
 
 void ShmTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {
   req->partsLeft = 1;
+  req->device = nullptr;
   impl_->link(peer, "receive").recvs.push_back({req, static_cast<std::byte*>(data), bytes, impl_->stamp});
+}
+
+bool ShmTransport::pullsDevice(int peer) const {
+  auto it = impl_->byRank.find(peer);
+  return it != impl_->byRank.end() && !impl_->opt.checks.checksum &&
+         it->second->peer->devicePull.load(std::memory_order_acquire) != 0;
+}
+
+void ShmTransport::postSendDevice(int peer, const DeviceMessage& m, std::size_t bytes, Request* req) {
+  Link& l = impl_->link(peer, "device send");
+  req->partsLeft = 1;
+  l.sends.push_back({req, nullptr, bytes, impl_->stamp, 0, true, m});
+}
+
+void ShmTransport::postRecvAny(int peer, void* data, std::size_t bytes, Request* req) {
+  req->partsLeft = 1;
+  req->device = nullptr;
+  impl_->link(peer, "receive").recvs.push_back({req, static_cast<std::byte*>(data), bytes, impl_->stamp, 0, true});
+}
+
+void ShmTransport::releaseDevice(int peer) {
+  Link& l = impl_->link(peer, "device release");
+  if (!l.holding) fail(kumiInternalError, "shm: no device message of rank ", peer, " is being read");
+  // The peer may have failed while we read its memory: what was read must not count.
+  if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
+    impl_->lost(l, "rank ", l.rank, " failed while this rank read its device memory");
+  l.holding = false;
+  l.recvTail += 1;
+  l.in->tail.store(l.recvTail, std::memory_order_release);
+  notify(l.peer);
+}
+
+void ShmTransport::enableDevicePull(DevicePuller puller) {
+  impl_->puller = std::move(puller);
+  impl_->ctl->devicePull.store(1, std::memory_order_release);
 }
 
 // Moves what can move on one link; true if anything did.
@@ -414,7 +458,19 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     // descriptor and costs one copy instead of two. (Reading by descriptor from the first slot
     // size on made every 64K..512K message wait for its receiver: on a host whose ranks outnumber
     // its cores that halved a 4-rank ring allreduce's speed at 256K..2M, docs/PERFORMANCE.md.)
-    if (op.bytes > kSlots * slotBytes && l.out->crossMemory.load(std::memory_order_relaxed)) {
+    if (op.isDevice) {
+      // The peer reads the sender's device memory in place; the name travels in the slot's data.
+      s.kind = kDevice;
+      s.checksum = 0;
+      s.address = op.device.address;
+      s.offset = op.device.offset;
+      s.bytes = op.bytes;
+      std::memcpy(slotData(l.out, head), &op.device, sizeof(DeviceMessage));
+      s.seq.store(head + 1, std::memory_order_release);
+      l.head = head + 1;
+      l.awaitingRead.emplace_back(head, op.req);
+      l.sends.pop_front();
+    } else if (op.bytes > kSlots * slotBytes && l.out->crossMemory.load(std::memory_order_relaxed)) {
       s.kind = kDescriptor | (sum ? kHasChecksum : 0);
       s.checksum = sum ? crc32c(op.data, op.bytes) : 0;
       s.address = reinterpret_cast<std::uint64_t>(op.data);
@@ -448,8 +504,8 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     l.awaitingRead.pop_front();
     moved = true;
   }
-  // Receives, in order.
-  while (!l.recvs.empty()) {
+  // Receives, in order; none while a device message is being read (its slot holds the tail).
+  while (!l.recvs.empty() && !l.holding) {
     const std::uint64_t tail = l.recvTail;
     const Slot& s = l.in->slots[tail % kSlots];
     if (s.seq.load(std::memory_order_acquire) != tail + 1) break;
@@ -459,7 +515,25 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       fail(kumiRemoteError, "rank ", l.rank, " sent a message of ", s.messageBytes, " bytes where this rank expected ",
            op.bytes, " (the ranks called different collectives or counts?)");
     const std::uint32_t kind = s.kind & kKindMask;
-    if (kind == kDescriptor) {
+    if (kind == kDevice) {
+      if (s.bytes != op.bytes) fail(kumiRemoteError, "rank ", l.rank, " sent a malformed device-memory descriptor");
+      std::memcpy(&l.deviceIn, slotData(l.in, tail), sizeof(DeviceMessage));
+      if (op.acceptsDevice) {
+        // The caller reads it from the sender's memory and releases the slot then.
+        op.req->device = &l.deviceIn;
+        l.holding = true;
+        done(op.req, completed);
+        l.recvs.pop_front();
+        moved = true;
+        break;
+      }
+      if (!puller)
+        fail(kumiInternalError, "rank ", l.rank, " sent device memory to rank ", opt.rank, ", which cannot read it");
+      puller(op.data, l.deviceIn, op.bytes);
+      if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
+        lost(l, "rank ", l.rank, " failed while this rank read its device memory");
+      op.offset = op.bytes;
+    } else if (kind == kDescriptor) {
       if (s.bytes != op.bytes) fail(kumiRemoteError, "rank ", l.rank, " sent a malformed shared-memory descriptor");
       std::size_t done = 0;
       while (done < op.bytes) {
@@ -601,6 +675,7 @@ void ShmTransport::cancelAll() {
     l.sends.clear();
     l.recvs.clear();
     l.awaitingRead.clear();
+    l.holding = false;
   }
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,11 @@ class ShmTransport final : public Transport {
   const std::vector<int>& connectedPeers() const;
   const std::vector<int>& crossMemoryPeers() const;
 
+  // Device messages (transport.hpp): this rank says it maps device memory sent to it, and how
+  // it reads one into host memory for a plain receive (a blocking copy from the peer's memory).
+  using DevicePuller = std::function<void(void* dst, const DeviceMessage& m, std::size_t bytes)>;
+  void enableDevicePull(DevicePuller puller);
+
   const char* name() const override { return "shm"; }
   void connect(const std::vector<int>& peers, const Deadline& deadline) override;
   void setCallStamp(const CallStamp& stamp) override;
@@ -52,6 +58,10 @@ class ShmTransport final : public Transport {
   void publishFailure(const std::string& story) override;
   void shutdown() override;
   void cancelAll() override;
+  bool pullsDevice(int peer) const override;
+  void postSendDevice(int peer, const DeviceMessage& m, std::size_t bytes, Request* req) override;
+  void postRecvAny(int peer, void* data, std::size_t bytes, Request* req) override;
+  void releaseDevice(int peer) override;
 
   struct Impl;
 

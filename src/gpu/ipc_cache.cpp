@@ -1,0 +1,26 @@
+#include "gpu/ipc_cache.hpp"
+
+#include <algorithm>
+
+namespace kumi::gpu {
+
+std::byte* IpcCache::map(int pid, std::uint64_t bufferId, const std::array<std::byte, 64>& handle,
+                         std::uint64_t offset) {
+  ++clock_;
+  for (Entry& e : entries_)
+    if (e.pid == pid && e.bufferId == bufferId) {
+      e.lastUse = clock_;
+      return e.base.get() + offset;
+    }
+  Memory base = device_.openIpc(handle);  // throws before the cache changes
+  ++opens_;
+  if (entries_.size() >= capacity_) {
+    auto oldest = std::min_element(entries_.begin(), entries_.end(),
+                                   [](const Entry& a, const Entry& b) { return a.lastUse < b.lastUse; });
+    entries_.erase(oldest);  // closes its mapping
+  }
+  entries_.push_back({pid, bufferId, std::move(base), clock_});
+  return entries_.back().base.get() + offset;
+}
+
+}  // namespace kumi::gpu

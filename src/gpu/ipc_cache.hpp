@@ -1,0 +1,39 @@
+// Peer processes' device allocations, opened once each (opening costs a driver call and a
+// mapping) and closed when evicted or when the cache goes. Keyed by the exporting process and
+// its buffer id, which CUDA never gives two allocations: a buffer freed and allocated again at
+// the same address is a new entry, and a stale mapping is never used for it. Least recently
+// used entries go first beyond `capacity` (an application cycling through many buffers keeps
+// at most that many of its peers' allocations mapped).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "gpu/device.hpp"
+
+namespace kumi::gpu {
+
+class IpcCache {
+ public:
+  explicit IpcCache(Device& device, std::size_t capacity = 64) : device_(device), capacity_(capacity) {}
+  // The address of offset `offset` in the allocation `handle` of process `pid`, mapped here.
+  // Throws kumi::Error when the allocation cannot be opened.
+  std::byte* map(int pid, std::uint64_t bufferId, const std::array<std::byte, 64>& handle, std::uint64_t offset);
+  std::size_t size() const { return entries_.size(); }
+  std::uint64_t opens() const { return opens_; }
+
+ private:
+  struct Entry {
+    int pid;
+    std::uint64_t bufferId;
+    Memory base;
+    std::uint64_t lastUse;
+  };
+  Device& device_;
+  std::size_t capacity_;
+  std::vector<Entry> entries_;
+  std::uint64_t clock_ = 0, opens_ = 0;
+};
+
+}  // namespace kumi::gpu

@@ -563,7 +563,7 @@ void Communicator::enablePeerMemory() {
     const std::byte* src = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
                                          : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
     gpu_->copyNow(dst, src, bytes);
-  });
+  }, gpu_->readableGpus(gpu_->current()));
 }
 
 bool Communicator::onDevice(const CallArgs& a, void* stream, gpu::Device& dev) const {

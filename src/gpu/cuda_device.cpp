@@ -8,11 +8,13 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -317,6 +319,28 @@ class CudaDevice final : public Device {
     check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "copying");
   }
   std::optional<IpcRef> exportIpc(const void* p) override { return exports_.find(p); }
+  std::vector<std::string> readableGpus(int device) override {
+    std::vector<std::string> out;
+    auto busId = [](int d) {
+      char buf[32] = {};
+      if (cudaDeviceGetPCIBusId(buf, sizeof buf, d) != cudaSuccess) {
+        cudaGetLastError();
+        return std::string();
+      }
+      for (char& c : buf) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return std::string(buf);
+    };
+    out.push_back(busId(device));
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) cudaGetLastError();
+    for (int d = 0; d < count; ++d) {
+      int ok = 0;
+      if (d == device) continue;
+      if (cudaDeviceCanAccessPeer(&ok, device, d) != cudaSuccess) cudaGetLastError();
+      if (ok) out.push_back(busId(d));
+    }
+    return out;
+  }
   Memory openIpc(const std::array<std::byte, 64>& handle) override {
     cudaIpcMemHandle_t h{};
     std::memcpy(&h, handle.data(), sizeof h);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "gpu/memory_kind.hpp"
 
@@ -94,6 +95,10 @@ class Device {
   // Maps another process's allocation (exportIpc's handle) on this process's current device;
   // the mapping's base, closed by the deleter. Throws kumi::Error when it cannot be opened.
   virtual Memory openIpc(const std::array<std::byte, 64>& handle) = 0;
+  // PCI bus ids ("0000:07:00.0"): of `device`, first, then of every other GPU this process sees
+  // whose memory a kernel on `device` can read (peer access). A peer process whose GPU is not in
+  // the list (not visible here, CUDA_VISIBLE_DEVICES, or no P2P path) must not send by name.
+  virtual std::vector<std::string> readableGpus(int device) = 0;
 };
 
 // The process's device: the one installed (tests), else CUDA's when a GPU can be used; null

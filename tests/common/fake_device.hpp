@@ -31,6 +31,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/reduce.hpp"
@@ -211,6 +212,7 @@ class FakeDevice : public gpu::Device {
       }
     return std::nullopt;
   }
+  std::vector<std::string> readableGpus(int) override { return readable; }
   gpu::Memory openIpc(const std::array<std::byte, 64>& handle) override {
     const std::string h(reinterpret_cast<const char*>(handle.data()), strnlen(reinterpret_cast<const char*>(handle.data()), handle.size()));
     const auto colon = h.rfind(':');
@@ -241,6 +243,9 @@ class FakeDevice : public gpu::Device {
   std::atomic<long> exports{0}, opened{0}, closed{0};  // IPC
   int maxDelayUs = 200;
   bool ipc = true;  // false: exportIpc refuses, as for memory CUDA cannot share
+  // This process's GPU, then those it can read: every process shares one imitated GPU unless a
+  // test says otherwise.
+  std::vector<std::string> readable{"0000:00:00.0"};
 
  private:
   static std::size_t round(std::size_t bytes) { return (std::max<std::size_t>(bytes, 1) + 63) / 64 * 64; }

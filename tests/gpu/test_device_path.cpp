@@ -169,6 +169,23 @@ TEST_F(DevicePath, MemoryThatCannotBeSharedIsStaged) {
   });
 }
 
+TEST_F(DevicePath, APeerThatCannotReadThisGpuIsSentBytes) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    // Rank 0 sits on another GPU without peer access to the shared one (as across sockets, or
+    // with CUDA_VISIBLE_DEVICES hiding it): names neither way between it and the others.
+    const auto shared = fake->readable;
+    if (r == 0) fake->readable = {"0000:aa:00.0"};
+    float one = 1;
+    ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    const long before = fake->opened.load();
+    deviceAllReduce(comm, r, 70001);
+    if (r == 0) {
+      EXPECT_EQ(fake->opened.load(), before) << "rank 0 mapped memory of a GPU it cannot read";
+    }
+    fake->readable = shared;
+  });
+}
+
 TEST_F(DevicePath, AHostBufferReceivesADeviceMessageByName) {
   constexpr std::size_t count = 70001;
   withOwnComm([&](kumiComm_t comm, int r) {

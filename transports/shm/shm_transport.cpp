@@ -68,6 +68,7 @@ struct alignas(kLine) Channel {
 };
 
 constexpr std::size_t kStoryBytes = 1024;
+constexpr std::size_t kMaxReadableGpus = 32, kBusIdBytes = 16;
 static_assert(sizeof(DeviceMessage) <= 4096, "a device message's name must fit the smallest slot");
 
 struct alignas(kLine) Control {
@@ -75,6 +76,10 @@ struct alignas(kLine) Control {
   std::atomic<std::uint32_t> sleeping;
   std::atomic<std::uint32_t> closed;
   std::atomic<std::uint32_t> devicePull;  // this rank maps device memory sent to it (kDevice slots)
+  // With devicePull: this rank's GPU and the others it can read (PCI bus ids, NUL-padded): a
+  // sender whose GPU is not among them sends bytes.
+  std::uint32_t readableCount;
+  char readable[kMaxReadableGpus][kBusIdBytes];
   std::int32_t rank;
   std::int32_t channels;
   std::uint64_t slotBytes;
@@ -228,6 +233,7 @@ struct ShmTransport::Impl {
   CallStamp stamp;               // of the call whose messages are being posted
   std::uint32_t partsReceived = 0;  // for WireChecks::corruptEvery
   ShmTransport::DevicePuller puller;  // reads a kDevice message into host memory (plain receives)
+  std::string gpu;                    // this rank's GPU (bus id), once it reads device messages
 
   Channel* channelAt(std::byte* base, int index) const {
     return reinterpret_cast<Channel*>(base + kChannelsOffset + static_cast<std::size_t>(index) * channelStride(slotBytes));
@@ -405,8 +411,14 @@ void ShmTransport::postRecv(int peer, void* data, std::size_t bytes, Request* re
 
 bool ShmTransport::pullsDevice(int peer) const {
   auto it = impl_->byRank.find(peer);
-  return it != impl_->byRank.end() && !impl_->opt.checks.checksum &&
-         it->second->peer->devicePull.load(std::memory_order_acquire) != 0;
+  if (it == impl_->byRank.end() || impl_->opt.checks.checksum || impl_->gpu.empty()) return false;
+  const Control* c = it->second->peer;
+  if (c->devicePull.load(std::memory_order_acquire) == 0) return false;
+  // Only to a peer that can read our GPU's memory (same GPU, or peer access to it).
+  const std::uint32_t n = std::min<std::uint32_t>(c->readableCount, kMaxReadableGpus);
+  for (std::uint32_t i = 0; i < n; ++i)
+    if (impl_->gpu == std::string(c->readable[i], strnlen(c->readable[i], kBusIdBytes))) return true;
+  return false;
 }
 
 void ShmTransport::postSendDevice(int peer, const DeviceMessage& m, std::size_t bytes, Request* req) {
@@ -433,9 +445,19 @@ void ShmTransport::releaseDevice(int peer) {
   notify(l.peer);
 }
 
-void ShmTransport::enableDevicePull(DevicePuller puller) {
+void ShmTransport::enableDevicePull(DevicePuller puller, const std::vector<std::string>& readableGpus) {
+  if (readableGpus.empty() || readableGpus.front().empty()) return;  // no GPU to name
   impl_->puller = std::move(puller);
-  impl_->ctl->devicePull.store(1, std::memory_order_release);
+  impl_->gpu = readableGpus.front();
+  Control* c = impl_->ctl;
+  c->readableCount = 0;
+  for (const std::string& id : readableGpus) {
+    if (c->readableCount == kMaxReadableGpus || id.empty() || id.size() >= kBusIdBytes) continue;
+    std::memset(c->readable[c->readableCount], 0, kBusIdBytes);
+    std::memcpy(c->readable[c->readableCount], id.data(), id.size());
+    ++c->readableCount;
+  }
+  c->devicePull.store(1, std::memory_order_release);  // publishes the list above
 }
 
 // Moves what can move on one link; true if anything did.

@@ -42,10 +42,12 @@ class ShmTransport final : public Transport {
   const std::vector<int>& connectedPeers() const;
   const std::vector<int>& crossMemoryPeers() const;
 
-  // Device messages (transport.hpp): this rank says it maps device memory sent to it, and how
-  // it reads one into host memory for a plain receive (a blocking copy from the peer's memory).
+  // Device messages (transport.hpp): this rank says it maps device memory sent to it from the
+  // GPUs it can read (readableGpus: its own first, then its peer-accessible ones, PCI bus ids;
+  // empty: none, nothing changes), and how it reads one into host memory for a plain receive
+  // (a blocking copy from the peer's memory). Peers send by name only from a GPU on that list.
   using DevicePuller = std::function<void(void* dst, const DeviceMessage& m, std::size_t bytes)>;
-  void enableDevicePull(DevicePuller puller);
+  void enableDevicePull(DevicePuller puller, const std::vector<std::string>& readableGpus);
 
   const char* name() const override { return "shm"; }
   void connect(const std::vector<int>& peers, const Deadline& deadline) override;

@@ -84,7 +84,6 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   slotOf_.assign(n, -1);
   direct_.assign(n, 0);
   names_.resize(n);
-  directSends_ = directRecvs_ = 0;
   static const int self = static_cast<int>(::getpid());
   fifo_.clear();
   fifoHead_ = 0;
@@ -116,14 +115,15 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     over_[i] = 1;
     ++over;
   };
-  // Starts steps at the head of channel c, in order. A send once its dependencies were issued
-  // and a bounce buffer is free: the copy out is queued, the send posted when it has finished.
-  // A receive as soon as a bounce buffer is free: it lands there whatever its dependencies.
   // A send by name: the peer maps device memory (and the arena could be exported).
   auto byName = [&](std::uint32_t i) {
     const Step& st = steps[i];
     return arenaName_ && ipc_ != nullptr && bufs.bytes(st.src) > 0 && tp->pullsDevice(st.peer);
   };
+  // Starts steps at the head of channel c, in order. A send once its dependencies were issued
+  // and a bounce buffer (or, by name, a device slot) is free: the copy out is queued, the send
+  // posted when it has finished. A receive as soon as a bounce buffer is free: it lands there
+  // whatever its dependencies.
   auto pumpChannel = [&](std::size_t c) {
     const auto& list = ps.channelSteps[c];
     std::size_t& h = head_[c];
@@ -192,7 +192,6 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       const DeviceMessage& m = names_[i];
       landed = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
                              : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
-      ++directRecvs_;
     }
     const gpu::WorkQueue::Ticket t =
         st.kind == StepKind::Recv
@@ -227,7 +226,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   for (;;) {
     idle.checkAbort();
     bool moved = false;
-    if (finished < last || fifoHead_ < fifo_.size()) {
+    if (finished < last) {
       finished = q.finished();
       // In ticket order: a copy out has finished (post its send), or a receive's consumer has
       // (its bounce buffer is free again).
@@ -253,7 +252,6 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
         if (steps[i].kind == StepKind::Send && direct_[i]) {
           over_[i] = 1;  // the peer has read the device slot: it is free again
           ++over;
-          ++directSends_;
           const auto c = static_cast<std::size_t>(ps.channelOf[i]);
           deviceFree_[c].push_back(slotOf_[i]);
           pumpChannel(c);

@@ -38,9 +38,6 @@ class DeviceExecutor {
   std::byte* scratch(std::size_t bytes);
   // Peers' memory opened through this cache (null: no transfers by name). Set before run.
   void usePeerMemory(gpu::IpcCache* cache) { ipc_ = cache; }
-  // Transfers by name in the last run, sent and received (for tests and traces).
-  std::uint64_t directSends() const { return directSends_; }
-  std::uint64_t directRecvs() const { return directRecvs_; }
 
  private:
   // A bounce buffer in the pinned arena.
@@ -50,7 +47,6 @@ class DeviceExecutor {
   gpu::Device& device_;
   int deviceIndex_;
   gpu::IpcCache* ipc_ = nullptr;
-  std::uint64_t directSends_ = 0, directRecvs_ = 0;
   gpu::Memory scratch_;
   std::size_t scratchBytes_ = 0;
   gpu::Memory pinned_;  // every channel's bounce buffers, slotBytes_ each

@@ -265,6 +265,14 @@ struct ShmTransport::Impl {
            bytes, "-byte ", what, ": CRC32C sent ", hex32(s.checksum), ", received ", hex32(got),
            "): memory or the copy between these two ranks damaged it");
   }
+  // After reading a peer's memory in place (its buffer, or its device memory): a peer that
+  // failed sets `closed` before it frees its buffers, so what was just read may be garbage and
+  // must not count as delivered; a peer killed meanwhile sets nothing, and its pid could be
+  // reused: its pidfd is asked too.
+  void checkStillThere(const Link& l, const char* what) {
+    if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
+      lost(l, "rank ", l.rank, " failed while this rank read its ", what);
+  }
   void attach(Link& l, const std::string& value);
   bool pump(Link& l, std::vector<Request*>& completed);
   bool canMove(const Link& l) const;
@@ -436,9 +444,7 @@ void ShmTransport::postRecvAny(int peer, void* data, std::size_t bytes, Request*
 void ShmTransport::releaseDevice(int peer) {
   Link& l = impl_->link(peer, "device release");
   if (!l.holding) fail(kumiInternalError, "shm: no device message of rank ", peer, " is being read");
-  // The peer may have failed while we read its memory: what was read must not count.
-  if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
-    impl_->lost(l, "rank ", l.rank, " failed while this rank read its device memory");
+  impl_->checkStillThere(l, "device memory");
   l.holding = false;
   l.recvTail += 1;
   l.in->tail.store(l.recvTail, std::memory_order_release);
@@ -481,11 +487,11 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
     // size on made every 64K..512K message wait for its receiver: on a host whose ranks outnumber
     // its cores that halved a 4-rank ring allreduce's speed at 256K..2M, docs/PERFORMANCE.md.)
     if (op.isDevice) {
-      // The peer reads the sender's device memory in place; the name travels in the slot's data.
+      // The peer reads the sender's device memory in place; the whole name travels in the slot's data.
       s.kind = kDevice;
       s.checksum = 0;
-      s.address = op.device.address;
-      s.offset = op.device.offset;
+      s.address = 0;
+      s.offset = 0;
       s.bytes = op.bytes;
       std::memcpy(slotData(l.out, head), &op.device, sizeof(DeviceMessage));
       s.seq.store(head + 1, std::memory_order_release);
@@ -552,8 +558,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
       if (!puller)
         fail(kumiInternalError, "rank ", l.rank, " sent device memory to rank ", opt.rank, ", which cannot read it");
       puller(op.data, l.deviceIn, op.bytes);
-      if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
-        lost(l, "rank ", l.rank, " failed while this rank read its device memory");
+      checkStillThere(l, "device memory");
       op.offset = op.bytes;
     } else if (kind == kDescriptor) {
       if (s.bytes != op.bytes) fail(kumiRemoteError, "rank ", l.rank, " sent a malformed shared-memory descriptor");
@@ -567,11 +572,7 @@ bool ShmTransport::Impl::pump(Link& l, std::vector<Request*>& completed) {
                got == 0 ? "nothing read" : std::strerror(errno), errno == ESRCH ? " (it exited)" : "");
         done += static_cast<std::size_t>(got);
       }
-      // A peer that failed sets `closed` before it frees its buffers: what was just read may be
-      // garbage then, so it must not count as delivered.
-      // A peer killed meanwhile sets nothing, and its pid could be reused: ask its pidfd too.
-      if (l.peer->closed.load(std::memory_order_seq_cst) || exited(l))
-        lost(l, "rank ", l.rank, " failed while this rank read its data");
+      checkStillThere(l, "data");
       verify(l, s, op.data, op.bytes, "message read by cross-memory attach");
       op.offset = op.bytes;
     } else {

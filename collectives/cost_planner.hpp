@@ -66,4 +66,10 @@ class Planner {
   std::array<std::array<std::optional<Plan>, kSizeClasses>, kCollectives> cache_;
 };
 
+// A communicator's two: calls on host buffers, and calls on device buffers (other links, the
+// GPU's rates; LinkModel's device section).
+struct Planners {
+  Planner host, device;
+};
+
 }  // namespace kumi

@@ -37,6 +37,12 @@ constexpr Field kFields[] = {
     {"cache_bytes", &LinkModel::cacheBytes},
     {"cached_reduce_gbps", &LinkModel::cachedReduceGbps},
     {"cached_copy_gbps", &LinkModel::cachedCopyGbps},
+    {"device_intra_latency_us", nullptr, &LinkModel::deviceIntra, &SimLink::latencyUs},
+    {"device_intra_gbps", nullptr, &LinkModel::deviceIntra, &SimLink::gbps},
+    {"device_intra_overhead_us", nullptr, &LinkModel::deviceIntra, &SimLink::overheadUs},
+    {"device_reduce_gbps", &LinkModel::deviceReduceGbps},
+    {"device_copy_gbps", &LinkModel::deviceCopyGbps},
+    {"device_staging_gbps", &LinkModel::deviceStagingGbps},
 };
 
 }  // namespace
@@ -76,12 +82,13 @@ LinkModel parseLinkModel(const std::string& text, const std::string& source) {
     else if (key == "ranks_per_node") m.ranksPerNode = count();
     else if (key == "nics_per_node") m.nicsPerHost = count();
     else if (key == "cores_per_node") m.coresPerHost = count();
+    else if (key == "gpus_per_node") m.gpusPerHost = count();
     else {
       const Field* f = nullptr;
       for (const Field& c : kFields)
         if (key == c.key) f = &c;
       if (!f) {
-        std::string known = "name, nodes, ranks_per_node, nics_per_node, cores_per_node";
+        std::string known = "name, nodes, ranks_per_node, nics_per_node, cores_per_node, gpus_per_node";
         for (const Field& c : kFields) known += cat(", ", c.key);
         fail(kumiInvalidArgument, source, ":", lineNo, ": unknown key '", key, "' (known: ", known, ")");
       }
@@ -114,13 +121,14 @@ std::string formatLinkModel(const LinkModel& m) {
   for (const Field& f : kFields) put(f.key, f.number ? m.*(f.number) : (m.*(f.link)).*(f.linkField));
   put("nics_per_node", m.nicsPerHost);
   if (m.coresPerHost > 0) put("cores_per_node", m.coresPerHost);
+  if (m.gpusPerHost > 0) put("gpus_per_node", m.gpusPerHost);
   put("nodes", m.nodes);
   put("ranks_per_node", m.ranksPerNode);
   if (!m.name.empty()) s += cat("name = ", m.name, "\n");
   return s;
 }
 
-SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool sharedMemory) {
+SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool sharedMemory, bool device) {
   SimCluster c;
   c.name = m.name;
   c.hostOf = hostOf;
@@ -136,6 +144,17 @@ SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool s
   c.cacheBytes = m.cacheBytes;
   c.cachedReduceGbps = m.cachedReduceGbps;
   c.cachedCopyGbps = m.cachedCopyGbps;
+  if (device) {
+    // The GPUs do the work the host's cores do for host buffers, and contend as the cores do
+    // when ranks outnumber them (several processes on one GPU).
+    if (sharedMemory) c.intra = m.deviceIntra;
+    c.reduceGbps = m.deviceReduceGbps;
+    c.copyGbps = m.deviceCopyGbps;
+    c.coresPerHost = m.gpusPerHost;
+    c.cacheBytes = 0;
+    c.stagingGbps = m.deviceStagingGbps;
+    c.stagedInsideHost = !sharedMemory;
+  }
   return c;
 }
 

@@ -28,6 +28,16 @@ struct LinkModel {
   double cacheBytes = 0;
   double cachedReduceGbps = SimCluster{}.cachedReduceGbps;
   double cachedCopyGbps = SimCluster{}.cachedCopyGbps;
+  // Calls on device buffers, planned apart from host ones (docs/PLANNER.md): ranks of one host
+  // exchange them by CUDA IPC over NVLink or PCIe, the GPU reduces and copies, and messages that
+  // cross a network are staged through pinned host memory over the GPU's PCIe link. The defaults
+  // are a PCIe-only server; a communicator puts in its host's links from the topology (hwloc and
+  // NVML) where the tuning file leaves them at these values.
+  SimLink deviceIntra{15, 20, 5};  // host-driven ordering per message, PCIe Gen4 x16 at ~80%
+  double deviceReduceGbps = 1000;  // HBM
+  double deviceCopyGbps = 1000;
+  double deviceStagingGbps = 20;   // device <-> pinned host memory
+  int gpusPerHost = 0;             // ranks beyond it share GPUs (0: one per rank)
   // Only in cluster descriptions (kumi-sim).
   std::string name;
   int nodes = 1, ranksPerNode = 1;
@@ -41,7 +51,8 @@ LinkModel loadLinkModel(const std::string& path);
 std::string formatLinkModel(const LinkModel& m);
 
 // The cluster a communicator plans against: its host map, with ranks of one host joined by
-// shared memory or, with sharedMemory false, by loopback TCP.
-SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool sharedMemory);
+// shared memory or, with sharedMemory false, by loopback TCP; with `device`, for calls on
+// device buffers (the device section of the model).
+SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool sharedMemory, bool device = false);
 
 }  // namespace kumi

@@ -98,6 +98,7 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
     own = start + seconds;
     return own;
   };
+  auto staged = [&](bool local) { return c.stagingGbps > 0 && (!local || c.stagedInsideHost); };
   auto nicOf = [&](int r) {
     return static_cast<std::size_t>(c.hostOf[static_cast<std::size_t>(r)] * nics + localIndex[static_cast<std::size_t>(r)] % nics);
   };
@@ -193,18 +194,20 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
         case StepKind::Send: {
           const int to = step.peer;
           const bool local = c.hostOf[static_cast<std::size_t>(e.rank)] == c.hostOf[static_cast<std::size_t>(to)];
+          // A staged message leaves once the sender's GPU has copied it out.
+          const double ready = staged(local) ? runOnCpu(e.rank, e.time, bytes / (c.stagingGbps * 1e9)) : e.time;
           double start, finish, latency;
           if (local) {
             // Inside a host the bytes move by CPU copies (rings, cross-memory attach): a rank
             // sending to several peers at once copies for one after the other.
             const double seconds = c.intra.overheadUs * 1e-6 + bytes / (ratesOf(e.rank).intraGbps * 1e9);
-            finish = runOnCpu(e.rank, e.time, seconds);
+            finish = runOnCpu(e.rank, ready, seconds);
             start = finish - seconds;
             latency = c.intra.latencyUs * 1e-6;
           } else {
             double& out = egressFree[nicOf(e.rank)];
             double& in = ingressFree[nicOf(to)];
-            start = std::max({e.time, out, in});
+            start = std::max({ready, out, in});
             double wire = bytes / (c.nic.gbps * 1e9);
             if (shaped) {
               Bucket& bo = egressBucket[nicOf(e.rank)];
@@ -249,7 +252,15 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
             return result;
           }
           double t = e.time;
-          if (step.kind == StepKind::RecvReduce) t = runOnCpu(e.rank, t, bytes / (ratesOf(e.rank).reduce * 1e9));
+          const bool local = c.hostOf[static_cast<std::size_t>(e.rank)] == c.hostOf[static_cast<std::size_t>(step.peer)];
+          if (staged(local)) {
+            // Copied in, or reduced by a kernel that reads the pinned buffer: the slower of the two.
+            const double gbps =
+                step.kind == StepKind::RecvReduce ? std::min(ratesOf(e.rank).reduce, c.stagingGbps) : c.stagingGbps;
+            t = runOnCpu(e.rank, t, bytes / (gbps * 1e9));
+          } else if (step.kind == StepKind::RecvReduce) {
+            t = runOnCpu(e.rank, t, bytes / (ratesOf(e.rank).reduce * 1e9));
+          }
           advanceChannel(e.rank, e.step, e.time);
           complete(e.rank, e.step, t);
           break;

@@ -48,6 +48,11 @@ struct SimCluster {
   double cacheBytes = 0;
   double cachedReduceGbps = 15;
   double cachedCopyGbps = 20;
+  // Device buffers that cross a network (or, with stagedInsideHost, any link) pass through pinned
+  // host memory: the sender's GPU copies the bytes out before they go, the receiver's copies or
+  // reduces them in from there, at this rate (the GPU's PCIe link). 0: no staging (host buffers).
+  double stagingGbps = 0;
+  bool stagedInsideHost = false;
 };
 
 struct SimResult {

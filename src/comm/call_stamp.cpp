@@ -6,14 +6,16 @@
 
 namespace kumi {
 namespace {
-// lo: count (56 bits) | kind (4) | type (4); hi: sequence (32) | root (24) | op (4) | reserved.
+// lo: count (56 bits) | kind (4) | type (4); hi: sequence (32) | root (24) | op (4) | device (1)
+// | reserved (3).
 constexpr std::uint64_t kCountMask = (1ull << 56) - 1;
 constexpr std::uint64_t kRootMask = (1ull << 24) - 1;
+constexpr std::uint64_t kDeviceBit = 1ull << 60;
 
 bool reduces(Collective c) { return c == Collective::AllReduce || c == Collective::ReduceScatter || c == Collective::Reduce; }
 }  // namespace
 
-CallStamp stampCall(const CallArgs& a, std::uint64_t seq, int sender) {
+CallStamp stampCall(const CallArgs& a, std::uint64_t seq, int sender, bool device) {
   Collective kind = a.coll == Collective::Recv ? Collective::Send : a.coll;  // both ends of a pair stamp alike
   std::uint64_t count = a.coll == Collective::Barrier ? 0 : a.count & kCountMask;
   std::uint64_t type = a.coll == Collective::Barrier ? 0 : static_cast<std::uint64_t>(a.type) & 0xf;
@@ -23,8 +25,14 @@ CallStamp stampCall(const CallArgs& a, std::uint64_t seq, int sender) {
   if (kind == Collective::Send) root = static_cast<std::uint64_t>(sender);
   CallStamp s;
   s.lo = count | (static_cast<std::uint64_t>(kind) & 0xf) << 56 | type << 60;
-  s.hi = (seq & 0xffffffffu) | (root & kRootMask) << 32 | op << 56;
+  // A send/recv pair runs one direct schedule whatever the memory: its ends may differ.
+  const bool planned = device && kind != Collective::Send;
+  s.hi = (seq & 0xffffffffu) | (root & kRootMask) << 32 | op << 56 | (planned ? kDeviceBit : 0);
   return s;
+}
+
+bool differsOnlyInMemory(const CallStamp& a, const CallStamp& b) {
+  return a.lo == b.lo && (a.hi ^ b.hi) == kDeviceBit;
 }
 
 std::string describeStamp(const CallStamp& s) {
@@ -39,11 +47,12 @@ std::string describeStamp(const CallStamp& s) {
     return cat("an unknown call (stamp ", s.lo, ":", s.hi, ")");
   if (kind == Collective::Send)
     return cat("send/recv count=", count, ' ', typeName(type), " from rank ", root, ", #", seq, " between them");
-  if (kind == Collective::Barrier) return cat("barrier, #", seq);
+  const char* memory = s.hi & kDeviceBit ? ", device buffers" : "";
+  if (kind == Collective::Barrier) return cat("barrier", memory, ", #", seq);
   std::string d = cat(collectiveName(kind), " count=", count, ' ', typeName(type));
   if (reduces(kind)) d += cat(' ', opName(op));
   if (kind == Collective::Broadcast || kind == Collective::Reduce) d += cat(" root=", root);
-  return d + cat(", #", seq);
+  return d + cat(memory, ", #", seq);
 }
 
 }  // namespace kumi

@@ -33,6 +33,7 @@
 #include "transports/ib/ib_transport.hpp"
 #endif
 #if KUMI_HAVE_HWLOC
+#include "comm/device_links.hpp"
 #include "topology/machine_loader.hpp"
 #include "topology/rails.hpp"
 #endif
@@ -93,12 +94,20 @@ std::string planningInputs(const Config& cfg) {
       KUMI_INFO("planner: no cache size from hwloc (", e.what(), "); costs assume buffers in memory");
     }
   }
+  // Device calls plan for this host's GPU links (NVLink or PCIe) and GPU count.
+  if (cfg.worldSize > 1) {
+    try {
+      putDeviceLinks(*localMachine(), model);
+    } catch (const Error& e) {
+      KUMI_INFO("planner: no GPU links from hwloc (", e.what(), "); device calls plan with the model's figures");
+    }
+  }
 #endif
   return cat("algo ", cfg.algo, "\nchunk ", cfg.chunkBytes, "\nshm ", cfg.transport == "tcp" ? 0 : 1, "\n",
              formatLinkModel(model));
 }
 
-Planner plannerFrom(const std::string& inputs, const std::vector<int>& hostOf) {
+Planners plannerFrom(const std::string& inputs, const std::vector<int>& hostOf) {
   // Three lines of settings, then the link model.
   auto line = [&](std::size_t& pos, const char* key) {
     const auto nl = inputs.find('\n', pos);
@@ -111,7 +120,9 @@ Planner plannerFrom(const std::string& inputs, const std::vector<int>& hostOf) {
   const std::uint64_t chunk = std::stoull(line(pos, "chunk"));
   const bool shm = line(pos, "shm") == "1";
   const LinkModel model = parseLinkModel(inputs.substr(pos), "planning inputs");
-  return Planner(clusterFor(model, hostOf, shm), AlgorithmFilter(algo), chunk);
+  const AlgorithmFilter filter(algo);
+  return {Planner(clusterFor(model, hostOf, shm), filter, chunk),
+          Planner(clusterFor(model, hostOf, shm, /*device=*/true), filter, chunk)};
 }
 
 // A failure notice another rank posted, seen while this rank waited: the notice is the story.
@@ -163,7 +174,7 @@ Communicator::Communicator(const Config& cfg, int rank, int size, std::string id
   if (recorder_ && !cfg_.flightRecorderSignal.empty()) dumpOnSignal(parseSignal(cfg_.flightRecorderSignal), recorder_);
   if (size_ == 1) {
     world_ = WorldMap({{localHostIdentity(cfg_.hostId, cfg_.shmDir).id, Registry::instance().hostname()}});
-    planner_ = plannerFrom(planningInputs(cfg_), world_.hostIndex());
+    planners_ = plannerFrom(planningInputs(cfg_), world_.hostIndex());
     return;
   }
   const auto deadline = Deadline::after(cfg_.timeoutSeconds);
@@ -258,7 +269,7 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
   if (agreed != inputs)
     KUMI_WARN("rank ", rank_, ": KUMI_ALGO, KUMI_CHUNK_SIZE, KUMI_TRANSPORT or KUMI_TUNING_FILE differ from rank 0's;",
               " planning with rank 0's so that every rank runs the same schedules");
-  planner_ = plannerFrom(agreed, world_.hostIndex());
+  planners_ = plannerFrom(agreed, world_.hostIndex());
 }
 
 Communicator::RdmaPlan Communicator::planRdma() const {
@@ -646,10 +657,13 @@ void Communicator::executeLocked(const CallArgs& a, DeviceRun* device) {
   } else {
     seq = ++collSeq_;
   }
-  const CallStamp stamp = stampCall(a, seq, a.coll == Collective::Recv ? a.root : rank_);
+  const CallStamp stamp = stampCall(a, seq, a.coll == Collective::Recv ? a.root : rank_, device != nullptr);
   const std::size_t es = typeSize(a.type);
-  const Plan& plan = planner_.plan(a.coll, a.count, es);
-  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, planner_.slice(plan, a.coll, a.count, es)};
+  // Device buffers move over other links than host ones (docs/PLANNER.md): planned apart, and
+  // stamped apart (stampCall), so that ranks passing different kinds are told, not mismatched.
+  Planner& planner = device ? planners_.device : planners_.host;
+  const Plan& plan = planner.plan(a.coll, a.count, es);
+  ScheduleKey key{a.coll, size_, rank_, a.count, a.root, inPlace, a.op == kumiAvg, planner.slice(plan, a.coll, a.count, es)};
   key.hostOf = &world_.hostIndex();
   PreparedSchedule& ps = scheduleFor(key, plan.algo);
   lastAlgorithm_ = algorithmName(plan.algo);
@@ -748,6 +762,9 @@ void Communicator::failOperation(const CallArgs& a, std::uint64_t seq, const Err
   if (const auto* m = dynamic_cast<const CallMismatch*>(&e)) {
     seen = cat("ranks called different operations: ", peerName(m->peer), ": ", describeStamp(m->received), "; ",
                here, ": ", describeStamp(m->expected));
+    if (differsOnlyInMemory(m->received, m->expected))
+      seen += "; every rank of a collective must pass device buffers, or every rank host buffers "
+              "(kumi plans the two for different links)";
     story = seen;
   } else if (const auto* lost = dynamic_cast<const PeerLost*>(&e)) {
     // Had the peer failed on its own, it would have said so before closing: it died or left.

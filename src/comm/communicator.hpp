@@ -130,7 +130,7 @@ class Communicator {
   int cpusAvailable_ = -1;     // CPUs this process may run on (spin policy); -1 until known
   std::unique_ptr<Transport> transport_;  // routes each peer to shm, ib or tcp
   Executor executor_;
-  Planner planner_;  // from rank 0's link model, KUMI_ALGO and KUMI_CHUNK_SIZE
+  Planners planners_;  // from rank 0's link model, KUMI_ALGO and KUMI_CHUNK_SIZE
   struct CacheKey {
     ScheduleKey key;
     Algorithm algo;

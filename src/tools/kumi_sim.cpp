@@ -30,16 +30,18 @@ struct Options {
   std::vector<std::string> algos;  // empty: every algorithm of the collective
   std::string transport;           // "tcp": ranks of a node talk over loopback TCP (loopback_* keys)
   int iters = 1, warmup = 0;        // back-to-back calls, timed and not, as kumi-bench's -n and -w
+  bool device = false;              // --memory device: calls on device buffers (device_* keys)
 };
 
 [[noreturn]] void usage(int status) {
   std::fprintf(status ? stderr : stdout,
                "usage: kumi-sim [allreduce|allgather|reduce_scatter|broadcast|reduce|alltoall] --cluster FILE\n"
                "                [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [--algo A,B,...] [--nodes N] [--ranks-per-node R]\n"
-               "                [--transport auto|tcp] [-n N] [-w N]\n"
+               "                [--transport auto|tcp] [--memory host|device] [-n N] [-w N]\n"
                "  Predicts float32 collective times on the cluster FILE describes (key = value lines: name,\n"
                "  nodes, ranks_per_node, {intra,loopback,nic}_{gbps,latency_us,overhead_us}, nics_per_node,\n"
-               "  oversubscription, reduce_gbps, copy_gbps; bandwidths in GB/s). A tuning file written by\n"
+               "  oversubscription, reduce_gbps, copy_gbps; bandwidths in GB/s). --memory device: calls on GPU\n"
+               "  buffers, as the device_* and gpus_per_node keys describe them. A tuning file written by\n"
                "  kumi-bench --calibrate is one too. -n N -w W: the mean time of N calls run back to back after W\n"
                "  untimed ones, as kumi-bench's loop times them (on shaped links the token bucket does not\n"
                "  refill between calls); default -n 1 -w 0, a lone call. See docs/SIMULATOR.md and docs/PLANNER.md.\n");
@@ -75,6 +77,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--nodes") o.nodes = std::atoi(val().c_str());
     else if (a == "--ranks-per-node") o.ranksPerNode = std::atoi(val().c_str());
     else if (a == "--transport") o.transport = val();
+    else if (a == "--memory") {
+      const std::string v = val();
+      KUMI_REQUIRE_ARG(v == "host" || v == "device", "--memory must be host or device, got '", v, "'");
+      o.device = v == "device";
+    }
     else if (a == "-n" || a == "-w") {
       const std::string v = val();
       const int k = std::atoi(v.c_str());
@@ -110,7 +117,7 @@ int run(int argc, char** argv) {
   const int n = static_cast<int>(ranks);
   std::vector<int> hostOf;
   for (int r = 0; r < n; ++r) hostOf.push_back(r / model.ranksPerNode);
-  const SimCluster sim = clusterFor(model, hostOf, o.transport != "tcp");
+  const SimCluster sim = clusterFor(model, hostOf, o.transport != "tcp", o.device);
   const bool even = evenHosts(hostOf);
   std::vector<Algorithm> algos;
   const AlgorithmFilter only(o.algos.empty() ? std::string() : [&] {
@@ -121,11 +128,13 @@ int run(int argc, char** argv) {
   for (Algorithm a : algorithmsFor(o.coll))
     if (only.allows(o.coll, a)) algos.push_back(a);
   const std::size_t es = 4;
-  std::printf("# kumi-sim %s on %s: %d nodes x %d ranks (%d ranks), intra %.3g GB/s %.3g us, %d NIC(s) of %.3g GB/s "
-              "%.3g us per node, reduce %.3g GB/s\n",
+  std::printf("# kumi-sim %s on %s: %d nodes x %d ranks (%d ranks), %s buffers, intra %.3g GB/s %.3g us, %d NIC(s) of "
+              "%.3g GB/s %.3g us per node, reduce %.3g GB/s",
               collectiveName(o.coll), sim.name.empty() ? o.clusterFile.c_str() : sim.name.c_str(), model.nodes,
-              model.ranksPerNode, n, sim.intra.gbps, sim.intra.latencyUs, sim.nicsPerHost, sim.nic.gbps, sim.nic.latencyUs,
-              sim.reduceGbps);
+              model.ranksPerNode, n, o.device ? "device" : "host", sim.intra.gbps, sim.intra.latencyUs, sim.nicsPerHost,
+              sim.nic.gbps, sim.nic.latencyUs, sim.reduceGbps);
+  if (sim.stagingGbps > 0) std::printf(", staging %.3g GB/s", sim.stagingGbps);
+  std::printf("\n");
   std::printf("#%12s %12s %6s %20s %12s %9s %9s\n", "size", "count", "type", "algorithm", "time", "algbw", "busbw");
   std::printf("#%12s %12s %6s %20s %12s %9s %9s\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)", "(GB/s)");
   const double bus = busFactor(o.coll, n);

@@ -140,6 +140,34 @@ TEST(LinkModel, RoundTripsThroughText) {
   EXPECT_DOUBLE_EQ(c.cachedCopyGbps, 41.5);
 }
 
+TEST(LinkModel, DeviceCallsPlanAgainstTheDeviceSection) {
+  LinkModel m = vcluster();
+  m.deviceIntra = {3, 300, 1.5};
+  m.deviceReduceGbps = 900;
+  m.deviceCopyGbps = 1100;
+  m.deviceStagingGbps = 24;
+  m.gpusPerHost = 2;
+  m.coresPerHost = 16;
+  m.cacheBytes = 32 << 20;
+  EXPECT_EQ(parseLinkModel(formatLinkModel(m), "again"), m);
+  const SimCluster host = clusterFor(m, {0, 0, 1, 1}, true), device = clusterFor(m, {0, 0, 1, 1}, true, true);
+  EXPECT_EQ(host.intra, m.intra);
+  EXPECT_EQ(host.stagingGbps, 0);
+  EXPECT_EQ(host.coresPerHost, 16);
+  EXPECT_EQ(device.intra, m.deviceIntra);
+  EXPECT_DOUBLE_EQ(device.reduceGbps, 900);
+  EXPECT_DOUBLE_EQ(device.copyGbps, 1100);
+  EXPECT_DOUBLE_EQ(device.stagingGbps, 24);
+  EXPECT_EQ(device.coresPerHost, 2);  // ranks beyond the GPUs share them
+  EXPECT_EQ(device.cacheBytes, 0);    // the host's cache holds no device buffers
+  EXPECT_FALSE(device.stagedInsideHost);
+  EXPECT_EQ(device.nic, host.nic);
+  // Over loopback TCP device buffers are staged inside a host too.
+  const SimCluster tcp = clusterFor(m, {0, 0}, false, true);
+  EXPECT_EQ(tcp.intra, m.loopback);
+  EXPECT_TRUE(tcp.stagedInsideHost);
+}
+
 TEST(LinkModel, BadTokensAreNamed) {
   auto err = [](const std::string& text) { return errorOf([&] { parseLinkModel(text, "tune.conf"); }); };
   EXPECT_NE(err("nic_gbps = 1\nbogus_key = 3\n").find("tune.conf:2: unknown key 'bogus_key'"), std::string::npos);
@@ -151,6 +179,9 @@ TEST(LinkModel, BadTokensAreNamed) {
   EXPECT_NE(err("nics_per_node = 1.5").find("whole number"), std::string::npos);
   EXPECT_EQ(err("nic_overhead_us = 0  # zero is fine for an overhead\n"), "");
   EXPECT_EQ(err("cache_bytes = 0  # and for the cache: not modelled\n"), "");
+  EXPECT_NE(err("device_intra_gbps = 0").find("device_intra_gbps must be a positive number"), std::string::npos);
+  EXPECT_EQ(err("device_intra_overhead_us = 0\n"), "");
+  EXPECT_NE(err("gpus_per_node = 1.5").find("gpus_per_node must be a whole number"), std::string::npos);
   EXPECT_NE(err("cached_copy_gbps = 0").find("cached_copy_gbps must be a positive number"), std::string::npos);
   EXPECT_NE(errorOf([] { loadLinkModel("/nonexistent/tuning"); }).find("cannot read '/nonexistent/tuning'"),
             std::string::npos);

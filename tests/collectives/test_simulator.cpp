@@ -142,6 +142,40 @@ TEST(Simulator, FlowsOnOneNicShareIt) {
   EXPECT_NEAR(simulate(two, c, 4).seconds / t1, 1.0, 0.01);
 }
 
+TEST(Simulator, StagedDeviceMessagesPayTheirCopiesOnBothSides) {
+  // One 4 MiB message between hosts over a 1 GB/s NIC; staged at 0.5 GB/s it is copied out,
+  // sent, and copied in: 4 + 8 + 8 ms instead of 4 (the copies of one message do not overlap).
+  SimCluster c;
+  c.hostOf = {0, 1};
+  c.nic = {0, 1.0};
+  c.reduceGbps = c.copyGbps = 1e6;
+  const std::uint64_t cnt = 1 << 20;
+  auto pair = [&](StepKind recv) {
+    std::vector<PreparedSchedule> ps;
+    Schedule a, b;
+    a.add({StepKind::Send, 1, {Buf::Send, 0, cnt}, {}});
+    b.add({recv, 0, {Buf::Recv, 0, cnt}, {Buf::Recv, 0, cnt}});
+    ps.emplace_back(a);
+    ps.emplace_back(b);
+    return ps;
+  };
+  const double bytes = static_cast<double>(cnt) * 4;
+  const double plain = simulate(pair(StepKind::Recv), c, 4).seconds;
+  EXPECT_NEAR(plain, bytes / 1e9, 1e-6);
+  c.stagingGbps = 0.5;
+  EXPECT_NEAR(simulate(pair(StepKind::Recv), c, 4).seconds, bytes / 1e9 + 2 * bytes / 0.5e9, 1e-6);
+  // A reduction that reads the pinned buffer runs at the slower of its rate and the staging's.
+  c.reduceGbps = 0.25;
+  EXPECT_NEAR(simulate(pair(StepKind::RecvReduce), c, 4).seconds, bytes / 1e9 + bytes / 0.5e9 + bytes / 0.25e9, 1e-6);
+  // Inside a host nothing is staged (CUDA IPC), unless the host's ranks talk over TCP.
+  c.hostOf = {0, 0};
+  c.intra = {0, 1.0};
+  c.reduceGbps = 1e6;
+  EXPECT_NEAR(simulate(pair(StepKind::Recv), c, 4).seconds, bytes / 1e9, 1e-6);
+  c.stagedInsideHost = true;
+  EXPECT_NEAR(simulate(pair(StepKind::Recv), c, 4).seconds, bytes / 1e9 + 2 * bytes / 0.5e9, 1e-6);
+}
+
 TEST(Simulator, ShapedNicsLetABurstThroughAtPeakRate) {
   // One message from host 0 to host 1; the NIC's bucket holds 1 MB at 10 GB/s, then 1 GB/s.
   SimCluster c = oneRankPerHost(2);

@@ -57,6 +57,31 @@ class KumiSim(unittest.TestCase):
             self.assertEqual(res.returncode, 0, res.describe())
             self.assertTrue(rows(res.stdout), f"{coll}: no rows:{res.describe()}")
 
+    def test_device_buffers_use_the_device_links_and_pay_for_staging(self):
+        hgx = os.path.join(CLUSTERS, "hgx-h100-8gpu.conf")
+        out = {}
+        for memory in ("host", "device"):
+            res = sim("allreduce", "--cluster", hgx, "-b", "256M", "-e", "256M", "--algo", "ring", "--memory", memory)
+            self.assertEqual(res.returncode, 0, res.describe())
+            self.assertIn(f"{memory} buffers", res.stdout)
+            out[memory] = rows(res.stdout)[(256 << 20, "ring")][1]
+        # NVLink at the file's 370 GB/s bounds the device ring; host buffers move by shared memory.
+        self.assertLess(out["device"], 370 * 1.001, out)
+        self.assertGreater(out["device"], 10 * out["host"], out)
+        # Between nodes every device message is staged through host memory over PCIe Gen3 (12.6
+        # GB/s, about the NIC's 12): slower than the file's host-buffer (GPUDirect-like) figures.
+        v100 = os.path.join(CLUSTERS, "v100-128x8-roce.conf")
+        busbw = {}
+        for memory in ("host", "device"):
+            res = sim("allreduce", "--cluster", v100, "--nodes", "2", "-b", "256M", "-e", "256M", "--algo",
+                      "hierarchical", "--memory", memory)
+            self.assertEqual(res.returncode, 0, res.describe())
+            busbw[memory] = rows(res.stdout)[(256 << 20, "hierarchical")][1]
+        self.assertLess(busbw["device"], 0.9 * busbw["host"], busbw)
+        res = sim("allreduce", "--cluster", hgx, "--memory", "gpu")
+        self.assertEqual(res.returncode, 2, res.describe())
+        self.assertIn("--memory must be host or device, got 'gpu'", res.stderr)
+
     def test_bad_descriptions_name_the_line(self):
         for text, expected in (("nodes = 2\nranks_per_node = 2\nnic_gbits = 10\n", ":3: unknown key 'nic_gbits'"),
                                ("nodes = two\n", "nodes must be a positive number, got 'two'")):

@@ -87,6 +87,14 @@ std::optional<double> simulateCall(const SimCluster& cluster, Collective c, Algo
   return res.seconds;
 }
 
+Planner Planner::repriced(SimCluster cluster) const {
+  if (cluster.hostOf != cluster_.hostOf) fail(kumiInternalError, "repriced planner on another host map");
+  Planner p = *this;
+  p.cluster_ = std::move(cluster);
+  p.cache_ = {};
+  return p;
+}
+
 std::optional<double> Planner::predict(Collective c, Algorithm a, std::uint64_t count, std::size_t elemSize,
                                        int sliceShift) const {
   return simulateCall(cluster_, c, a, count, elemSize, slice({a, sliceShift, 0}, c, count, elemSize), kMaxSimulatedSteps);
@@ -127,7 +135,9 @@ Plan Planner::decide(Collective c, std::uint64_t count, std::size_t elemSize) co
       if (!best || *t < best->predicted) best = Plan{a, shift, *t};
     }
   }
-  KUMI_INFO("plan ", collectiveName(c), " ", formatBytes(bytes), " on ", worldSize(), " ranks, ", hosts_, " host(s): ",
+  // Only a device cluster stages (its staging rate must be positive): say which planner spoke.
+  KUMI_INFO("plan ", collectiveName(c), " ", formatBytes(bytes), cluster_.stagingGbps > 0 ? " of device buffers" : "",
+            " on ", worldSize(), " ranks, ", hosts_, " host(s): ",
             report, " -> ", algorithmName(best->algo), best->sliceShift < 0 ? " (slice /4)" : best->sliceShift > 0 ? " (slice x4)" : "",
             ", predicted ", static_cast<long long>(best->predicted * 1e7) / 10.0, "us");
   return *best;

@@ -38,6 +38,9 @@ class Planner {
   // this host map (the user excluded every alternative); warns when it only names ones that
   // cannot, and plans among the others.
   Planner(SimCluster cluster, AlgorithmFilter filter, std::uint64_t chunkBytes);
+  // The same candidates and slice setting priced on another cluster of the same host map (a
+  // communicator's device links): the filter is not checked, nor warned about, a second time.
+  Planner repriced(SimCluster cluster) const;
 
   // The plan for a call of `count` elements of `elemSize` bytes (per rank for allgather and
   // reduce_scatter, as in ScheduleKey).

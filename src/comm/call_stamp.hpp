@@ -24,8 +24,9 @@ CallStamp stampCall(const CallArgs& a, std::uint64_t seq, int sender, bool devic
 // Whether two stamps are of the same call but for the kind of memory (device or host).
 bool differsOnlyInMemory(const CallStamp& a, const CallStamp& b);
 
-// "allreduce count=1024 float32 sum, #17" ("..., device buffers, #17" for device memory); for a send/recv pair "send/recv count=8 int32 from
-// rank 2, #3 between them". Stamps carry the low 32 bits of the sequence number.
+// "allreduce count=1024 float32 sum, #17" ("..., device buffers, #17" for device memory); for a
+// send/recv pair "send/recv count=8 int32 from rank 2, #3 between them". Stamps carry the low 32
+// bits of the sequence number.
 std::string describeStamp(const CallStamp& s);
 
 }  // namespace kumi

@@ -120,9 +120,9 @@ Planners plannerFrom(const std::string& inputs, const std::vector<int>& hostOf) 
   const std::uint64_t chunk = std::stoull(line(pos, "chunk"));
   const bool shm = line(pos, "shm") == "1";
   const LinkModel model = parseLinkModel(inputs.substr(pos), "planning inputs");
-  const AlgorithmFilter filter(algo);
-  return {Planner(clusterFor(model, hostOf, shm), filter, chunk),
-          Planner(clusterFor(model, hostOf, shm, /*device=*/true), filter, chunk)};
+  Planner host(clusterFor(model, hostOf, shm), AlgorithmFilter(algo), chunk);
+  Planner device = host.repriced(clusterFor(model, hostOf, shm, /*device=*/true));
+  return {std::move(host), std::move(device)};
 }
 
 // A failure notice another rank posted, seen while this rank waited: the notice is the story.

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace kumi {
 namespace {
@@ -17,7 +18,32 @@ constexpr std::size_t kBounceBudgetBytes = 32u << 20;
 constexpr char kWaiting = 0;  // for its dependencies
 constexpr char kReady = 1;    // dependencies issued; its own work not yet
 constexpr char kIssued = 2;   // its device work is on the queue: dependents may be issued
+
+// How a transfer leaves or arrives other than through a bounce buffer.
+constexpr char kByName = 1;  // device memory named to a peer of this host (CUDA IPC)
+constexpr char kByNic = 2;   // a send the NIC reads from a registered device slot (GPUDirect RDMA)
 }  // namespace
+
+DeviceExecutor::~DeviceExecutor() { dropNicRegistration(); }
+
+void DeviceExecutor::dropNicRegistration() {
+  if (nicHandle_ != 0 && nicTransport_ != nullptr) nicTransport_->deregisterBuffer(nicHandle_);
+  nicHandle_ = 0;
+  nicAsked_ = false;
+}
+
+void DeviceExecutor::registerWithNic(Transport* tp, std::size_t bytes) {
+  nicAsked_ = true;
+  try {
+    nicHandle_ = tp->registerDeviceBuffer(deviceArena_.get(), bytes, device_, deviceIndex_);
+  } catch (const Error& e) {
+    // Bounce buffers still work: say so once and stage from now on.
+    KUMI_WARN("GPUDirect RDMA is off for this communicator: ", e.what(), "; sends between hosts are staged");
+    nicHandle_ = 0;
+  }
+  nicTransport_ = tp;
+  if (nicHandle_ == 0) nicRefused_ = true;
+}
 
 std::byte* DeviceExecutor::scratch(std::size_t bytes) {
   if (scratchBytes_ < bytes) {
@@ -59,15 +85,24 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     // Sends by name leave from device slots of the same shape, exported once per arena.
     if (deviceFree_.size() < channels) deviceFree_.resize(channels);
     for (auto& pool : deviceFree_) pool.clear();
-    if (ipc_ != nullptr) {
+    // The arena serves sends by name and sends by the NIC; a transport that stages never gets
+    // asked again (nor an arena made for it alone).
+    const bool forNic = tp != nullptr && !nicRefused_;
+    if (ipc_ != nullptr || forNic) {
       if (need > deviceArenaBytes_) {
+        dropNicRegistration();  // before the memory it pins goes
         deviceArena_.reset();
         deviceArenaBytes_ = 0;
         deviceArena_ = device_.deviceMemory(deviceIndex_, need);
         deviceArenaBytes_ = need;
-        arenaName_ = device_.exportIpc(deviceArena_.get());
+        arenaName_ = ipc_ != nullptr ? device_.exportIpc(deviceArena_.get()) : std::nullopt;
       }
-      if (arenaName_) {
+      if (forNic && !nicAsked_) registerWithNic(tp, deviceArenaBytes_);
+      if (ipc_ == nullptr && nicRefused_) {  // made for the NIC alone, which stages
+        deviceArena_.reset();
+        deviceArenaBytes_ = 0;
+      }
+      if (arenaName_ || nicHandle_ != 0) {
         next = 0;
         for (std::size_t c = 0; c < channels; ++c)
           for (std::size_t k = 0; k < per; ++k) deviceFree_[c].push_back(next++);
@@ -120,6 +155,12 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     const Step& st = steps[i];
     return arenaName_ && ipc_ != nullptr && bufs.bytes(st.src) > 0 && tp->pullsDevice(st.peer);
   };
+  // A send the NIC reads from a device slot: the transport registered the arena and reads
+  // device memory for this peer.
+  auto byNic = [&](std::uint32_t i) {
+    const Step& st = steps[i];
+    return nicHandle_ != 0 && bufs.bytes(st.src) > 0 && tp->readsDevice(st.peer);
+  };
   // Starts steps at the head of channel c, in order. A send once its dependencies were issued
   // and a bounce buffer (or, by name, a device slot) is free: the copy out is queued, the send
   // posted when it has finished. A receive as soon as a bounce buffer is free: it lands there
@@ -131,6 +172,19 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       const std::uint32_t i = list[h];
       const Step& st = steps[i];
       if (st.kind == StepKind::Send && state_[i] != kReady) break;
+      if (st.kind == StepKind::Send && !byName(i) && byNic(i)) {
+        // Into a device slot for the same reason as a send by name; posted once the copy has run.
+        if (deviceFree_[c].empty()) break;
+        const int d = deviceFree_[c].back();
+        deviceFree_[c].pop_back();
+        slotOf_[i] = d;
+        direct_[i] = kByNic;
+        requests_[i].step = i;
+        fifo_.push_back({enqueued(q.copy(deviceSlot(d), bufs.at(st.src), bufs.bytes(st.src))), i});
+        issue(i);
+        ++h;
+        continue;
+      }
       if (st.kind == StepKind::Send && byName(i)) {
         // Copied into a device slot (the peer reads it there, so the source may be written again
         // at once: two ranks that send and then reduce into the buffer they sent would otherwise
@@ -139,7 +193,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
         const int d = deviceFree_[c].back();
         deviceFree_[c].pop_back();
         slotOf_[i] = d;
-        direct_[i] = 1;
+        direct_[i] = kByName;
         requests_[i].step = i;
         std::byte* at = deviceSlot(d);
         DeviceMessage& m = names_[i];
@@ -233,8 +287,10 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       while (fifoHead_ < fifo_.size() && fifo_[fifoHead_].ticket <= finished) {
         const std::uint32_t i = fifo_[fifoHead_++].step;
         moved = true;
-        if (steps[i].kind == StepKind::Send && direct_[i]) {
+        if (steps[i].kind == StepKind::Send && direct_[i] == kByName) {
           tp->postSendDevice(steps[i].peer, names_[i], bufs.bytes(steps[i].src), &requests_[i]);
+        } else if (steps[i].kind == StepKind::Send && direct_[i] == kByNic) {
+          tp->postSend(steps[i].peer, deviceSlot(slotOf_[i]), bufs.bytes(steps[i].src), &requests_[i]);
         } else if (steps[i].kind == StepKind::Send) {
           tp->postSend(steps[i].peer, slot(slotOf_[i]), bufs.bytes(steps[i].src), &requests_[i]);
         } else {
@@ -250,7 +306,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       for (Request* req : completed_) {
         const std::uint32_t i = req->step;
         if (steps[i].kind == StepKind::Send && direct_[i]) {
-          over_[i] = 1;  // the peer has read the device slot: it is free again
+          over_[i] = 1;  // the peer (or the NIC) has read the device slot: it is free again
           ++over;
           const auto c = static_cast<std::size_t>(ps.channelOf[i]);
           deviceFree_[c].push_back(slotOf_[i]);
@@ -259,7 +315,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
           release(i);
         } else {
           if (req->device != nullptr) {
-            direct_[i] = 1;
+            direct_[i] = kByName;
             names_[i] = *req->device;
           }
           received_[i] = 1;

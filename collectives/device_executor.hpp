@@ -15,6 +15,11 @@
 // into the slot is on the sender's own memory (HBM, many times the link's speed) and lets the
 // source be written again at once, as with bounce buffers. Peers that do not map, or an arena
 // that cannot be exported, take the pinned bounce buffers.
+//
+// Between hosts over RDMA with GPUDirect (Transport::readsDevice): the same device slots are
+// registered with the NIC once per arena, and a send is copied into one and posted from it, so
+// the NIC reads GPU memory itself and no bounce through host memory is made. Where the RDMA
+// transport chose staging (or none is used), sends take the bounce buffers.
 #pragma once
 
 #include <optional>
@@ -29,6 +34,10 @@ namespace kumi {
 class DeviceExecutor {
  public:
   DeviceExecutor(gpu::Device& device, int deviceIndex) : device_(device), deviceIndex_(deviceIndex) {}
+  // Releases the NIC's registration of the device slots (the transport outlives the executor).
+  ~DeviceExecutor();
+  DeviceExecutor(const DeviceExecutor&) = delete;
+  DeviceExecutor& operator=(const DeviceExecutor&) = delete;
   // Returns when every step, every transfer and all the queue work of the call have finished.
   // Throws kumi::Error as Executor::run does; on a throw, queue work may still be in flight
   // (the caller drains the queue before the buffers are reused).
@@ -55,6 +64,14 @@ class DeviceExecutor {
   gpu::Memory deviceArena_;  // device slots of sends by name, slotBytes_ each
   std::size_t deviceArenaBytes_ = 0;
   std::optional<gpu::IpcRef> arenaName_;
+  // The arena's registration for GPUDirect RDMA, with the transport that holds it; asked once
+  // per arena, and never again once a transport said it stages.
+  Transport* nicTransport_ = nullptr;
+  std::uint64_t nicHandle_ = 0;
+  bool nicAsked_ = false;
+  bool nicRefused_ = false;
+  void dropNicRegistration();
+  void registerWithNic(Transport* tp, std::size_t bytes);
   std::vector<std::vector<int>> deviceFree_;  // per channel
   // Per-run state, kept to reuse capacity.
   std::vector<std::uint32_t> remaining_;
@@ -64,7 +81,7 @@ class DeviceExecutor {
   std::vector<std::size_t> head_;
   std::vector<Request> requests_;
   std::vector<int> slotOf_;
-  std::vector<char> direct_;                 // per step: a send or receive by name
+  std::vector<char> direct_;                 // per step: by name (kByName) or from a device slot by the NIC (kByNic)
   std::vector<DeviceMessage> names_;         // per step: what a direct send sends
   std::vector<std::vector<int>> freeSlots_;  // per channel
   std::vector<Request*> completed_;

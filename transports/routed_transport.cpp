@@ -102,6 +102,12 @@ std::uint64_t RoutedTransport::registerBuffer(void* data, std::size_t bytes) {
   return 0;
 }
 
+std::uint64_t RoutedTransport::registerDeviceBuffer(void* data, std::size_t bytes, gpu::Device& device, int deviceIndex) {
+  for (auto& t : transports_)
+    if (std::uint64_t h = t->registerDeviceBuffer(data, bytes, device, deviceIndex)) return h;
+  return 0;
+}
+
 bool RoutedTransport::deregisterBuffer(std::uint64_t handle) {
   bool known = false;
   for (auto& t : transports_) known = t->deregisterBuffer(handle) || known;

@@ -36,6 +36,8 @@ class RoutedTransport final : public Transport {
   // Goes to every transport; the one that registers (RDMA, at most one) gives the handle.
   std::uint64_t registerBuffer(void* data, std::size_t bytes) override;
   bool deregisterBuffer(std::uint64_t handle) override;
+  std::uint64_t registerDeviceBuffer(void* data, std::size_t bytes, gpu::Device& device, int deviceIndex) override;
+  bool readsDevice(int peer) const override { return to(peer).readsDevice(peer); }
   bool pullsDevice(int peer) const override { return to(peer).pullsDevice(peer); }
   void postSendDevice(int peer, const DeviceMessage& m, std::size_t bytes, Request* req) override;
   void postRecvAny(int peer, void* data, std::size_t bytes, Request* req) override;

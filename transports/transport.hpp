@@ -13,6 +13,10 @@
 
 namespace kumi {
 
+namespace gpu {
+class Device;
+}
+
 // What the sender was doing when it sent a message: its call (kind, count, type, op, root,
 // sequence number) packed in 16 bytes by the communicator (src/comm/call_stamp.hpp). Every
 // message carries its sender's stamp and a receive accepts only a message with its own, so
@@ -143,6 +147,18 @@ class Transport {
   virtual std::uint64_t registerBuffer(void* /*data*/, std::size_t /*bytes*/) { return 0; }
   // Releases a registration; false if this transport does not know the handle.
   virtual bool deregisterBuffer(std::uint64_t /*handle*/) { return false; }
+
+  // GPUDirect RDMA (only the RDMA transport implements it): device memory of `device` that the
+  // NIC may read itself for sends to peers where readsDevice(peer). Returns a handle for
+  // deregisterBuffer, or 0 where device bytes must be staged through host memory (the GPU and
+  // NIC are too far apart, neither dma-buf nor peer memory, checksums on: said once at INFO).
+  // Throws kumi::Error when the NIC refuses a registration the policy chose.
+  virtual std::uint64_t registerDeviceBuffer(void* /*data*/, std::size_t /*bytes*/, gpu::Device& /*device*/,
+                                             int /*deviceIndex*/) {
+    return 0;
+  }
+  // A send to peer of registered device memory goes from that memory, in any size.
+  virtual bool readsDevice(int /*peer*/) const { return false; }
 
   // Device messages (only transports between processes of one host implement them: shm).
   // Whether the peer maps device memory sent to it: it has a GPU and said it reads such messages.

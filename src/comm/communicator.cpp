@@ -322,10 +322,22 @@ void Communicator::connectRdma(const RdmaPlan& plan, const std::vector<RankPlace
   io.port = railFor(plan.devices);
   io.ib = plan.options;
   io.checks = wireChecks(cfg_);
+  io.gpuPaths = gpuPathsTo(plan.devices[static_cast<std::size_t>(io.port)]);
   auto ib = std::make_unique<IbTransport>(io, *transports.front());  // records travel over TCP
   for (int p : peers) routes[static_cast<std::size_t>(p)] = static_cast<int>(transports.size());
   transports.push_back(std::move(ib));
 #endif
+}
+
+std::vector<topo::GpuPath> Communicator::gpuPathsTo([[maybe_unused]] const std::string& device) const {
+#if KUMI_HAVE_HWLOC
+  try {
+    return topo::gpuPathsTo(*localMachine(), device);
+  } catch (const Error& e) {
+    KUMI_INFO("rank ", rank_, ": no topology for GPUDirect RDMA decisions (", e.what(), ")");
+  }
+#endif
+  return {};
 }
 
 int Communicator::railFor(const std::vector<std::string>& devices) const {

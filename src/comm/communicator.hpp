@@ -19,6 +19,7 @@
 #include "core/config.hpp"
 #include "core/socket.hpp"
 #include "rendezvous/store.hpp"
+#include "topology/rails.hpp"
 #include "topology/world_map.hpp"
 #include "transports/ib/ib_options.hpp"
 #include "transports/shm/shm_transport.hpp"
@@ -109,6 +110,8 @@ class Communicator {
   };
   // This rank's rail: the index into devices of the port nearest its GPU (src/topology/rails.hpp).
   int railFor(const std::vector<std::string>& devices) const;
+  // How this host's GPUs reach RDMA port `device`, for GPUDirect RDMA; empty without topology.
+  std::vector<topo::GpuPath> gpuPathsTo(const std::string& device) const;
   RdmaPlan planRdma() const;
   // Adds the RDMA transport for the peers it can take (both ends with ports of one link layer).
   void connectRdma(const RdmaPlan& plan, const std::vector<RankPlace>& places, std::vector<int>& routes,

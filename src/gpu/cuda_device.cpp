@@ -21,6 +21,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "gpu/cuda_device.hpp"
+#include "gpu/peer_memory.hpp"
 #include "gpu/reduce_device.hpp"
 #include "gpu/runtime.hpp"
 #include "gpu/wait_kernel.hpp"
@@ -224,6 +225,9 @@ void* driverFunction(const char* name) {
 }
 
 using GetAddressRange = CUresult (*)(CUdeviceptr*, size_t*, CUdeviceptr);
+using DeviceGet = CUresult (*)(CUdevice*, int);
+using DeviceGetAttribute = CUresult (*)(int*, CUdevice_attribute, CUdevice);
+using GetHandleForAddressRange = CUresult (*)(void*, CUdeviceptr, size_t, CUmemRangeHandleType, unsigned long long);
 using PointerGetAttribute = CUresult (*)(void*, CUpointer_attribute, CUdeviceptr);
 
 // Exports of this process's allocations by buffer id, so that a buffer sent many times asks the
@@ -341,6 +345,30 @@ class CudaDevice final : public Device {
     }
     return out;
   }
+  NicAccess nicAccess(int device) override {
+    NicAccess a;
+    const PeerMemoryModule peer = probePeerMemory();
+    a.peerMemory = peer.loaded;
+    if (!peer.loaded) a.noPeerMemory = peer.detail;
+    CUdevice dev = 0;
+    int supported = 0;
+    if (!getDevice_ || !getAttribute_ || !getHandle_) {
+      a.noDmabuf = "the CUDA driver has no cuMemGetHandleForAddressRange (it needs CUDA 11.7 or later)";
+    } else if (getDevice_(&dev, device) != CUDA_SUCCESS ||
+               getAttribute_(&supported, CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED, dev) != CUDA_SUCCESS || !supported) {
+      a.noDmabuf = cat("the driver does not export dma-bufs of GPU ", device, "'s memory (open kernel modules and Linux 5.12+ needed)");
+    } else {
+      a.dmabuf = true;
+    }
+    return a;
+  }
+  DmaBuf exportDmabuf(const void* p, std::size_t bytes) override {
+    int fd = -1;
+    if (!getHandle_ || getHandle_(&fd, reinterpret_cast<CUdeviceptr>(p), bytes, CU_MEM_RANGE_HANDLE_TYPE_DMA_BUF_FD, 0) !=
+                           CUDA_SUCCESS)
+      return {};
+    return {fd, 0};  // the fd is exactly the range
+  }
   Memory openIpc(const std::array<std::byte, 64>& handle) override {
     cudaIpcMemHandle_t h{};
     std::memcpy(&h, handle.data(), sizeof h);
@@ -357,6 +385,10 @@ class CudaDevice final : public Device {
 
  private:
   IpcExports exports_;
+  DeviceGet getDevice_ = reinterpret_cast<DeviceGet>(driverFunction("cuDeviceGet"));
+  DeviceGetAttribute getAttribute_ = reinterpret_cast<DeviceGetAttribute>(driverFunction("cuDeviceGetAttribute"));
+  GetHandleForAddressRange getHandle_ =
+      reinterpret_cast<GetHandleForAddressRange>(driverFunction("cuMemGetHandleForAddressRange"));
 };
 
 }  // namespace

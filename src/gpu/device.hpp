@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gpu/memory_kind.hpp"
+#include "gpu/nic_access.hpp"
 
 namespace kumi::gpu {
 
@@ -99,6 +100,12 @@ class Device {
   // whose memory a kernel on `device` can read (peer access). A peer process whose GPU is not in
   // the list (not visible here, CUDA_VISIBLE_DEVICES, or no P2P path) must not send by name.
   virtual std::vector<std::string> readableGpus(int device) = 0;
+  // GPUDirect RDMA: how a NIC may reach `device`'s memory, a dma-buf of the page-aligned range
+  // [p, p + bytes) (fd -1 where it cannot be exported), and the address a peer-memory
+  // registration pins for device pointer p (p itself on CUDA, where nvidia_peermem resolves it).
+  virtual NicAccess nicAccess(int device) = 0;
+  virtual DmaBuf exportDmabuf(const void* p, std::size_t bytes) = 0;
+  virtual void* peerMemoryAddress(void* p) { return p; }
 };
 
 // The process's device: the one installed (tests), else CUDA's when a GPU can be used; null

@@ -54,4 +54,15 @@ std::vector<RailChoice> assignRails(const Machine& machine, const std::vector<st
   return out;
 }
 
+std::vector<GpuPath> gpuPathsTo(const Machine& machine, const std::string& port) {
+  std::vector<GpuPath> out;
+  for (std::size_t n = 0; n < machine.nics.size(); ++n) {
+    if (portOf(machine.nics[n], {port}) < 0) continue;
+    for (const Gpu& g : machine.gpus)
+      if (!g.busId.empty() && n < g.nics.size()) out.push_back({g.busId, g.nics[n]});
+    break;
+  }
+  return out;
+}
+
 }  // namespace kumi::topo

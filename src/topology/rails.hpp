@@ -23,4 +23,12 @@ struct RailChoice {
 // go round-robin over the ports. One entry per local rank.
 std::vector<RailChoice> assignRails(const Machine& machine, const std::vector<std::string>& ports, int localSize);
 
+// How each GPU of the machine reaches the NIC of RDMA port `port` (its verbs device name), for
+// the GPUDirect RDMA decision; empty when hwloc does not place that NIC.
+struct GpuPath {
+  std::string busId;
+  Link link;
+};
+std::vector<GpuPath> gpuPathsTo(const Machine& machine, const std::string& port);
+
 }  // namespace kumi::topo

@@ -213,6 +213,19 @@ class FakeDevice : public gpu::Device {
     return std::nullopt;
   }
   std::vector<std::string> readableGpus(int) override { return readable; }
+  // GPUDirect RDMA as a peer-memory module gives it: the NIC pins the pages behind the tag.
+  gpu::NicAccess nicAccess(int) override {
+    gpu::NicAccess a;
+    a.noDmabuf = "the CPU imitation exports no dma-bufs";
+    a.peerMemory = nicReadable;
+    if (!nicReadable) a.noPeerMemory = "the test took peer memory away";
+    return a;
+  }
+  gpu::DmaBuf exportDmabuf(const void*, std::size_t) override { return {}; }
+  void* peerMemoryAddress(void* p) override {
+    nicPins.fetch_add(1);
+    return real(p);
+  }
   gpu::Memory openIpc(const std::array<std::byte, 64>& handle) override {
     const std::string h(reinterpret_cast<const char*>(handle.data()), strnlen(reinterpret_cast<const char*>(handle.data()), handle.size()));
     const auto colon = h.rfind(':');
@@ -241,8 +254,10 @@ class FakeDevice : public gpu::Device {
   std::atomic<long> ops{0};               // queue operations run
   std::atomic<long> pinnedAllocations{0};  // hostMemory calls
   std::atomic<long> exports{0}, opened{0}, closed{0};  // IPC
+  std::atomic<long> nicPins{0};                       // GPUDirect RDMA registrations
   int maxDelayUs = 200;
   bool ipc = true;  // false: exportIpc refuses, as for memory CUDA cannot share
+  bool nicReadable = true;  // false: no peer memory for the NIC (GPUDirect RDMA)
   // This process's GPU, then those it can read: every process shares one imitated GPU unless a
   // test says otherwise.
   std::vector<std::string> readable{"0000:00:00.0"};

@@ -8,6 +8,7 @@
 
 #include "topology/machine_loader.hpp"
 #include "topology/rails.hpp"
+#include "transports/ib/gdr_policy.hpp"
 
 namespace {
 
@@ -66,3 +67,31 @@ TEST(Rails, PortsHwlocDoesNotPlaceGoRoundRobinToo) {
 }
 
 }  // namespace
+
+// GPUDirect RDMA: how each GPU reaches one NIC, and what the policy makes of it at NCCL's
+// default level (only through a PCIe switch).
+TEST(GpuPaths, EachGpuReachesANicAtItsOwnDistanceAndOnlyTheSwitchPairReadsGpuMemory) {
+  const auto paths = gpuPathsTo(node(), "mlx5_0");
+  ASSERT_EQ(paths.size(), 8u);
+  for (std::size_t g = 0; g < paths.size(); ++g) {
+    EXPECT_EQ(paths[g].busId, node().gpus[g].busId);
+    const auto level = kumi::ib::levelOf(paths[g].link.level);
+    if (g < 2) {
+      EXPECT_EQ(level, kumi::ib::GdrLevel::Pxb) << "GPU " << g;
+    } else if (g >= 4) {
+      EXPECT_EQ(level, kumi::ib::GdrLevel::Sys) << "GPU " << g << " is on the other socket";
+    }
+    kumi::ib::GdrInputs in;
+    in.gpu = paths[g].busId;
+    in.nic = "mlx5_0";
+    in.path = paths[g].link;
+    in.support.dmabuf = true;
+    const auto choice = kumi::ib::chooseGdr(in);
+    EXPECT_EQ(choice.mechanism, g < 2 ? kumi::ib::GdrMechanism::DmaBuf : kumi::ib::GdrMechanism::Staging)
+        << "GPU " << g << ": " << choice.reason;
+  }
+}
+
+TEST(GpuPaths, ANicTheTopologyDoesNotPlaceHasNoPaths) {
+  EXPECT_TRUE(gpuPathsTo(node(), "rxe0").empty());
+}

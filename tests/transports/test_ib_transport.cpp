@@ -4,7 +4,9 @@
 // why. Covers ordered delivery over several queue pairs and slot sizes, both directions at once,
 // the live GID table, the call-stamp, size and checksum checks, a peer that goes away (named
 // with its queue pair), one port per local rank when there are several (rails), and zero-copy
-// sends from registered buffers, with a freed buffer's registration never reused.
+// sends from registered buffers, with a freed buffer's registration never reused, and
+// GPUDirect RDMA from the CPU imitation's device memory (its host-inaccessible addresses make
+// any host read of it fault, so every byte that arrives was read by the NIC).
 #include <gtest/gtest.h>
 
 #include <sys/mman.h>
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "../common/drive.hpp"
+#include "../common/fake_device.hpp"
 #include "core/error.hpp"
 #include "rendezvous/store.hpp"
 #include "rendezvous/tcp_store_client.hpp"
@@ -343,6 +346,52 @@ TEST_F(IbTransportTest, BufferFreedWithoutDeregisteringIsNotSentFromItsOldPages)
   EXPECT_TRUE(a->deregisterBuffer(h1)) << "the program's late deregistration still works";
   EXPECT_TRUE(a->deregisterBuffer(h2));
   EXPECT_EQ(a->registrations(), 0u);
+}
+
+TEST_F(IbTransportTest, DeviceMemoryIsReadByTheNicItselfInEverySize) {
+  auto fake = std::make_shared<test::FakeDevice>();
+  ib::IbOptions o = options();
+  o.gdrLevel = ib::GdrLevel::Sys;  // no topology places rxe beside a GPU
+  auto a = make(0, o), b = make(1, o);
+  pair(*a, *b);
+  const std::size_t n = 300u << 10;  // several 64 KiB slots, and a short tail
+  const auto bytes = pattern(n, 9);
+  gpu::Memory dev = fake->deviceMemory(0, n);
+  fake->copyNow(dev.get(), bytes.data(), n);
+  EXPECT_FALSE(a->readsDevice(1));
+  const std::uint64_t h = a->registerDeviceBuffer(dev.get(), n, *fake, 0);
+  ASSERT_NE(h, 0u);
+  EXPECT_TRUE(a->readsDevice(1));
+  EXPECT_GT(fake->nicPins.load(), 0);
+  // The whole buffer, then 100 bytes from inside it (below the host path's zero-copy size).
+  const char* d = reinterpret_cast<const char*>(dev.get());
+  EXPECT_EQ(sendOnce(*a, *b, d, n), bytes);
+  EXPECT_EQ(a->deviceReadBytes(), n);
+  EXPECT_EQ(sendOnce(*a, *b, d + 5, 100), std::vector<char>(bytes.begin() + 5, bytes.begin() + 105));
+  EXPECT_EQ(a->deviceReadBytes(), n + 100);
+  EXPECT_EQ(a->zeroCopyBytes(), 0u);
+  EXPECT_TRUE(a->deregisterBuffer(h));
+  EXPECT_FALSE(a->readsDevice(1));
+  EXPECT_FALSE(a->deregisterBuffer(h));
+}
+
+TEST_F(IbTransportTest, DeviceMemoryIsNotRegisteredWhereThePolicyStages) {
+  auto fake = std::make_shared<test::FakeDevice>();
+  gpu::Memory dev = fake->deviceMemory(0, 1 << 20);
+  // The default level (PXB) with no topology for the pair; checksums on; no peer memory.
+  ib::IbOptions sys = options();
+  sys.gdrLevel = ib::GdrLevel::Sys;
+  WireChecks crc;
+  crc.checksum = true;
+  auto unknownPath = make(0, options());
+  auto checksums = make(0, sys, 0, crc);
+  EXPECT_EQ(unknownPath->registerDeviceBuffer(dev.get(), 1 << 20, *fake, 0), 0u);
+  EXPECT_EQ(checksums->registerDeviceBuffer(dev.get(), 1 << 20, *fake, 0), 0u);
+  fake->nicReadable = false;
+  auto noPeerMemory = make(0, sys);
+  EXPECT_EQ(noPeerMemory->registerDeviceBuffer(dev.get(), 1 << 20, *fake, 0), 0u);
+  EXPECT_FALSE(unknownPath->readsDevice(1) || checksums->readsDevice(1) || noPeerMemory->readsDevice(1));
+  EXPECT_EQ(fake->nicPins.load(), 0);
 }
 
 TEST_F(IbTransportTest, PeerThatNeverPublishesTimesOutNamingIt) {

@@ -26,6 +26,8 @@ IbOptions IbOptions::fromEnvironment() {
                      ": a staging slot must hold 4 KiB to 64 MiB");
     o.slotBytes = static_cast<std::size_t>(*v);
   }
+  if (auto v = envString("KUMI_IB_GDR_LEVEL")) o.gdrLevel = parseGdrLevel(*v);
+  if (auto v = envIntIn("KUMI_IB_DMABUF", 0, 1)) o.dmabuf = *v == 1;
   return o;
 }
 

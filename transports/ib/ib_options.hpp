@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 
+#include "transports/ib/gdr_policy.hpp"
 #include "transports/ib/gid_select.hpp"
 #include "transports/ib/hca_filter.hpp"
 
@@ -29,6 +30,10 @@ struct IbOptions {
   // 100 Gb/s link busy across the ~40 us that a slot takes to drain and come back as a credit.
   std::size_t slotBytes = 512 << 10;
   int slots = 8;
+  // KUMI_IB_GDR_LEVEL: how close a GPU and its NIC must be for the NIC to read GPU memory
+  // (GPUDirect RDMA). PXB, NCCL's default: only through a PCIe switch, never across the CPU.
+  GdrLevel gdrLevel = GdrLevel::Pxb;
+  bool dmabuf = true;  // KUMI_IB_DMABUF=0: peer memory even where dma-buf works
 
   static IbOptions fromEnvironment();
 };

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <random>
 #include <unordered_map>
 
@@ -20,7 +21,9 @@
 #include "core/log.hpp"
 #include "core/socket.hpp"
 #include "core/strings.hpp"
+#include "gpu/device.hpp"
 #include "transports/ib/connection_record.hpp"
+#include "transports/ib/gdr_policy.hpp"
 #include "transports/ib/gid_select.hpp"
 #include "transports/ib/reg_cache.hpp"
 #include "transports/ib/unmap_watch.hpp"
@@ -37,6 +40,8 @@ constexpr std::uint32_t kHasChecksum = 1;
 constexpr CallStamp kConnectStamp{0x6e6f632d62692d69ull, 0x6d756bull};
 // Below this, copying into the staging slot costs less than the NIC's second gather element.
 constexpr std::size_t kZeroCopyMinBytes = 16 << 10;
+// Handles of device registrations, apart from those of host buffers.
+constexpr std::uint64_t kDeviceHandleBase = std::uint64_t(1) << 62;
 
 // The first bytes of every slot: what the part is, so that the receiver checks it belongs to
 // the receive it is matched with (the same checks as the TCP and shared-memory transports).
@@ -168,6 +173,16 @@ struct IbTransport::Impl {
     };
     return std::make_pair(r, RegistrationCache::Owner(mr.release(), release));
   }};
+  // GPUDirect RDMA: device memory the NIC reads itself. The choice is made at the first device
+  // registration (when the GPU is known) and holds for the transport's life; a registration the
+  // NIC refuses through dma-buf falls back to peer memory where that is there.
+  std::optional<GdrChoice> gdr;
+  gpu::NicAccess nicAccess;
+  gpu::Device* gdrDevice = nullptr;
+  std::uint64_t deviceReadBytes = 0;
+  RegistrationCache deviceRegistrations{
+      [this](std::uintptr_t begin, std::size_t bytes) { return registerDeviceMemory(begin, bytes); },
+      kDeviceHandleBase};
   // Registered buffers unmapped behind our back (freed without kumiCommDeregister) are told here.
   std::shared_ptr<UnmapWatch> unmapWatch;
   std::shared_ptr<UnmapWatch::Subscriber> unmapped;
@@ -202,6 +217,54 @@ struct IbTransport::Impl {
   }
 
   std::string where() const { return port.describe(); }
+
+  void chooseGdrFor(gpu::Device& device, int deviceIndex) {
+    GdrInputs in;
+    const auto gpus = device.readableGpus(deviceIndex);
+    if (!gpus.empty()) in.gpu = gpus.front();
+    in.nic = port.device;
+    for (const auto& g : opt.gpuPaths)
+      if (g.busId == in.gpu) in.path = g.link;
+    in.maxLevel = opt.ib.gdrLevel;
+    in.dmabufAllowed = opt.ib.dmabuf;
+    in.checksum = opt.checks.checksum;
+    in.support = nicAccess = device.nicAccess(deviceIndex);
+    gdr = chooseGdr(in);
+    gdrDevice = &device;
+    KUMI_INFO("rank ", opt.rank, ": ", gdr->reason);
+  }
+
+  std::pair<Registration, RegistrationCache::Owner> registerDeviceMemory(std::uintptr_t begin, std::size_t bytes) {
+    void* p = reinterpret_cast<void*>(begin);
+    constexpr int kAccess = IBV_ACCESS_LOCAL_WRITE;
+    ibv_mr* mr = nullptr;
+    if (gdr->mechanism == GdrMechanism::DmaBuf) {
+      const gpu::DmaBuf buf = gdrDevice->exportDmabuf(p, bytes);
+      std::string why = "the driver would not export the range as a dma-buf";
+      if (buf.fd >= 0) {
+        mr = ::ibv_reg_dmabuf_mr(pd.get(), buf.offset, bytes, begin, buf.fd, kAccess);
+        why = cat("ibv_reg_dmabuf_mr: ", std::strerror(errno));
+        ::close(buf.fd);  // the registration keeps the dma-buf for itself
+      }
+      if (mr == nullptr) {
+        if (!nicAccess.peerMemory)
+          fail(kumiSystemError, "RDMA transport, rank ", opt.rank, ": ", where(), ": registering ", bytes,
+               " bytes of GPU memory for GPUDirect RDMA through dma-buf failed (", why, ") and there is no peer memory (",
+               nicAccess.noPeerMemory, ")");
+        gdr->mechanism = GdrMechanism::PeerMemory;
+        KUMI_INFO("rank ", opt.rank, ": ", where(), ": dma-buf registration refused (", why,
+                  "): GPUDirect RDMA through peer memory instead");
+      }
+    }
+    if (mr == nullptr) {
+      mr = ::ibv_reg_mr_iova(pd.get(), gdrDevice->peerMemoryAddress(p), bytes, begin, kAccess);
+      if (mr == nullptr)
+        fail(kumiSystemError, "RDMA transport, rank ", opt.rank, ": ", where(), ": registering ", bytes,
+             " bytes of GPU memory for GPUDirect RDMA through peer memory failed: ", std::strerror(errno));
+    }
+    Registration r{begin, begin + bytes, mr->lkey, mr->rkey};
+    return {r, RegistrationCache::Owner(mr, [](void* m) { ::ibv_dereg_mr(static_cast<ibv_mr*>(m)); })};
+  }
 
   std::string qpName(const Connection& c, int qp) const {
     return cat(where(), " QP ", c.qps.empty() ? 0u : c.qpNumber(qp), " to rank ", c.peer,
@@ -480,9 +543,18 @@ struct IbTransport::Impl {
       h.partBytes = static_cast<std::uint32_t>(n);
       h.stampLo = item.stamp.lo;
       h.stampHi = item.stamp.hi;
-      // Large parts of registered buffers go from the buffer itself; the rest through the slot.
-      if (n >= kZeroCopyMinBytes) dropUnmapped();
-      const Registration* reg = n >= kZeroCopyMinBytes ? registrations.find(item.data + item.offset, n) : nullptr;
+      // Registered device memory goes from the GPU whatever the size (the host cannot read it);
+      // large parts of registered host buffers from the buffer itself; the rest through the slot.
+      const Registration* reg = nullptr;
+      bool fromDevice = false;
+      if (n > 0 && deviceRegistrations.entries() > 0) {
+        reg = deviceRegistrations.find(item.data + item.offset, n);
+        fromDevice = reg != nullptr;
+      }
+      if (!reg && n >= kZeroCopyMinBytes) {
+        dropUnmapped();
+        reg = registrations.find(item.data + item.offset, n);
+      }
       if (n && !reg) std::memcpy(at + sizeof h, item.data + item.offset, n);
       if (opt.checks.checksum) {
         h.flags |= kHasChecksum;
@@ -513,7 +585,7 @@ struct IbTransport::Impl {
       ++c.sendsOut[static_cast<std::size_t>(qp)];
       c.stagingBusy[slot] = 1;
       if (reg) {
-        zeroCopyBytes += n;
+        (fromDevice ? deviceReadBytes : zeroCopyBytes) += n;
         ++item.req->partsLeft;  // until the NIC has read the user's bytes
         c.slotRequest[slot] = item.req;
       }
@@ -836,7 +908,19 @@ std::uint64_t IbTransport::registerBuffer(void* data, std::size_t bytes) {
   return impl_->registrations.add(data, bytes);
 }
 
-bool IbTransport::deregisterBuffer(std::uint64_t handle) { return impl_->registrations.remove(handle); }
+bool IbTransport::deregisterBuffer(std::uint64_t handle) {
+  return handle >= kDeviceHandleBase ? impl_->deviceRegistrations.remove(handle) : impl_->registrations.remove(handle);
+}
+
+std::uint64_t IbTransport::registerDeviceBuffer(void* data, std::size_t bytes, gpu::Device& device, int deviceIndex) {
+  if (!impl_->gdr) impl_->chooseGdrFor(device, deviceIndex);
+  if (impl_->gdr->mechanism == GdrMechanism::Staging) return 0;
+  return impl_->deviceRegistrations.add(data, bytes);
+}
+
+bool IbTransport::readsDevice(int /*peer*/) const { return impl_->deviceRegistrations.entries() > 0; }
+
+std::uint64_t IbTransport::deviceReadBytes() const { return impl_->deviceReadBytes; }
 
 std::size_t IbTransport::registrations() const { return impl_->registrations.entries(); }
 

@@ -17,6 +17,12 @@
 // header goes from the staging slot and the bytes straight from the buffer, in one write of two
 // gather elements; the send completes when the NIC has read them.
 //
+// GPUDirect RDMA: device memory registered through registerDeviceBuffer (the device executor's
+// send slots) is read by the NIC itself, every part in the same two-element write as a
+// registered host buffer's, through a dma-buf or a peer-memory registration as
+// transports/ib/gdr_policy.hpp chooses for this rank's GPU and NIC. Receives still land in the
+// ring in host memory.
+//
 // Failures name the device, port, queue pair and peer: a work request that completes in error
 // (e.g. a peer that died: the retries run out), a peer that never publishes its queue pairs, an
 // error on the device's asynchronous event queue.
@@ -26,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "topology/rails.hpp"
 #include "transports/ib/ib_options.hpp"
 #include "transports/transport.hpp"
 
@@ -47,6 +54,9 @@ struct IbTransportOptions {
   int port = 0;       // which of the usable ports (probeIb's devices): this rank's rail
   ib::IbOptions ib;
   WireChecks checks;  // KUMI_CHECKSUM
+  // How every GPU of this host reaches this rank's NIC (topology), for GPUDirect RDMA; empty
+  // when unknown (only KUMI_IB_GDR_LEVEL=SYS then lets the NIC read GPU memory).
+  std::vector<topo::GpuPath> gpuPaths;
 };
 
 class IbTransport final : public Transport {
@@ -72,6 +82,10 @@ class IbTransport final : public Transport {
   void cancelAll() override;
   std::uint64_t registerBuffer(void* data, std::size_t bytes) override;
   bool deregisterBuffer(std::uint64_t handle) override;
+  std::uint64_t registerDeviceBuffer(void* data, std::size_t bytes, gpu::Device& device, int deviceIndex) override;
+  bool readsDevice(int peer) const override;
+  // Bytes the NIC read from device memory so far, for tests.
+  std::uint64_t deviceReadBytes() const;
   // Registered user buffers (entries of the registration cache), for tests.
   std::size_t registrations() const;
   // Bytes sent straight from registered buffers so far, for tests.

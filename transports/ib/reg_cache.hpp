@@ -31,7 +31,9 @@ class RegistrationCache {
   using Owner = std::shared_ptr<void>;  // releases the registration when the last copy goes
   using Registrar = std::function<std::pair<Registration, Owner>(std::uintptr_t begin, std::size_t bytes)>;
 
-  explicit RegistrationCache(Registrar registrar) : registrar_(std::move(registrar)) {}
+  // Handles count up from firstHandle, so that two caches of one transport never share one.
+  explicit RegistrationCache(Registrar registrar, std::uint64_t firstHandle = 1)
+      : registrar_(std::move(registrar)), nextHandle_(firstHandle) {}
 
   // Registers [data, data + bytes) rounded out to whole pages, or takes another reference on an
   // entry that already covers it. Returns a handle for remove(); never 0.
@@ -56,7 +58,7 @@ class RegistrationCache {
   };
   Registrar registrar_;
   std::vector<Entry> entries_;  // few: users register a handful of long-lived buffers
-  std::uint64_t nextHandle_ = 1;
+  std::uint64_t nextHandle_;
 };
 
 }  // namespace kumi::ib

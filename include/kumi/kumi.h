@@ -172,7 +172,9 @@ KUMI_API kumiResult_t kumiCommAbort(kumiComm_t comm);
  * new buffer at the same addresses is never sent from the old pages; elsewhere that is the
  * caller's duty, as with NCCL (KUMI_DEBUG=INFO says which applies). Overlapping registrations are allowed; each needs its own
  * deregistration. Where no transport of the communicator can use it, registering only records
- * the buffer. *handle is valid until kumiCommDeregister or the communicator's destruction. */
+ * the buffer; so it is for device buffers, which collectives send through kumi's own device
+ * memory (read by the NIC itself where GPUDirect RDMA is chosen, see docs/RDMA.md). *handle is
+ * valid until kumiCommDeregister or the communicator's destruction. */
 KUMI_API kumiResult_t kumiCommRegister(kumiComm_t comm, void* buff, size_t bytes, void** handle);
 KUMI_API kumiResult_t kumiCommDeregister(kumiComm_t comm, void* handle);
 

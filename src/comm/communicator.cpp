@@ -362,7 +362,12 @@ std::uint64_t Communicator::registerBuffer(void* data, std::size_t bytes) {
   KUMI_REQUIRE_ARG(data != nullptr, "kumiCommRegister: the buffer is NULL");
   KUMI_REQUIRE_ARG(bytes > 0, "kumiCommRegister: the buffer has 0 bytes");
   std::lock_guard<std::mutex> lock(opMutex_);  // transports are used under the operation lock
-  const std::uint64_t inTransport = transport_ ? transport_->registerBuffer(data, bytes) : 0;
+  // Device calls never send from the caller's device buffer (they go through kumi's own device
+  // slots, which the NIC reads where GPUDirect RDMA is chosen), so device memory is recorded only.
+  gpu::Device* d = gpu::device();
+  const gpu::MemoryKind kind = d != nullptr ? d->kindOf(data) : gpu::MemoryKind::Host;
+  const bool onDevice = kind == gpu::MemoryKind::Device || kind == gpu::MemoryKind::Managed;
+  const std::uint64_t inTransport = transport_ && !onDevice ? transport_->registerBuffer(data, bytes) : 0;
   const std::uint64_t handle = nextRegistration_++;
   registrations_.emplace(handle, inTransport);
   return handle;

@@ -17,6 +17,7 @@
 
 #include "../common/fake_device.hpp"
 #include "../common/reference_data.hpp"
+#include "core/scoped_env.hpp"
 #include "gpu/device.hpp"
 
 namespace {
@@ -188,24 +189,26 @@ TEST_F(DevicePath, ASendAndItsReceiveMayUseDifferentMemory) {
   });
 }
 
+int hostsOf(kumiComm_t comm) {
+  int host = -1, hosts = 0;
+  for (int q = 0; q < worldSize; ++q)
+    if (kumiCommHost(comm, q, &host) == kumiSuccess) hosts = std::max(hosts, host + 1);
+  return hosts;
+}
+
 // Run only where kumirun simulates several hosts (mp.device_path.nodes2.np4).
 TEST_F(DevicePath, AcrossHostsTheDeviceAllReduceIsHierarchical) {
   withOwnComm([&](kumiComm_t comm, int r) {
-    int host = -1, hosts = 0;
-    for (int q = 0; q < worldSize; ++q) {
-      ASSERT_EQ(kumiCommHost(comm, q, &host), kumiSuccess);
-      hosts = std::max(hosts, host + 1);
-    }
-    ASSERT_GE(hosts, 2) << "this test needs ranks on several hosts (kumirun --nodes)";
-    float one = 1;
+    ASSERT_GE(hostsOf(comm), 2) << "this test needs ranks on several hosts (kumirun --nodes)";
+    float one = 1;  // a first call: every rank has its GPU
     ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
     const long before = fake->opened.load();
     deviceAllReduce(comm, r, 1 << 20);  // 4 MiB: the network crossed once per host, not per rank
     const char* algo = nullptr;
     ASSERT_EQ(kumiCommGetAlgorithm(comm, &algo), kumiSuccess);
     EXPECT_STREQ(algo, "hierarchical") << "rank " << r;
-    // Inside a host the shards moved by name (peer memory read in place), between hosts staged.
-    int mine = -1, peersHere = 0;
+    // Inside a host the shards moved by name (peer memory read in place).
+    int mine = -1, host = -1, peersHere = 0;
     kumiCommHost(comm, r, &mine);
     for (int q = 0; q < worldSize; ++q) {
       kumiCommHost(comm, q, &host);
@@ -214,6 +217,46 @@ TEST_F(DevicePath, AcrossHostsTheDeviceAllReduceIsHierarchical) {
     if (peersHere > 0) {
       EXPECT_GT(fake->opened.load(), before) << "rank " << r << " read no peer's memory by name";
     }
+  });
+}
+
+// GPUDirect RDMA (the Soft-RoCE lane runs it, with RDMA between the hosts of kumirun --nodes;
+// over TCP there is no NIC to read device memory, so the other lanes leave it out by name).
+// The NIC is given the device send slots once, and the sums are right: the imitation's device
+// memory faults on any host read, so the bytes between hosts were read by the NIC.
+TEST_F(DevicePath, AcrossHostsOverRdmaTheNicReadsTheDeviceSlots) {
+  kumi::ScopedEnv level("KUMI_IB_GDR_LEVEL", "SYS");  // no topology places rxe beside a GPU
+  withOwnComm([&](kumiComm_t comm, int r) {
+    ASSERT_GE(hostsOf(comm), 2) << "this test needs ranks on several hosts (kumirun --nodes)";
+    float one = 1;  // a first call: every rank has its GPU
+    ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    const long before = fake->nicPins.load();
+    deviceAllReduce(comm, r, 1 << 20);
+    const long first = fake->nicPins.load();
+    EXPECT_GT(first, before) << "rank " << r << ": the NIC was never given device memory";
+    deviceAllReduce(comm, r, 1 << 20);
+    deviceAllReduce(comm, r, 333333);
+    EXPECT_EQ(fake->nicPins.load(), first) << "rank " << r << ": the device slots were registered again";
+  });
+}
+
+// kumiCommRegister of a device buffer only records it (the NIC is never asked to pin it as host
+// memory, which it is not), and the buffer works in calls as before.
+TEST_F(DevicePath, AcrossHostsOverRdmaRegisteringADeviceBufferOnlyRecordsIt) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    constexpr std::size_t count = 1 << 18;
+    auto buffer = fake->deviceMemory(0, count * 4);
+    void* handle = nullptr;
+    ASSERT_EQ(kumiCommRegister(comm, buffer.get(), count * 4, &handle), kumiSuccess) << kumiGetLastError();
+    const auto host = inputs(r, count);
+    fake->copyNow(buffer.get(), host.data(), count * 4);
+    auto stream = fake->newStream();
+    ASSERT_EQ(kumiAllReduce(buffer.get(), buffer.get(), count, kumiFloat32, kumiSum, comm, stream.get()), kumiSuccess);
+    fake->synchronize(stream.get());
+    std::vector<float> got(count);
+    fake->copyNow(got.data(), buffer.get(), count * 4);
+    EXPECT_EQ(wrongSums(got, worldSize), 0u) << "rank " << r;
+    EXPECT_EQ(kumiCommDeregister(comm, handle), kumiSuccess);
   });
 }
 

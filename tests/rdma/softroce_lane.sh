@@ -8,6 +8,7 @@
 #   - every collective of the multi-process suite with every rank on RDMA, at 2 and 3 ranks;
 #   - kumi-bench -c 1 on RDMA for every collective, several data types, ops and sizes;
 #   - two rails: two simulated hosts of two ranks, local rank l on rxe<l>;
+#   - GPUDirect RDMA: device buffers of the CPU imitation of a GPU read by the NIC itself;
 #   - fault injection: a rank killed with SIGKILL mid-transfer, the survivors named the dead rank;
 #   - a sanity ratio: kumi-bench's busbw over rxe against ib_write_bw on the same VM.
 # Prints a summary; exits non-zero if any step failed. By hand: scripts/softroce-vm.sh tests/rdma/softroce_lane.sh
@@ -80,6 +81,26 @@ two_rails() {
   }
 }
 
+# Device buffers on the CPU imitation of a GPU, two simulated hosts of two ranks: between the
+# hosts the NIC reads the device send slots itself (GPUDirect RDMA, the imitation's memory given
+# to ibv_reg_mr as a peer-memory module would), and with the default level, where no topology
+# places rxe beside a GPU, the same allreduce is staged through host memory. Both say so at INFO.
+gpudirect() {
+  local log=/tmp/gdr.log
+  KUMI_DEBUG=INFO "$B/kumirun" -np 4 --nodes 2 --timeout 600 -- "$B/tests/test_device_path" \
+    --gtest_brief=1 --gtest_filter='*AcrossHosts*' >"$log" 2>&1
+  local rc=$?
+  grep -v 'INFO' "$log" | grep -v '^\[[1-9]'
+  [ "$rc" -eq 0 ] || return "$rc"
+  grep -q 'GPUDirect RDMA through peer memory' "$log" && grep -q 'staging through host memory: the topology' "$log" || {
+    grep 'GPUDirect\|staging through' "$log"
+    echo "the log does not show both GPUDirect RDMA (KUMI_IB_GDR_LEVEL=SYS) and staging (the default)"
+    return 1
+  }
+  grep -m1 'GPUDirect RDMA through' "$log"
+  grep -m1 'staging through host memory' "$log"
+}
+
 faults() {
   (cd "$S/tests/scripts" && KUMI_BUILD_DIR=$B KUMI_SOURCE_DIR=$S KUMI_FAULT_TRIALS_RDMA=${KUMI_FAULT_TRIALS_RDMA:-6} \
     python3 -m unittest -v test_faults.FaultInjection.test_kill_one_rank_rdma 2>&1 | tee /tmp/faults.log)
@@ -120,6 +141,7 @@ step "kumi-bench -c 1 on RDMA, 4 ranks, every collective, float sum" bench_every
 step "kumi-bench -c 1 on RDMA, 3 ranks, every collective, bfloat16 max" bench_every_collective 3 bfloat16 max
 step "kumi-bench -c 1 on RDMA, 2 ranks, every collective, int64 prod" bench_every_collective 2 int64 prod
 step "two rails: 2 hosts x 2 ranks, local rank l on rxe<l>" two_rails
+step "GPUDirect RDMA from the CPU imitation's device memory, 2 hosts x 2 ranks" gpudirect
 step "fault injection: a rank killed mid-transfer" faults
 step "sanity ratio: kumi-bench busbw against ib_write_bw" sanity_ratio
 

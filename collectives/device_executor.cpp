@@ -13,6 +13,10 @@ namespace {
 // memory in all (pinned memory is scarce and slow to allocate: the arena is kept across calls).
 constexpr std::size_t kMaxSlotsPerChannel = 8;
 constexpr std::size_t kBounceBudgetBytes = 32u << 20;
+// A device arena the NIC registers is whole 2 MiB pages: a registration covers whole pages, and
+// a dma-buf export wants the range to be the allocation's own (cudaMalloc gives allocations of
+// 2 MiB and more 2 MiB alignment).
+constexpr std::size_t kNicArenaGranularity = 2u << 20;
 
 // Step states.
 constexpr char kWaiting = 0;  // for its dependencies
@@ -34,15 +38,16 @@ void DeviceExecutor::dropNicRegistration() {
 
 void DeviceExecutor::registerWithNic(Transport* tp, std::size_t bytes) {
   nicAsked_ = true;
+  nicTransport_ = tp;
   try {
     nicHandle_ = tp->registerDeviceBuffer(deviceArena_.get(), bytes, device_, deviceIndex_);
+    if (nicHandle_ == 0) nicRefused_ = true;  // the transport stages: never ask again
   } catch (const Error& e) {
-    // Bounce buffers still work: say so once and stage from now on.
-    KUMI_WARN("GPUDirect RDMA is off for this communicator: ", e.what(), "; sends between hosts are staged");
+    // This arena could not be registered; bounce buffers still work, and a larger arena is tried anew.
+    if (!nicWarned_) KUMI_WARN("GPUDirect RDMA not used for now: ", e.what(), "; device bytes between hosts are staged");
+    nicWarned_ = true;
     nicHandle_ = 0;
   }
-  nicTransport_ = tp;
-  if (nicHandle_ == 0) nicRefused_ = true;
 }
 
 std::byte* DeviceExecutor::scratch(std::size_t bytes) {
@@ -87,14 +92,19 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     for (auto& pool : deviceFree_) pool.clear();
     // The arena serves sends by name and sends by the NIC; a transport that stages never gets
     // asked again (nor an arena made for it alone).
+    if (recvDeviceFree_.size() < channels) recvDeviceFree_.resize(channels);
+    for (auto& pool : recvDeviceFree_) pool.clear();
     const bool forNic = tp != nullptr && !nicRefused_;
     if (ipc_ != nullptr || forNic) {
-      if (need > deviceArenaBytes_) {
+      // Device slots of sends; for the NIC, as many again for receives it writes into.
+      const std::size_t arenaNeed =
+          forNic ? (2 * need + kNicArenaGranularity - 1) / kNicArenaGranularity * kNicArenaGranularity : need;
+      if (arenaNeed > deviceArenaBytes_) {
         dropNicRegistration();  // before the memory it pins goes
         deviceArena_.reset();
         deviceArenaBytes_ = 0;
-        deviceArena_ = device_.deviceMemory(deviceIndex_, need);
-        deviceArenaBytes_ = need;
+        deviceArena_ = device_.deviceMemory(deviceIndex_, arenaNeed);
+        deviceArenaBytes_ = arenaNeed;
         arenaName_ = ipc_ != nullptr ? device_.exportIpc(deviceArena_.get()) : std::nullopt;
       }
       if (forNic && !nicAsked_) registerWithNic(tp, deviceArenaBytes_);
@@ -107,6 +117,9 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
         for (std::size_t c = 0; c < channels; ++c)
           for (std::size_t k = 0; k < per; ++k) deviceFree_[c].push_back(next++);
       }
+      if (nicHandle_ != 0 && deviceArenaBytes_ >= 2 * need)
+        for (std::size_t c = 0; c < channels; ++c)
+          for (std::size_t k = 0; k < per; ++k) recvDeviceFree_[c].push_back(next++);
     }
   }
 
@@ -117,6 +130,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   head_.assign(channels, 0);
   requests_.assign(n, Request{});
   slotOf_.assign(n, -1);
+  recvDeviceSlotOf_.assign(n, -1);
   direct_.assign(n, 0);
   names_.resize(n);
   static const int self = static_cast<int>(::getpid());
@@ -218,6 +232,12 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       } else if (st.kind == StepKind::Send) {
         fifo_.push_back({enqueued(q.copy(slot(s), bufs.at(st.src), bufs.bytes(st.src))), i});
         issue(i);  // the queue reads the source before any later write to it
+      } else if (nicHandle_ != 0 && bufs.bytes(st.dst) > 0 && tp->readsDevice(st.peer) && !recvDeviceFree_[c].empty()) {
+        // The NIC may write the bytes into a device slot (the sender decides); else the bounce buffer.
+        const int d = recvDeviceFree_[c].back();
+        recvDeviceFree_[c].pop_back();
+        recvDeviceSlotOf_[i] = d;
+        tp->postRecvDevice(st.peer, slot(s), deviceSlot(d), bufs.bytes(st.dst), &requests_[i]);
       } else if (ipc_ != nullptr) {
         tp->postRecvAny(st.peer, slot(s), bufs.bytes(st.dst), &requests_[i]);  // bytes, or a name
       } else {
@@ -232,6 +252,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     ++over;
     const auto c = static_cast<std::size_t>(ps.channelOf[i]);
     freeSlots_[c].push_back(slotOf_[i]);
+    if (recvDeviceSlotOf_[i] >= 0) recvDeviceFree_[c].push_back(recvDeviceSlotOf_[i]);
     pumpChannel(c);
   };
   auto consume = [&](std::uint32_t i) {
@@ -242,6 +263,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       return;
     }
     const std::byte* landed = slot(slotOf_[i]);
+    if (requests_[i].landedOnDevice) landed = deviceSlot(recvDeviceSlotOf_[i]);  // written there by the NIC
     if (direct_[i]) {  // read in place from the sender's memory
       const DeviceMessage& m = names_[i];
       landed = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)

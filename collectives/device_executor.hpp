@@ -16,10 +16,11 @@
 // source be written again at once, as with bounce buffers. Peers that do not map, or an arena
 // that cannot be exported, take the pinned bounce buffers.
 //
-// Between hosts over RDMA with GPUDirect (Transport::readsDevice): the same device slots are
-// registered with the NIC once per arena, and a send is copied into one and posted from it, so
-// the NIC reads GPU memory itself and no bounce through host memory is made. Where the RDMA
-// transport chose staging (or none is used), sends take the bounce buffers.
+// Between hosts over RDMA with GPUDirect (Transport::readsDevice): the arena, with as many slots
+// again for receives, is registered with the NIC once. A send is copied into a device slot and
+// posted from it, so the NIC reads GPU memory itself; a receive offers a device slot besides its
+// bounce buffer, and when the NIC wrote the bytes there it is copied or reduced in from GPU
+// memory. Where the RDMA transport chose staging (or none is used), the bounce buffers.
 #pragma once
 
 #include <optional>
@@ -70,6 +71,9 @@ class DeviceExecutor {
   std::uint64_t nicHandle_ = 0;
   bool nicAsked_ = false;
   bool nicRefused_ = false;
+  bool nicWarned_ = false;
+  std::vector<std::vector<int>> recvDeviceFree_;  // per channel: device slots receives may land in (NIC)
+  std::vector<int> recvDeviceSlotOf_;             // per step
   void dropNicRegistration();
   void registerWithNic(Transport* tp, std::size_t bytes);
   std::vector<std::vector<int>> deviceFree_;  // per channel

@@ -44,6 +44,11 @@ void RoutedTransport::postRecv(int peer, void* data, std::size_t bytes, Request*
   to(peer).postRecv(peer, data, bytes, req);
 }
 
+void RoutedTransport::postRecvDevice(int peer, void* host, void* device, std::size_t bytes, Request* req) {
+  ++outstanding_[static_cast<std::size_t>(routes_[static_cast<std::size_t>(peer)])];
+  to(peer).postRecvDevice(peer, host, device, bytes, req);
+}
+
 bool RoutedTransport::progress(std::vector<Request*>& completed) {
   bool moved = false;
   for (std::size_t t = 0; t < transports_.size(); ++t) {

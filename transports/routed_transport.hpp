@@ -38,6 +38,7 @@ class RoutedTransport final : public Transport {
   bool deregisterBuffer(std::uint64_t handle) override;
   std::uint64_t registerDeviceBuffer(void* data, std::size_t bytes, gpu::Device& device, int deviceIndex) override;
   bool readsDevice(int peer) const override { return to(peer).readsDevice(peer); }
+  void postRecvDevice(int peer, void* host, void* device, std::size_t bytes, Request* req) override;
   bool pullsDevice(int peer) const override { return to(peer).pullsDevice(peer); }
   void postSendDevice(int peer, const DeviceMessage& m, std::size_t bytes, Request* req) override;
   void postRecvAny(int peer, void* data, std::size_t bytes, Request* req) override;

@@ -101,6 +101,9 @@ struct Request {
   // Set when a receive posted with postRecvAny got device memory in place of bytes: valid until
   // releaseDevice for that peer.
   const DeviceMessage* device = nullptr;
+  // Set when a receive posted with postRecvDevice got its bytes in the device buffer (the NIC
+  // wrote them there) rather than in the host one.
+  bool landedOnDevice = false;
 };
 
 class Transport {
@@ -157,8 +160,14 @@ class Transport {
                                              int /*deviceIndex*/) {
     return 0;
   }
-  // A send to peer of registered device memory goes from that memory, in any size.
+  // A send to peer of registered device memory goes from that memory, in any size, and a
+  // receive from peer may land in registered device memory (postRecvDevice).
   virtual bool readsDevice(int /*peer*/) const { return false; }
+  // A receive whose bytes land in `device` (registered device memory) where the sender can write
+  // them there, else in `host`; req->landedOnDevice says which. Where readsDevice(peer).
+  virtual void postRecvDevice(int peer, void* host, void* /*device*/, std::size_t bytes, Request* req) {
+    postRecv(peer, host, bytes, req);
+  }
 
   // Device messages (only transports between processes of one host implement them: shm).
   // Whether the peer maps device memory sent to it: it has a GPU and said it reads such messages.

@@ -121,9 +121,12 @@ class FakeDevice : public gpu::Device {
     explicit Queue(FakeDevice& d) : device_(d) {}
     ~Queue() override { drain(); }
     Ticket copy(void* dst, const void* src, std::size_t bytes) override {
+      if (device_.kindOf(dst) == gpu::MemoryKind::Host) device_.toHost.fetch_add(1);
+      if (device_.kindOf(src) == gpu::MemoryKind::Host) device_.fromHost.fetch_add(1);
       return later([=] { std::memmove(real(dst), real(src), bytes); });
     }
     Ticket reduce(kumiDataType_t type, kumiRedOp_t op, void* dst, const void* a, const void* b, std::size_t n) override {
+      if (device_.kindOf(b) == gpu::MemoryKind::Host) device_.fromHost.fetch_add(1);
       return later([=] {
         reduceBuffers(type, op, static_cast<std::byte*>(real(dst)), static_cast<const std::byte*>(real(a)),
                       static_cast<const std::byte*>(real(b)), n);
@@ -216,7 +219,8 @@ class FakeDevice : public gpu::Device {
   // GPUDirect RDMA as a peer-memory module gives it: the NIC pins the pages behind the tag.
   gpu::NicAccess nicAccess(int) override {
     gpu::NicAccess a;
-    a.noDmabuf = "the CPU imitation exports no dma-bufs";
+    a.dmabuf = offerDmabuf;  // but exportDmabuf has none to give: a registration falls back
+    if (!offerDmabuf) a.noDmabuf = "the CPU imitation exports no dma-bufs";
     a.peerMemory = nicReadable;
     if (!nicReadable) a.noPeerMemory = "the test took peer memory away";
     return a;
@@ -255,9 +259,11 @@ class FakeDevice : public gpu::Device {
   std::atomic<long> pinnedAllocations{0};  // hostMemory calls
   std::atomic<long> exports{0}, opened{0}, closed{0};  // IPC
   std::atomic<long> nicPins{0};                       // GPUDirect RDMA registrations
+  std::atomic<long> toHost{0}, fromHost{0};  // queue copies (and reductions) through host memory: staging
   int maxDelayUs = 200;
   bool ipc = true;  // false: exportIpc refuses, as for memory CUDA cannot share
-  bool nicReadable = true;  // false: no peer memory for the NIC (GPUDirect RDMA)
+  bool nicReadable = true;   // false: no peer memory for the NIC (GPUDirect RDMA)
+  bool offerDmabuf = false;  // true: says it has dma-buf, then exports none (the fallback's test)
   // This process's GPU, then those it can read: every process shares one imitated GPU unless a
   // test says otherwise.
   std::vector<std::string> readable{"0000:00:00.0"};

@@ -209,7 +209,7 @@ void linkModelSeeds() {
   record.lid = 7;
   record.qpns = {0xffffff};
   write("fuzz_ib_record", "ib-lid", kumi::ib::formatRecord(record));
-  write("fuzz_ib_record", "ring-overflow", "kumi-ib1 rxe0:1 roce 0 00000000000000000000ffff0a4d0001 3 1 8 524288 "
+  write("fuzz_ib_record", "ring-overflow", "kumi-ib2 rxe0:1 roce 0 00000000000000000000ffff0a4d0001 3 1 8 524288 "
                                            "18446744073709551616 1 1 17");
 }
 

@@ -202,7 +202,7 @@ TEST_F(DevicePath, AcrossHostsTheDeviceAllReduceIsHierarchical) {
     ASSERT_GE(hostsOf(comm), 2) << "this test needs ranks on several hosts (kumirun --nodes)";
     float one = 1;  // a first call: every rank has its GPU
     ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
-    const long before = fake->opened.load();
+    const long before = fake->opened.load(), staged = fake->toHost.load();
     deviceAllReduce(comm, r, 1 << 20);  // 4 MiB: the network crossed once per host, not per rank
     const char* algo = nullptr;
     ASSERT_EQ(kumiCommGetAlgorithm(comm, &algo), kumiSuccess);
@@ -217,26 +217,34 @@ TEST_F(DevicePath, AcrossHostsTheDeviceAllReduceIsHierarchical) {
     if (peersHere > 0) {
       EXPECT_GT(fake->opened.load(), before) << "rank " << r << " read no peer's memory by name";
     }
+    // Between hosts (TCP, or RDMA at the default GPUDirect level with no topology) sends are staged.
+    EXPECT_GT(fake->toHost.load(), staged) << "rank " << r << " copied nothing out to host memory";
   });
 }
 
 // GPUDirect RDMA (the Soft-RoCE lane runs it, with RDMA between the hosts of kumirun --nodes;
 // over TCP there is no NIC to read device memory, so the other lanes leave it out by name).
-// The NIC is given the device send slots once, and the sums are right: the imitation's device
-// memory faults on any host read, so the bytes between hosts were read by the NIC.
-TEST_F(DevicePath, AcrossHostsOverRdmaTheNicReadsTheDeviceSlots) {
+// The NIC is given the device slots once per arena (again when a larger call grows it), no send
+// is copied out to host memory (inside a host they go by name, between hosts the NIC reads
+// them: the imitation's device memory faults on any host read), and the sums are right.
+// Receives the NIC writes into device slots are the sender's choice per message, so not counted.
+TEST_F(DevicePath, AcrossHostsOverRdmaTheNicReadsAndWritesTheDeviceSlots) {
   kumi::ScopedEnv level("KUMI_IB_GDR_LEVEL", "SYS");  // no topology places rxe beside a GPU
   withOwnComm([&](kumiComm_t comm, int r) {
     ASSERT_GE(hostsOf(comm), 2) << "this test needs ranks on several hosts (kumirun --nodes)";
     float one = 1;  // a first call: every rank has its GPU
     ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
-    const long before = fake->nicPins.load();
+    const long before = fake->nicPins.load(), staged = fake->toHost.load();
     deviceAllReduce(comm, r, 1 << 20);
     const long first = fake->nicPins.load();
     EXPECT_GT(first, before) << "rank " << r << ": the NIC was never given device memory";
     deviceAllReduce(comm, r, 1 << 20);
     deviceAllReduce(comm, r, 333333);
     EXPECT_EQ(fake->nicPins.load(), first) << "rank " << r << ": the device slots were registered again";
+    EXPECT_EQ(fake->toHost.load(), staged) << "rank " << r << ": a send was staged through host memory";
+    deviceAllReduce(comm, r, 3 << 20);  // larger messages: a larger arena, registered anew
+    EXPECT_GT(fake->nicPins.load(), first) << "rank " << r << ": the grown arena was not registered";
+    EXPECT_EQ(fake->toHost.load(), staged) << "rank " << r << ": a send was staged through host memory";
   });
 }
 

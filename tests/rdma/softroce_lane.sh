@@ -82,9 +82,10 @@ two_rails() {
 }
 
 # Device buffers on the CPU imitation of a GPU, two simulated hosts of two ranks: between the
-# hosts the NIC reads the device send slots itself (GPUDirect RDMA, the imitation's memory given
-# to ibv_reg_mr as a peer-memory module would), and with the default level, where no topology
-# places rxe beside a GPU, the same allreduce is staged through host memory. Both say so at INFO.
+# hosts the NIC reads the device send slots and writes advertised device receive slots itself
+# (GPUDirect RDMA, the imitation's memory given to ibv_reg_mr as a peer-memory module would),
+# and with the default level, where no topology places rxe beside a GPU, the same allreduce is
+# staged through host memory. Both say so at INFO, and each transport what GPUDirect carried.
 gpudirect() {
   local log=/tmp/gdr.log
   KUMI_DEBUG=INFO "$B/kumirun" -np 4 --nodes 2 --timeout 600 -- "$B/tests/test_device_path" \
@@ -99,6 +100,7 @@ gpudirect() {
   }
   grep -m1 'GPUDirect RDMA through' "$log"
   grep -m1 'staging through host memory' "$log"
+  grep 'bytes sent from GPU memory' "$log"
 }
 
 faults() {

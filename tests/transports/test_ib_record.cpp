@@ -57,7 +57,7 @@ TEST(ConnectionRecord, MalformedOrOutOfRangeRecordsNameThePeer) {
   const std::vector<std::string> bad = {
       "",
       "GET / HTTP/1.1",
-      with("kumi-ib1", "kumi-ib9"),
+      with("kumi-ib2", "kumi-ib9"),
       with(" roce ", " iwarp "),
       with("00112233", "0011223z"),                      // not hex
       with("00112233", "001122"),                        // short GID

@@ -375,6 +375,98 @@ TEST_F(IbTransportTest, DeviceMemoryIsReadByTheNicItselfInEverySize) {
   EXPECT_FALSE(a->deregisterBuffer(h));
 }
 
+// Runs both transports' progress for a while with nothing to wait for: an advert reaches the
+// sender long before this is over.
+void settle(IbTransport& a, IbTransport& b) {
+  std::vector<Request*> done;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < until) {
+    a.progress(done);
+    b.progress(done);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+TEST_F(IbTransportTest, DeviceReceivesAreWrittenByTheNicIntoGpuMemoryWhenAdvertisedInTime) {
+  auto fake = std::make_shared<test::FakeDevice>();
+  ib::IbOptions o = options();
+  o.gdrLevel = ib::GdrLevel::Sys;
+  auto a = make(0, o), b = make(1, o);
+  pair(*a, *b);
+  const std::size_t n = 300u << 10;
+  const auto bytes = pattern(n, 4);
+  gpu::Memory src = fake->deviceMemory(0, n), dst = fake->deviceMemory(0, n);
+  fake->copyNow(src.get(), bytes.data(), n);
+  const auto ha = a->registerDeviceBuffer(src.get(), n, *fake, 0);
+  const auto hb = b->registerDeviceBuffer(dst.get(), n, *fake, 0);
+  ASSERT_NE(ha, 0u);
+  ASSERT_NE(hb, 0u);
+  auto deviceBytes = [&] {
+    std::vector<char> out(n);
+    fake->copyNow(out.data(), dst.get(), n);
+    return out;
+  };
+  std::vector<char> host(n, 0);
+  // The receive is offered, the offer reaches the sender, then the send from `from` is posted.
+  auto offeredInTime = [&](const char* from) {
+    Request s, r;
+    b->postRecvDevice(0, host.data(), dst.get(), n, &r);
+    settle(*a, *b);
+    a->postSend(1, from, n, &s);
+    drive({a.get(), b.get()}, {&s, &r}, 60);
+    return r.landedOnDevice;
+  };
+  const char* fromDevice = reinterpret_cast<const char*>(src.get());
+  // 1. The whole message lands in GPU memory, none of it in the host buffer.
+  EXPECT_TRUE(offeredInTime(fromDevice));
+  EXPECT_EQ(deviceBytes(), bytes);
+  EXPECT_EQ(host, std::vector<char>(n, 0));
+  EXPECT_EQ(a->directBytesSent(), n);
+  EXPECT_EQ(b->directBytesReceived(), n);
+  // 2. The send starts before the offer arrives: it goes through the ring into the host buffer,
+  // and the late advert is never used for another message.
+  const auto next = pattern(n, 5);
+  fake->copyNow(src.get(), next.data(), n);
+  Request s2, r2;
+  a->postSend(1, src.get(), n, &s2);
+  std::vector<Request*> done;
+  for (int k = 0; k < 5; ++k) a->progress(done);  // its first parts are in the ring
+  b->postRecvDevice(0, host.data(), dst.get(), n, &r2);
+  drive({a.get(), b.get()}, {&s2, &r2}, 60);
+  EXPECT_FALSE(r2.landedOnDevice);
+  EXPECT_EQ(host, next);
+  EXPECT_EQ(deviceBytes(), bytes) << "the device buffer was written for a receive that took the ring";
+  // 3. Offered in time, but from host memory the NIC has no registration for: through the ring.
+  std::fill(host.begin(), host.end(), 0);
+  const auto third = pattern(n, 6);
+  EXPECT_FALSE(offeredInTime(third.data()));
+  EXPECT_EQ(host, third);
+  // 4. And offered in time again after all that: direct once more.
+  EXPECT_TRUE(offeredInTime(fromDevice));
+  EXPECT_EQ(deviceBytes(), next);
+  EXPECT_EQ(b->directBytesReceived(), 2 * n);
+}
+
+TEST_F(IbTransportTest, ADmaBufTheDriverCannotExportFallsBackToPeerMemory) {
+  auto fake = std::make_shared<test::FakeDevice>();
+  fake->offerDmabuf = true;
+  ib::IbOptions o = options();
+  o.gdrLevel = ib::GdrLevel::Sys;
+  auto a = make(0, o);
+  gpu::Memory dev = fake->deviceMemory(0, 1 << 20);
+  EXPECT_NE(a->registerDeviceBuffer(dev.get(), 1 << 20, *fake, 0), 0u);
+  EXPECT_EQ(fake->nicPins.load(), 1);
+  fake->nicReadable = false;  // and with no peer memory either, the NIC's refusal is an error naming both
+  auto b = make(0, o);
+  try {
+    b->registerDeviceBuffer(dev.get(), 1 << 20, *fake, 0);
+    ADD_FAILURE() << "registered without dma-buf or peer memory";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dma-buf"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("peer memory"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(IbTransportTest, DeviceMemoryIsNotRegisteredWhereThePolicyStages) {
   auto fake = std::make_shared<test::FakeDevice>();
   gpu::Memory dev = fake->deviceMemory(0, 1 << 20);

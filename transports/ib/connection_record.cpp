@@ -9,7 +9,8 @@ namespace kumi::ib {
 
 namespace {
 
-constexpr const char* kVersion = "kumi-ib1";
+// ib2: the receive ring is followed by an area for GPUDirect RDMA receive adverts.
+constexpr const char* kVersion = "kumi-ib2";
 
 [[noreturn]] void malformed(const std::string& text, int peer, const char* why) {
   fail(kumiRemoteError, "rank ", peer, " sent a malformed RDMA connection record (", why, "): '", text.substr(0, 200),
@@ -33,7 +34,7 @@ ConnectionRecord parseRecord(const std::string& text, int peer) {
   long long lid = 0, mtu = 0, psn = 0, slots = 0, slotBytes = 0, rkey = 0, count = 0;
   std::string ringText;
   in >> version >> r.where >> r.linkLayer >> lid >> gid >> mtu >> psn >> slots >> slotBytes >> ringText >> rkey >> count;
-  if (!in || version != kVersion) malformed(text, peer, "not a kumi-ib1 record");
+  if (!in || version != kVersion) malformed(text, peer, "not a kumi-ib2 record (another kumi version?)");
   if (r.linkLayer != "roce" && r.linkLayer != "ib") malformed(text, peer, "unknown link layer");
   if (gid.size() != 32 || gid.find_first_not_of("0123456789abcdef") != std::string::npos)
     malformed(text, peer, "GID is not 32 hex digits");

@@ -29,6 +29,7 @@ std::string_view meetingPlace(topo::Closeness c) {
     case topo::Closeness::NumaNode:
       return "meet only inside a NUMA node, across host bridges";
     case topo::Closeness::Package:
+      return "meet only inside a CPU package, across its NUMA nodes";
     case topo::Closeness::Machine:
       break;
   }

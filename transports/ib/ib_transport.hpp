@@ -20,8 +20,13 @@
 // GPUDirect RDMA: device memory registered through registerDeviceBuffer (the device executor's
 // send slots) is read by the NIC itself, every part in the same two-element write as a
 // registered host buffer's, through a dma-buf or a peer-memory registration as
-// transports/ib/gdr_policy.hpp chooses for this rank's GPU and NIC. Receives still land in the
-// ring in host memory.
+// transports/ib/gdr_policy.hpp chooses for this rank's GPU and NIC. A receive into registered
+// device memory (postRecvDevice) is advertised to the sender (address, rkey, size and message
+// number, written into an area after the sender's own ring); a sender that holds the advert when
+// it starts that message, and can read its source with the NIC, writes the whole message there
+// and then only the header into a slot, on the same queue pair, so the bytes are in place when
+// the header's completion says so. Otherwise the message goes through the slots as always, into
+// the receive's host buffer: the choice is the sender's, per message, and both are correct.
 //
 // Failures name the device, port, queue pair and peer: a work request that completes in error
 // (e.g. a peer that died: the retries run out), a peer that never publishes its queue pairs, an
@@ -84,8 +89,12 @@ class IbTransport final : public Transport {
   bool deregisterBuffer(std::uint64_t handle) override;
   std::uint64_t registerDeviceBuffer(void* data, std::size_t bytes, gpu::Device& device, int deviceIndex) override;
   bool readsDevice(int peer) const override;
+  void postRecvDevice(int peer, void* host, void* device, std::size_t bytes, Request* req) override;
   // Bytes the NIC read from device memory so far, for tests.
   std::uint64_t deviceReadBytes() const;
+  // Bytes written straight into a receiver's advertised buffer, and received so, for tests.
+  std::uint64_t directBytesSent() const;
+  std::uint64_t directBytesReceived() const;
   // Registered user buffers (entries of the registration cache), for tests.
   std::size_t registrations() const;
   // Bytes sent straight from registered buffers so far, for tests.

@@ -1114,6 +1114,7 @@ void IbTransport::cancelAll() {
   for (Connection* c : impl_->live) {
     c->sendq.clear();
     c->recvq.clear();
+    c->advertsOpen = 0;  // their receives are gone; a sender matches adverts by message number
     std::fill(c->slotRequest.begin(), c->slotRequest.end(), nullptr);
   }
 }

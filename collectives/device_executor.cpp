@@ -42,6 +42,11 @@ void DeviceExecutor::registerWithNic(Transport* tp, std::size_t bytes) {
   try {
     nicHandle_ = tp->registerDeviceBuffer(deviceArena_.get(), bytes, device_, deviceIndex_);
     if (nicHandle_ == 0) nicRefused_ = true;  // the transport stages: never ask again
+    if (nicHandle_ != 0) {
+      const gpu::NicAccess a = device_.nicAccess(deviceIndex_);
+      nicWrites_ = a.seesNicWrites;
+      if (!nicWrites_) KUMI_INFO("GPUDirect RDMA for sends only: ", a.noNicWrites);
+    }
   } catch (const Error& e) {
     // This arena could not be registered; bounce buffers still work, and a larger arena is tried anew.
     if (!nicWarned_) KUMI_WARN("GPUDirect RDMA not used for now: ", e.what(), "; device bytes between hosts are staged");
@@ -117,7 +122,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
         for (std::size_t c = 0; c < channels; ++c)
           for (std::size_t k = 0; k < per; ++k) deviceFree_[c].push_back(next++);
       }
-      if (nicHandle_ != 0 && deviceArenaBytes_ >= 2 * need)
+      if (nicHandle_ != 0 && nicWrites_ && deviceArenaBytes_ >= 2 * need)
         for (std::size_t c = 0; c < channels; ++c)
           for (std::size_t k = 0; k < per; ++k) recvDeviceFree_[c].push_back(next++);
     }
@@ -263,7 +268,10 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       return;
     }
     const std::byte* landed = slot(slotOf_[i]);
-    if (requests_[i].landedOnDevice) landed = deviceSlot(recvDeviceSlotOf_[i]);  // written there by the NIC
+    if (requests_[i].landedOnDevice) {  // written there by the NIC: visible to the queue after a flush
+      device_.flushNicWrites(deviceIndex_);
+      landed = deviceSlot(recvDeviceSlotOf_[i]);
+    }
     if (direct_[i]) {  // read in place from the sender's memory
       const DeviceMessage& m = names_[i];
       landed = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)

@@ -72,6 +72,7 @@ class DeviceExecutor {
   bool nicAsked_ = false;
   bool nicRefused_ = false;
   bool nicWarned_ = false;
+  bool nicWrites_ = false;  // the GPU sees what the NIC writes (receives may land in device slots)
   std::vector<std::vector<int>> recvDeviceFree_;  // per channel: device slots receives may land in (NIC)
   std::vector<int> recvDeviceSlotOf_;             // per step
   void dropNicRegistration();

@@ -360,7 +360,25 @@ class CudaDevice final : public Device {
     } else {
       a.dmabuf = true;
     }
+    // NIC writes the GPU orders natively need nothing; else a flush is needed, and must exist.
+    int ordering = 0, flush = 0;
+    if (cudaDeviceGetAttribute(&ordering, cudaDevAttrGPUDirectRDMAWritesOrdering, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&flush, cudaDevAttrGPUDirectRDMAFlushWritesOptions, device) != cudaSuccess) {
+      cudaGetLastError();
+      ordering = flush = 0;
+    }
+    needsFlush_ = ordering < cudaGPUDirectRDMAWritesOrderingOwner;
+    a.seesNicWrites = !needsFlush_ || (flush & cudaFlushGPUDirectRDMAWritesOptionHost) != 0;
+    if (!a.seesNicWrites)
+      a.noNicWrites = cat("GPU ", device, " neither orders GPUDirect RDMA writes nor can flush them");
     return a;
+  }
+  void flushNicWrites(int device) override {
+    if (!needsFlush_) return;
+    use(device);
+    check(cudaDeviceFlushGPUDirectRDMAWrites(cudaFlushGPUDirectRDMAWritesTargetCurrentDevice,
+                                             cudaFlushGPUDirectRDMAWritesToOwner),
+          "flushing GPUDirect RDMA writes");
   }
   DmaBuf exportDmabuf(const void* p, std::size_t bytes) override {
     int fd = -1;
@@ -387,6 +405,7 @@ class CudaDevice final : public Device {
   IpcExports exports_;
   DeviceGet getDevice_ = reinterpret_cast<DeviceGet>(driverFunction("cuDeviceGet"));
   DeviceGetAttribute getAttribute_ = reinterpret_cast<DeviceGetAttribute>(driverFunction("cuDeviceGetAttribute"));
+  bool needsFlush_ = true;  // until nicAccess has asked the device
   GetHandleForAddressRange getHandle_ =
       reinterpret_cast<GetHandleForAddressRange>(driverFunction("cuMemGetHandleForAddressRange"));
 };

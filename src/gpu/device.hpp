@@ -106,6 +106,9 @@ class Device {
   virtual NicAccess nicAccess(int device) = 0;
   virtual DmaBuf exportDmabuf(const void* p, std::size_t bytes) = 0;
   virtual void* peerMemoryAddress(void* p) { return p; }
+  // Makes NIC writes into `device`'s memory that the host saw complete visible to the work queued
+  // after this call (cudaDeviceFlushGPUDirectRDMAWrites where the GPU does not order them itself).
+  virtual void flushNicWrites(int device) = 0;
 };
 
 // The process's device: the one installed (tests), else CUDA's when a GPU can be used; null

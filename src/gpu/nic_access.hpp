@@ -14,6 +14,11 @@ struct NicAccess {
   std::string noDmabuf;  // why not, e.g. "the driver does not export dma-bufs of this GPU's memory"
   bool peerMemory = false;
   std::string noPeerMemory;  // why not, e.g. "no peer-memory module (nvidia_peermem or nv_peer_mem) is loaded"
+  // Whether the GPU's own work sees what a NIC wrote into its memory once the host saw the
+  // write complete: natively ordered, or after Device::flushNicWrites. Where not, kumi never
+  // lets the NIC write receives into GPU memory (sends from it are unaffected).
+  bool seesNicWrites = false;
+  std::string noNicWrites;
 };
 
 // A dma-buf of a range of device memory: fd owned by whoever asked (closed once registered),

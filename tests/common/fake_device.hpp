@@ -223,8 +223,10 @@ class FakeDevice : public gpu::Device {
     if (!offerDmabuf) a.noDmabuf = "the CPU imitation exports no dma-bufs";
     a.peerMemory = nicReadable;
     if (!nicReadable) a.noPeerMemory = "the test took peer memory away";
+    a.seesNicWrites = true;  // host memory: what the NIC wrote is there once its completion is seen
     return a;
   }
+  void flushNicWrites(int) override { nicFlushes.fetch_add(1); }
   gpu::DmaBuf exportDmabuf(const void*, std::size_t) override { return {}; }
   void* peerMemoryAddress(void* p) override {
     nicPins.fetch_add(1);
@@ -259,6 +261,7 @@ class FakeDevice : public gpu::Device {
   std::atomic<long> pinnedAllocations{0};  // hostMemory calls
   std::atomic<long> exports{0}, opened{0}, closed{0};  // IPC
   std::atomic<long> nicPins{0};                       // GPUDirect RDMA registrations
+  std::atomic<long> nicFlushes{0};                    // flushNicWrites calls
   std::atomic<long> toHost{0}, fromHost{0};  // queue copies (and reductions) through host memory: staging
   int maxDelayUs = 200;
   bool ipc = true;  // false: exportIpc refuses, as for memory CUDA cannot share

@@ -101,6 +101,10 @@ gpudirect() {
   grep -m1 'GPUDirect RDMA through' "$log"
   grep -m1 'staging through host memory' "$log"
   grep 'bytes sent from GPU memory' "$log"
+  # Receives land in device slots when the advert beats the send (the sender's choice per message):
+  # over five allreduces on four ranks some must have.
+  awk '/received into GPU memory/ { for (i = 1; i < NF; i++) if ($(i + 1) == "received") n += $i } END {
+    print "bytes received into GPU memory, all ranks: " n; exit !(n > 0) }' "$log"
 }
 
 faults() {

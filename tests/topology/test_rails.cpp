@@ -78,7 +78,10 @@ TEST(GpuPaths, EachGpuReachesANicAtItsOwnDistanceAndOnlyTheSwitchPairReadsGpuMem
     const auto level = kumi::ib::levelOf(paths[g].link.level);
     if (g < 2) {
       EXPECT_EQ(level, kumi::ib::GdrLevel::Pxb) << "GPU " << g;
-    } else if (g >= 4) {
+    } else if (g < 4) {
+      EXPECT_GT(level, kumi::ib::GdrLevel::Pxb) << "GPU " << g << " is behind another switch of the socket";
+      EXPECT_LT(level, kumi::ib::GdrLevel::Sys) << "GPU " << g << " is on the same socket";
+    } else {
       EXPECT_EQ(level, kumi::ib::GdrLevel::Sys) << "GPU " << g << " is on the other socket";
     }
     kumi::ib::GdrInputs in;

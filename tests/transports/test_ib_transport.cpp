@@ -73,6 +73,18 @@ class IbTransportTest : public ::testing::Test {
     b.connect({0}, Deadline::after(20));
     ca.join();
   }
+  // Two connected ranks whose NICs may read and write device memory (no topology places rxe
+  // beside a GPU, so only KUMI_IB_GDR_LEVEL=SYS allows it).
+  struct GdrPair {
+    std::unique_ptr<IbTransport> a, b;
+  };
+  GdrPair gdrPair() {
+    ib::IbOptions o = options();
+    o.gdrLevel = ib::GdrLevel::Sys;
+    GdrPair p{make(0, o), make(1, o)};
+    pair(*p.a, *p.b);
+    return p;
+  }
   std::vector<ib::PortInfo> ports_;
   std::unique_ptr<TcpStoreServer> server_;
   std::vector<std::unique_ptr<TcpTransport>> tcp_;
@@ -350,10 +362,7 @@ TEST_F(IbTransportTest, BufferFreedWithoutDeregisteringIsNotSentFromItsOldPages)
 
 TEST_F(IbTransportTest, DeviceMemoryIsReadByTheNicItselfInEverySize) {
   auto fake = std::make_shared<test::FakeDevice>();
-  ib::IbOptions o = options();
-  o.gdrLevel = ib::GdrLevel::Sys;  // no topology places rxe beside a GPU
-  auto a = make(0, o), b = make(1, o);
-  pair(*a, *b);
+  auto [a, b] = gdrPair();
   const std::size_t n = 300u << 10;  // several 64 KiB slots, and a short tail
   const auto bytes = pattern(n, 9);
   gpu::Memory dev = fake->deviceMemory(0, n);
@@ -389,10 +398,7 @@ void settle(IbTransport& a, IbTransport& b) {
 
 TEST_F(IbTransportTest, DeviceReceivesAreWrittenByTheNicIntoGpuMemoryWhenAdvertisedInTime) {
   auto fake = std::make_shared<test::FakeDevice>();
-  ib::IbOptions o = options();
-  o.gdrLevel = ib::GdrLevel::Sys;
-  auto a = make(0, o), b = make(1, o);
-  pair(*a, *b);
+  auto [a, b] = gdrPair();
   const std::size_t n = 300u << 10;
   const auto bytes = pattern(n, 4);
   gpu::Memory src = fake->deviceMemory(0, n), dst = fake->deviceMemory(0, n);
@@ -445,6 +451,62 @@ TEST_F(IbTransportTest, DeviceReceivesAreWrittenByTheNicIntoGpuMemoryWhenAdverti
   EXPECT_TRUE(offeredInTime(fromDevice));
   EXPECT_EQ(deviceBytes(), next);
   EXPECT_EQ(b->directBytesReceived(), 2 * n);
+}
+
+TEST_F(IbTransportTest, MoreDeviceReceivesThanAdvertEntriesAllArriveWhole) {
+  // 20 receives offered before any send: 16 adverts at once, the rest as receives complete.
+  auto fake = std::make_shared<test::FakeDevice>();
+  auto [a, b] = gdrPair();
+  constexpr std::size_t kCount = 20, kPart = 20000;
+  const auto bytes = pattern(kCount * kPart, 8);
+  gpu::Memory src = fake->deviceMemory(0, bytes.size()), dst = fake->deviceMemory(0, bytes.size());
+  fake->copyNow(src.get(), bytes.data(), bytes.size());
+  ASSERT_NE(a->registerDeviceBuffer(src.get(), bytes.size(), *fake, 0), 0u);
+  ASSERT_NE(b->registerDeviceBuffer(dst.get(), bytes.size(), *fake, 0), 0u);
+  std::vector<char> host(bytes.size(), 0);
+  std::vector<Request> reqs(2 * kCount);
+  std::vector<Request*> all;
+  for (std::size_t k = 0; k < kCount; ++k)
+    b->postRecvDevice(0, host.data() + k * kPart, reinterpret_cast<char*>(dst.get()) + k * kPart, kPart, &reqs[2 * k]);
+  settle(*a, *b);
+  for (std::size_t k = 0; k < kCount; ++k)
+    a->postSend(1, reinterpret_cast<const char*>(src.get()) + k * kPart, kPart, &reqs[2 * k + 1]);
+  for (auto& r : reqs) all.push_back(&r);
+  drive({a.get(), b.get()}, all, 60);
+  std::vector<char> onDevice(bytes.size());
+  fake->copyNow(onDevice.data(), dst.get(), bytes.size());
+  std::size_t direct = 0;
+  for (std::size_t k = 0; k < kCount; ++k) {
+    const auto& where = reqs[2 * k].landedOnDevice ? onDevice : host;
+    direct += reqs[2 * k].landedOnDevice;
+    EXPECT_TRUE(std::equal(bytes.begin() + k * kPart, bytes.begin() + (k + 1) * kPart, where.begin() + k * kPart))
+        << "message " << k << (reqs[2 * k].landedOnDevice ? " (in GPU memory)" : " (through the ring)");
+  }
+  EXPECT_GE(direct, 16u) << "the first 16 were offered before any send started";
+  EXPECT_EQ(b->directBytesReceived(), direct * kPart);
+}
+
+TEST_F(IbTransportTest, AnOfferedDeviceReceiveOfAnotherSizeIsAnErrorNamingBoth) {
+  auto fake = std::make_shared<test::FakeDevice>();
+  auto [a, b] = gdrPair();
+  const std::size_t n = 64u << 10;
+  gpu::Memory src = fake->deviceMemory(0, n), dst = fake->deviceMemory(0, n);
+  ASSERT_NE(a->registerDeviceBuffer(src.get(), n, *fake, 0), 0u);
+  ASSERT_NE(b->registerDeviceBuffer(dst.get(), n, *fake, 0), 0u);
+  std::vector<char> host(n);
+  Request s, r;
+  b->postRecvDevice(0, host.data(), dst.get(), n, &r);
+  settle(*a, *b);
+  a->postSend(1, src.get(), n / 2, &s);  // the advert says n: never written into the device buffer
+  try {
+    drive({a.get(), b.get()}, {&s, &r}, 30);
+    ADD_FAILURE() << "a send of half the size was taken";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(std::to_string(n / 2)), std::string::npos) << what;
+    EXPECT_NE(what.find(std::to_string(n)), std::string::npos) << what;
+  }
+  EXPECT_EQ(a->directBytesSent(), 0u);
 }
 
 TEST_F(IbTransportTest, ADmaBufTheDriverCannotExportFallsBackToPeerMemory) {

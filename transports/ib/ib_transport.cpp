@@ -152,6 +152,8 @@ struct Connection {
   // entry is rewritten only after its receive is over). Sender: adverts received, in order.
   std::uint32_t advertsSent = 0;
   std::uint32_t advertsOpen = 0;
+  std::uint32_t unadvertised = 0;  // receiver: device receives queued but not yet advertised
+  std::array<std::uint8_t, kAdverts> advertBusy{};  // receiver: our entry's write not completed yet
   std::deque<Advert> adverts;
   // Liveness: a peer that died leaves a receiver (or a sender waiting for credits) with nothing
   // to notice. After a second without a completion while work is pending, a zero-byte RDMA write
@@ -170,8 +172,12 @@ struct Connection {
   std::string gone;
 
   char* recvSlot(std::uint32_t s) const { return recvArea.data() + static_cast<std::size_t>(s) * slotBytes; }
+  // After the ring: the adverts the peer writes to us, then those we write to the peer from.
   const char* advertIn(std::uint32_t e) const {
     return recvArea.data() + static_cast<std::size_t>(slots) * slotBytes + e * sizeof(Advert);
+  }
+  char* advertOut(std::uint32_t e) const {
+    return recvArea.data() + static_cast<std::size_t>(slots) * slotBytes + (kAdverts + e) * sizeof(Advert);
   }
   char* sendSlot(std::uint32_t s) const { return sendArea.data() + static_cast<std::size_t>(s) * remoteSlotBytes; }
   std::uint32_t qpNumber(int i) const { return qps[static_cast<std::size_t>(i)]->qp_num; }
@@ -357,7 +363,7 @@ struct IbTransport::Impl {
     c->peer = peer;
     c->slots = opt.ib.slots;
     c->slotBytes = opt.ib.slotBytes;
-    c->recvArea = PinnedArea(static_cast<std::size_t>(c->slots) * c->slotBytes + kAdverts * sizeof(Advert));
+    c->recvArea = PinnedArea(static_cast<std::size_t>(c->slots) * c->slotBytes + 2 * kAdverts * sizeof(Advert));
     c->recvMr = registerMemory(pd.get(), c->recvArea.data(), c->recvArea.size(),
                                IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, where());
     c->arrived.assign(static_cast<std::size_t>(c->slots), 0);
@@ -376,7 +382,6 @@ struct IbTransport::Impl {
       init.cap.max_recv_wr = static_cast<std::uint32_t>(recvDepth);
       init.cap.max_send_sge = 2;  // a staging slot's header, then the user's registered bytes
       init.cap.max_recv_sge = 1;
-      init.cap.max_inline_data = sizeof(Advert);  // adverts go inline: no buffer to keep
       ibv_qp* qp = ::ibv_create_qp(pd.get(), &init);
       if (!qp) failErrno("RDMA transport: creating queue pair ", i, " on ", where(), " for rank ", peer);
       c->qps.emplace_back(qp);
@@ -721,6 +726,7 @@ struct IbTransport::Impl {
   static void finishReceive(Connection& c, std::vector<Request*>& completed) {
     RecvItem& item = c.recvq.front();
     if (item.advertised) --c.advertsOpen;  // its advert entry may be written again
+    else if (item.device != nullptr) --c.unadvertised;  // it came through the ring before its advert went
     if (--item.req->partsLeft == 0) completed.push_back(item.req);
     c.recvq.pop_front();
   }
@@ -749,9 +755,12 @@ struct IbTransport::Impl {
     if (a.magic != kAdvertMagic || a.crc != advertCrc(a)) return;  // torn by the next one: that one counts
     // Receives are often offered before their sends are posted; one already started goes by slots.
     if (static_cast<std::int32_t>(a.sequence - nextToStart(c)) < 0) return;
-    for (const Advert& known : c.adverts)
-      if (known.sequence == a.sequence) return;
-    c.adverts.push_back(a);
+    // In message order: an entry rewritten before its first completion was polled is read for
+    // that completion with the newer advert, so adverts may be taken out of order (or twice).
+    auto at = c.adverts.begin();
+    while (at != c.adverts.end() && static_cast<std::int32_t>(at->sequence - a.sequence) < 0) ++at;
+    if (at != c.adverts.end() && at->sequence == a.sequence) return;
+    c.adverts.insert(at, a);
   }
 
   // The message number of the first send not yet started (the next whose bytes may go direct).
@@ -763,25 +772,30 @@ struct IbTransport::Impl {
 
   // Receiver: tells the sender where device receives may be written, in message order.
   void advertise(Connection& c) {
+    if (c.unadvertised == 0) return;
     for (RecvItem& item : c.recvq) {
       if (item.advertised || item.device == nullptr) continue;
-      if (c.advertsOpen >= kAdverts || c.sendsOut[0] >= c.sendDepth) return;
+      const std::uint32_t e = c.advertsSent % kAdverts;
+      if (c.advertsOpen >= kAdverts || c.sendsOut[0] >= c.sendDepth || c.advertBusy[e]) return;
+      --c.unadvertised;
       const Registration* reg = deviceRegistrations.find(item.device, item.bytes);
       if (reg == nullptr) {  // deregistered since: the bytes come through the ring
         item.device = nullptr;
         continue;
       }
+      // Written from our own entry e, which the NIC reads until the write completes.
+      char* out = c.advertOut(e);
       Advert a{kAdvertMagic, item.sequence, reinterpret_cast<std::uintptr_t>(item.device), item.bytes, reg->rkey, 0};
       a.crc = advertCrc(a);
-      const std::uint32_t e = c.advertsSent % kAdverts;
-      ibv_sge sge{reinterpret_cast<std::uintptr_t>(&a), sizeof a, 0};
+      std::memcpy(out, &a, sizeof a);
+      ibv_sge sge{reinterpret_cast<std::uintptr_t>(out), sizeof a, c.recvMr->lkey};
       ibv_send_wr wr{};
       ibv_send_wr* bad = nullptr;
       wr.wr_id = wrId(Work::kAdvert, 0, e);
       wr.sg_list = &sge;
       wr.num_sge = 1;
       wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-      wr.send_flags = IBV_SEND_SIGNALED | IBV_SEND_INLINE;
+      wr.send_flags = IBV_SEND_SIGNALED;
       wr.imm_data = htonl(kAdvertTag | e);
       wr.wr.rdma.remote_addr = c.remoteRing + static_cast<std::uint64_t>(c.remoteSlots) * c.remoteSlotBytes + e * sizeof(Advert);
       wr.wr.rdma.rkey = c.remoteRkey;
@@ -790,6 +804,7 @@ struct IbTransport::Impl {
       ++c.sendsOut[0];
       ++c.advertsSent;
       ++c.advertsOpen;
+      c.advertBusy[e] = 1;
       item.advertised = true;
     }
   }
@@ -816,8 +831,9 @@ struct IbTransport::Impl {
       dropUnmapped();
       src = registrations.find(item.data, item.bytes);
     }
-    if (src == nullptr) return Direct::kSlots;
+    if (src == nullptr || opt.checks.checksum) return Direct::kSlots;  // a direct write carries no CRC
     const std::size_t pieces = (item.bytes + kMaxWriteBytes - 1) / kMaxWriteBytes;
+    if (static_cast<int>(pieces) + 1 > c.sendDepth) return Direct::kSlots;  // never fits the queue pair
     if (c.sendsOut[static_cast<std::size_t>(qp)] + static_cast<int>(pieces) + 1 > c.sendDepth) return Direct::kWait;
     c.adverts.pop_front();
     for (std::size_t k = 0; k < pieces; ++k) {
@@ -878,8 +894,11 @@ struct IbTransport::Impl {
         if (Request* r = std::exchange(c.slotRequest[slot], nullptr); r && --r->partsLeft == 0) completed.push_back(r);
         break;
       }
-      case Work::kCredit:
       case Work::kAdvert:
+        c.advertBusy[slotOf(wc.wr_id)] = 0;
+        --c.sendsOut[static_cast<std::size_t>(qp)];
+        break;
+      case Work::kCredit:
       case Work::kDirect:
         --c.sendsOut[static_cast<std::size_t>(qp)];
         break;
@@ -1069,6 +1088,7 @@ void IbTransport::postSend(int peer, const void* data, std::size_t bytes, Reques
 void IbTransport::postRecv(int peer, void* data, std::size_t bytes, Request* req) {
   Connection& c = impl_->connection(peer);
   ++req->partsLeft;
+  req->landedOnDevice = false;
   c.recvq.push_back({req, static_cast<char*>(data), bytes, 0, c.recvSeq++, impl_->stamp});
 }
 
@@ -1079,6 +1099,7 @@ void IbTransport::postRecvDevice(int peer, void* host, void* device, std::size_t
   const bool offer = bytes > 0 && impl_->deviceRegistrations.find(device, bytes) != nullptr;
   c.recvq.push_back({req, static_cast<char*>(host), bytes, 0, c.recvSeq++, impl_->stamp,
                      offer ? static_cast<char*>(device) : nullptr});
+  if (offer) ++c.unadvertised;
   impl_->advertise(c);
 }
 
@@ -1114,7 +1135,7 @@ void IbTransport::cancelAll() {
   for (Connection* c : impl_->live) {
     c->sendq.clear();
     c->recvq.clear();
-    c->advertsOpen = 0;  // their receives are gone; a sender matches adverts by message number
+    c->advertsOpen = c->unadvertised = 0;  // their receives are gone; a sender matches adverts by message number
     std::fill(c->slotRequest.begin(), c->slotRequest.end(), nullptr);
   }
 }

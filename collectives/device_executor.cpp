@@ -191,36 +191,26 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       const std::uint32_t i = list[h];
       const Step& st = steps[i];
       if (st.kind == StepKind::Send && state_[i] != kReady) break;
-      if (st.kind == StepKind::Send && !byName(i) && byNic(i)) {
-        // Into a device slot for the same reason as a send by name; posted once the copy has run.
+      const char via = st.kind != StepKind::Send ? 0 : byName(i) ? kByName : byNic(i) ? kByNic : 0;
+      if (via != 0) {
+        // Copied into a device slot (the peer, or the NIC, reads it there, so the source may be
+        // written again at once: two ranks that send and then reduce into the buffer they sent
+        // would otherwise each wait for the other's read), then posted once the copy has run.
         if (deviceFree_[c].empty()) break;
         const int d = deviceFree_[c].back();
         deviceFree_[c].pop_back();
         slotOf_[i] = d;
-        direct_[i] = kByNic;
-        requests_[i].step = i;
-        fifo_.push_back({enqueued(q.copy(deviceSlot(d), bufs.at(st.src), bufs.bytes(st.src))), i});
-        issue(i);
-        ++h;
-        continue;
-      }
-      if (st.kind == StepKind::Send && byName(i)) {
-        // Copied into a device slot (the peer reads it there, so the source may be written again
-        // at once: two ranks that send and then reduce into the buffer they sent would otherwise
-        // each wait for the other's read), then posted by name once the copy has run.
-        if (deviceFree_[c].empty()) break;
-        const int d = deviceFree_[c].back();
-        deviceFree_[c].pop_back();
-        slotOf_[i] = d;
-        direct_[i] = kByName;
+        direct_[i] = via;
         requests_[i].step = i;
         std::byte* at = deviceSlot(d);
-        DeviceMessage& m = names_[i];
-        m.handle = arenaName_->handle;
-        m.bufferId = arenaName_->bufferId;
-        m.offset = arenaName_->offset + static_cast<std::uint64_t>(at - deviceArena_.get());
-        m.address = reinterpret_cast<std::uint64_t>(at);
-        m.pid = self;
+        if (via == kByName) {
+          DeviceMessage& m = names_[i];
+          m.handle = arenaName_->handle;
+          m.bufferId = arenaName_->bufferId;
+          m.offset = arenaName_->offset + static_cast<std::uint64_t>(at - deviceArena_.get());
+          m.address = reinterpret_cast<std::uint64_t>(at);
+          m.pid = self;
+        }
         fifo_.push_back({enqueued(q.copy(at, bufs.at(st.src), bufs.bytes(st.src))), i});
         issue(i);
         ++h;

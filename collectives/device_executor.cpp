@@ -55,6 +55,28 @@ void DeviceExecutor::registerWithNic(Transport* tp, std::size_t bytes) {
   }
 }
 
+gpu::IpcEvent* DeviceExecutor::slotEvent(int slot) {
+  const auto at = static_cast<std::size_t>(slot);
+  if (at < slotEvents_.size() && slotEvents_[at]) return slotEvents_[at].get();
+  if (eventsOff_) return nullptr;
+  if (slotEvents_.size() <= at) slotEvents_.resize(at + 1);
+  try {
+    slotEvents_[at] = device_.newIpcEvent(deviceIndex_);
+    if (!slotEvents_[at]) KUMI_INFO("the device offers no IPC events: messages by name wait for the host to see their copy");
+  } catch (const Error& e) {
+    KUMI_WARN("no more CUDA IPC events: ", e.what(), "; further device slots' messages wait for the host");
+  }
+  // Slots that have an event keep it (a peer may be waiting on it); the others do without.
+  if (!slotEvents_[at]) eventsOff_ = true;
+  return slotEvents_[at].get();
+}
+
+gpu::IpcEvent& writtenEvent(const DeviceMessage& m, gpu::IpcCache& cache) {
+  static const int self = static_cast<int>(::getpid());
+  if (m.pid == self) return *reinterpret_cast<gpu::IpcEvent*>(m.eventAddress);  // a rank of this process
+  return cache.event(m.pid, m.eventId, m.event);
+}
+
 std::byte* DeviceExecutor::scratch(std::size_t bytes) {
   if (scratchBytes_ < bytes) {
     scratch_ = device_.deviceMemory(deviceIndex_, bytes);
@@ -133,6 +155,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
   received_.assign(n, 0);
   over_.assign(n, 0);
   head_.assign(channels, 0);
+  unposted_.assign(channels, 0);
   requests_.assign(n, Request{});
   slotOf_.assign(n, -1);
   recvDeviceSlotOf_.assign(n, -1);
@@ -203,6 +226,8 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
         direct_[i] = via;
         requests_[i].step = i;
         std::byte* at = deviceSlot(d);
+        const gpu::WorkQueue::Ticket t = enqueued(q.copy(at, bufs.at(st.src), bufs.bytes(st.src)));
+        gpu::IpcEvent* written = via == kByName ? slotEvent(d) : nullptr;
         if (via == kByName) {
           DeviceMessage& m = names_[i];
           m.handle = arenaName_->handle;
@@ -210,8 +235,24 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
           m.offset = arenaName_->offset + static_cast<std::uint64_t>(at - deviceArena_.get());
           m.address = reinterpret_cast<std::uint64_t>(at);
           m.pid = self;
+          m.eventId = 0;
+          if (written != nullptr) {
+            q.record(*written);
+            m.event = written->handle();
+            m.eventId = written->id();
+            m.eventAddress = reinterpret_cast<std::uint64_t>(written);
+          }
         }
-        fifo_.push_back({enqueued(q.copy(at, bufs.at(st.src), bufs.bytes(st.src))), i});
+        if (written != nullptr && unposted_[c] == 0) {
+          // Named at once: the peer's queue waits for the event, not this host for the copy.
+          tp->postSendDevice(st.peer, names_[i], bufs.bytes(st.src), &requests_[i]);
+        } else {
+          // Posted once the host has seen the copy finish, and after the channel's earlier
+          // sends (the peer matches messages in order; an earlier one may have been staged
+          // because the peer had not yet said it reads names).
+          fifo_.push_back({t, i});
+          ++unposted_[c];
+        }
         issue(i);
         ++h;
         continue;
@@ -222,10 +263,16 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       slotOf_[i] = s;
       requests_[i].step = i;
       if (st.kind == StepKind::Send && bufs.bytes(st.src) == 0) {
-        tp->postSend(st.peer, slot(s), 0, &requests_[i]);  // nothing to copy out
+        if (unposted_[c] == 0) {
+          tp->postSend(st.peer, slot(s), 0, &requests_[i]);  // nothing to copy out
+        } else {
+          fifo_.push_back({last, i});  // behind the channel's sends still waiting for their copy
+          ++unposted_[c];
+        }
         issue(i);
       } else if (st.kind == StepKind::Send) {
         fifo_.push_back({enqueued(q.copy(slot(s), bufs.at(st.src), bufs.bytes(st.src))), i});
+        ++unposted_[c];
         issue(i);  // the queue reads the source before any later write to it
       } else if (nicHandle_ != 0 && bufs.bytes(st.dst) > 0 && tp->readsDevice(st.peer) && !recvDeviceFree_[c].empty()) {
         // The NIC may write the bytes into a device slot (the sender decides); else the bounce buffer.
@@ -262,10 +309,11 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       device_.flushNicWrites(deviceIndex_);
       landed = deviceSlot(recvDeviceSlotOf_[i]);
     }
-    if (direct_[i]) {  // read in place from the sender's memory
+    if (direct_[i]) {  // read in place from the sender's memory, once the sender's queue wrote it
       const DeviceMessage& m = names_[i];
       landed = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
                              : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
+      if (m.eventId != 0) q.waitFor(writtenEvent(m, *ipc_));
     }
     const gpu::WorkQueue::Ticket t =
         st.kind == StepKind::Recv
@@ -307,6 +355,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
       while (fifoHead_ < fifo_.size() && fifo_[fifoHead_].ticket <= finished) {
         const std::uint32_t i = fifo_[fifoHead_++].step;
         moved = true;
+        if (steps[i].kind == StepKind::Send) --unposted_[static_cast<std::size_t>(ps.channelOf[i])];
         if (steps[i].kind == StepKind::Send && direct_[i] == kByName) {
           tp->postSendDevice(steps[i].peer, names_[i], bufs.bytes(steps[i].src), &requests_[i]);
         } else if (steps[i].kind == StepKind::Send && direct_[i] == kByNic) {

@@ -9,9 +9,11 @@
 // device pointer.
 //
 // Between processes of one host (CUDA IPC, given an IpcCache): a send whose peer maps device
-// memory (Transport::pullsDevice) is copied into a device slot of an exported arena and goes by
-// name once that copy has run; the receiver's queue copies or reduces straight from the slot
-// (one pass over NVLink or PCIe, no host memory) and releases it, which frees the slot. The copy
+// memory (Transport::pullsDevice) is copied into a device slot of an exported arena, the slot's
+// IPC event recorded after the copy, and the name sent at once; the receiver's queue waits for
+// the event (GPU to GPU, no host in between) and copies or reduces straight from the slot (one
+// pass over NVLink or PCIe, no host memory), and the receiver releases it once its queue has
+// read it, which frees the slot. Without IPC events the name goes once the host saw the copy run. The copy
 // into the slot is on the sender's own memory (HBM, many times the link's speed) and lets the
 // source be written again at once, as with bounce buffers. Peers that do not map, or an arena
 // that cannot be exported, take the pinned bounce buffers.
@@ -23,6 +25,7 @@
 // memory. Where the RDMA transport chose staging (or none is used), the bounce buffers.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -31,6 +34,10 @@
 #include "gpu/ipc_cache.hpp"
 
 namespace kumi {
+
+// The event after which the named message's bytes are in the sender's slot: the sender's own
+// object when it is a rank of this process, else the peer's event opened through the cache.
+gpu::IpcEvent& writtenEvent(const DeviceMessage& m, gpu::IpcCache& cache);
 
 class DeviceExecutor {
  public:
@@ -75,6 +82,11 @@ class DeviceExecutor {
   bool nicWrites_ = false;  // the GPU sees what the NIC writes (receives may land in device slots)
   std::vector<std::vector<int>> recvDeviceFree_;  // per channel: device slots receives may land in (NIC)
   std::vector<int> recvDeviceSlotOf_;             // per step
+  // Each device slot's IPC event, made on first use (null, and never asked again, where the
+  // device has none: names then wait for the host to see their copy finish).
+  std::vector<std::unique_ptr<gpu::IpcEvent>> slotEvents_;
+  bool eventsOff_ = false;
+  gpu::IpcEvent* slotEvent(int slot);
   void dropNicRegistration();
   void registerWithNic(Transport* tp, std::size_t bytes);
   std::vector<std::vector<int>> deviceFree_;  // per channel
@@ -84,6 +96,7 @@ class DeviceExecutor {
   std::vector<char> received_;
   std::vector<char> over_;
   std::vector<std::size_t> head_;
+  std::vector<std::uint32_t> unposted_;  // per channel: sends waiting in fifo_ to be posted
   std::vector<Request> requests_;
   std::vector<int> slotOf_;
   std::vector<char> direct_;                 // per step: by name (kByName) or from a device slot by the NIC (kByNic)

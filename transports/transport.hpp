@@ -82,8 +82,6 @@ struct WireChecks {
 // Flips a bit of a received part when WireChecks asks for it; true if it did.
 bool injectCorruption(const WireChecks& checks, std::uint32_t& counter, void* data, std::size_t bytes);
 
-// One posted send or receive. The transport may split it into parts (several sockets or
-// queue pairs); it is complete when every part is.
 // Device memory of a rank of this host, named so that a peer process can map it (CUDA IPC, see
 // gpu/device.hpp's IpcRef) and read a message from it in place: the device path's zero-copy
 // transfer between processes of one host.
@@ -93,8 +91,15 @@ struct DeviceMessage {
   std::uint64_t offset = 0;            // of the message in the allocation
   std::uint64_t address = 0;           // the message in the sender's address space (same process)
   std::int32_t pid = 0;                // the sender's process
+  // When the sender's queue has written the bytes: its IPC event (id 0: none; the name was then
+  // sent only once they were written), and the event object itself for a reader in the same process.
+  std::array<std::byte, 64> event{};
+  std::uint64_t eventId = 0;
+  std::uint64_t eventAddress = 0;
 };
 
+// One posted send or receive. The transport may split it into parts (several sockets or
+// queue pairs); it is complete when every part is.
 struct Request {
   std::uint32_t step = 0;  // the executor's index of the schedule step
   int partsLeft = 0;

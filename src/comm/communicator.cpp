@@ -590,6 +590,7 @@ void Communicator::enablePeerMemory() {
     static const int self = static_cast<int>(::getpid());
     const std::byte* src = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
                                          : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
+    if (m.eventId != 0) writtenEvent(m, *ipc_).synchronize();  // the sender's queue has written it
     gpu_->copyNow(dst, src, bytes);
   }, gpu_->readableGpus(gpu_->current()));
 }

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstring>
@@ -54,6 +55,23 @@ class CudaMark final : public StreamMark {
   cudaEvent_t event;
 };
 
+// An event other processes may wait for (interprocess events have no timing), made here or
+// opened from a peer's handle; destroyed with the object either way.
+class CudaIpcEvent final : public IpcEvent {
+ public:
+  CudaIpcEvent(cudaEvent_t event, const std::array<std::byte, 64>& handle, std::uint64_t id)
+      : event(event), handle_(handle), id_(id) {}
+  ~CudaIpcEvent() override { cudaEventDestroy(event); }
+  const std::array<std::byte, 64>& handle() const override { return handle_; }
+  std::uint64_t id() const override { return id_; }
+  void synchronize() override { check(cudaEventSynchronize(event), "waiting for a peer's IPC event"); }
+  cudaEvent_t event;
+
+ private:
+  std::array<std::byte, 64> handle_;
+  std::uint64_t id_;
+};
+
 class CudaQueue final : public WorkQueue {
  public:
   CudaQueue() { check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating kumi's stream"); }
@@ -88,6 +106,12 @@ class CudaQueue final : public WorkQueue {
   }
   void waitFor(const StreamMark& mark) override {
     check(cudaStreamWaitEvent(stream_, static_cast<const CudaMark&>(mark).event, 0), "ordering after the caller's stream");
+  }
+  void record(IpcEvent& event) override {
+    check(cudaEventRecord(static_cast<CudaIpcEvent&>(event).event, stream_), "recording an IPC event");
+  }
+  void waitFor(const IpcEvent& event) override {
+    check(cudaStreamWaitEvent(stream_, static_cast<const CudaIpcEvent&>(event).event, 0), "waiting for a peer's IPC event");
   }
   void drain() override {
     if (cudaStreamSynchronize(stream_) != cudaSuccess) cudaGetLastError();
@@ -400,9 +424,38 @@ class CudaDevice final : public Device {
     }
     return Memory(static_cast<std::byte*>(p), [](std::byte* q) { cudaIpcCloseMemHandle(q); });
   }
+  std::unique_ptr<IpcEvent> newIpcEvent(int device) override {
+    int supported = 0;
+    if (cudaDeviceGetAttribute(&supported, cudaDevAttrIpcEventSupport, device) != cudaSuccess) {
+      cudaGetLastError();
+      supported = 0;
+    }
+    if (!supported) return nullptr;
+    use(device);
+    cudaEvent_t ev = nullptr;
+    check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming | cudaEventInterprocess), "creating an IPC event");
+    cudaIpcEventHandle_t h{};
+    if (const cudaError_t e = cudaIpcGetEventHandle(&h, ev); e != cudaSuccess) {
+      cudaEventDestroy(ev);
+      cudaGetLastError();
+      return nullptr;  // names are then ordered through the host
+    }
+    std::array<std::byte, 64> handle{};
+    static_assert(sizeof h <= sizeof handle);
+    std::memcpy(handle.data(), &h, sizeof h);
+    return std::make_unique<CudaIpcEvent>(ev, handle, ++events_);
+  }
+  std::unique_ptr<IpcEvent> openIpcEvent(const std::array<std::byte, 64>& handle) override {
+    cudaIpcEventHandle_t h{};
+    std::memcpy(&h, handle.data(), sizeof h);
+    cudaEvent_t ev = nullptr;
+    check(cudaIpcOpenEventHandle(&ev, h), "opening a peer process's IPC event (cudaIpcOpenEventHandle)");
+    return std::make_unique<CudaIpcEvent>(ev, handle, 0);
+  }
 
  private:
   IpcExports exports_;
+  std::atomic<std::uint64_t> events_{0};  // ids of the IPC events made here
   DeviceGet getDevice_ = reinterpret_cast<DeviceGet>(driverFunction("cuDeviceGet"));
   DeviceGetAttribute getAttribute_ = reinterpret_cast<DeviceGetAttribute>(driverFunction("cuDeviceGetAttribute"));
   bool needsFlush_ = true;  // until nicAccess has asked the device

@@ -30,6 +30,23 @@ class StreamMark {
   virtual ~StreamMark() = default;
 };
 
+// A point in one process's work queue that a queue of another process on the host can wait for,
+// with no host in between (a CUDA IPC event: cudaEventInterprocess). WorkQueue::record moves the
+// point to the work queued so far; a wait queued after that record returned (in host time,
+// anywhere) holds its queue until the marked work has run. A process that waits must have
+// queued its wait before the next record of the same event (kumi keeps one per device slot, and a
+// slot is written again only after its reader released it).
+class IpcEvent {
+ public:
+  virtual ~IpcEvent() = default;
+  // What another process opens (Device::openIpcEvent), and an id no other event of this process
+  // ever has (the cache of opened events is keyed by it).
+  virtual const std::array<std::byte, 64>& handle() const = 0;
+  virtual std::uint64_t id() const = 0;
+  // Blocks the host until the work marked by the latest record has run (a host-side reader).
+  virtual void synchronize() = 0;
+};
+
 // Work on one device in issue order. Each call enqueues and returns a ticket at once; tickets
 // finish in the order they were given.
 class WorkQueue {
@@ -47,6 +64,11 @@ class WorkQueue {
   virtual Ticket finished() = 0;
   // Work enqueued from now on starts only after what the mark's stream held when it was made.
   virtual void waitFor(const StreamMark& mark) = 0;
+  // Moves the event (this process's, of this queue's device) to the work enqueued so far.
+  virtual void record(IpcEvent& event) = 0;
+  // Work enqueued from now on starts only after what the event's latest record marked (an event
+  // of this process's or one opened from another's).
+  virtual void waitFor(const IpcEvent& event) = 0;
   // Blocks until everything enqueued has finished (before memory it uses is freed); never throws.
   virtual void drain() = 0;
 };
@@ -96,6 +118,12 @@ class Device {
   // Maps another process's allocation (exportIpc's handle) on this process's current device;
   // the mapping's base, closed by the deleter. Throws kumi::Error when it cannot be opened.
   virtual Memory openIpc(const std::array<std::byte, 64>& handle) = 0;
+  // An event of `device` that other processes of the host may open and wait for; null where
+  // the device cannot share events (then kumi orders names through the host). Lives as long as
+  // the returned pointer: a peer must not be waiting on it when it goes.
+  virtual std::unique_ptr<IpcEvent> newIpcEvent(int device) = 0;
+  // Another process's event (IpcEvent::handle), opened here. Throws kumi::Error when it cannot be.
+  virtual std::unique_ptr<IpcEvent> openIpcEvent(const std::array<std::byte, 64>& handle) = 0;
   // PCI bus ids ("0000:07:00.0"): of `device`, first, then of every other GPU this process sees
   // whose memory a kernel on `device` can read (peer access). A peer process whose GPU is not in
   // the list (not visible here, CUDA_VISIBLE_DEVICES, or no P2P path) must not send by name.

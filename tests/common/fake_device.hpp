@@ -9,10 +9,14 @@
 //  - marks and gates with the semantics of CUDA events and cuStreamWaitValue32;
 //  - IPC as CUDA's: device memory lives in a file under /dev/shm (removed at once, kept open),
 //    which another process opens through /proc/<pid>/fd and maps, tagged as device memory
-//    there too; buffer ids are never reused.
+//    there too; buffer ids are never reused. IPC events likewise: two counters in a shared file,
+//    records numbered when made and marked done when their stream reaches them, a wait holding
+//    its stream until the latest record made before it is done (CUDA's semantics), and giving
+//    up, as a device failure of the waiting queue, once the event's process has gone.
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -116,6 +120,48 @@ class FakeDevice : public gpu::Device {
     std::shared_ptr<std::atomic<bool>> reached = std::make_shared<std::atomic<bool>>(false);
   };
 
+  class Event : public gpu::IpcEvent {
+   public:
+    struct Counters {
+      std::atomic<std::uint64_t> recorded;  // records made, in host order
+      std::atomic<std::uint64_t> done;      // the latest record its stream has reached
+    };
+    // A new event (owner) in a shared file, or one opened from a peer's handle. The mapping is
+    // shared with the stream work that waits on it, which may outlive the object (as CUDA's
+    // waits outlive the event they were queued on).
+    Event(std::uint64_t id, int fd, pid_t owner) : owner_(owner), id_(id) {
+      void* p = ::mmap(nullptr, sizeof(Counters), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p == MAP_FAILED) fail(kumiSystemError, "fake IPC event: mmap: ", std::strerror(errno));
+      counters_ = std::shared_ptr<Counters>(static_cast<Counters*>(p), [](Counters* c) { ::munmap(c, sizeof(Counters)); });
+      const std::string name = "/proc/" + std::to_string(owner) + "/fd/" + std::to_string(fd) + ":event";
+      std::memcpy(handle_.data(), name.data(), std::min(name.size(), handle_.size() - 1));
+    }
+    ~Event() override {
+      if (fd_ >= 0) ::close(fd_);
+    }
+    const std::array<std::byte, 64>& handle() const override { return handle_; }
+    std::uint64_t id() const override { return id_; }
+    void synchronize() override {
+      if (!waitDone(counters_, owner_, counters_->recorded.load()))
+        fail(kumiSystemError, "fake IPC event: its process ", owner_, " has gone");
+    }
+    // Spins until record `want` is done; false once the owner is gone with it still undone.
+    static bool waitDone(const std::shared_ptr<Counters>& c, pid_t owner, std::uint64_t want) {
+      for (int polls = 0; c->done.load() < want; ++polls) {
+        if (polls % 1000 == 999 && ::kill(owner, 0) != 0 && errno == ESRCH) return c->done.load() >= want;
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+      return true;
+    }
+    std::shared_ptr<Counters> counters_;
+    pid_t owner_;
+    int fd_ = -1;  // the owner's file (a peer's copy is closed once mapped)
+
+   private:
+    std::array<std::byte, 64> handle_{};
+    std::uint64_t id_;
+  };
+
   class Queue : public gpu::WorkQueue {
    public:
     explicit Queue(FakeDevice& d) : device_(d) {}
@@ -135,11 +181,34 @@ class FakeDevice : public gpu::Device {
     Ticket divide(kumiDataType_t type, void* dst, std::size_t n, std::uint64_t divisor) override {
       return later([=] { divideInPlace(type, static_cast<std::byte*>(real(dst)), n, divisor); });
     }
-    Ticket finished() override { return finished_.load(); }
+    Ticket finished() override {
+      if (failed_.load()) fail(kumiSystemError, "fake device: a queue waited for an IPC event whose process has gone");
+      return finished_.load();
+    }
     void waitFor(const gpu::StreamMark& mark) override {
       auto reached = static_cast<const Mark&>(mark).reached;
       stream_.enqueue([reached] {
         while (!reached->load()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      });
+    }
+    void record(gpu::IpcEvent& event) override {
+      auto c = static_cast<Event&>(event).counters_;
+      const std::uint64_t g = c->recorded.fetch_add(1) + 1;
+      device_.eventRecords.fetch_add(1);
+      const int delayUs = device_.delayUs();
+      stream_.enqueue([c, g, delayUs] {
+        std::this_thread::sleep_for(std::chrono::microseconds(delayUs));
+        std::uint64_t seen = c->done.load();
+        while (seen < g && !c->done.compare_exchange_weak(seen, g)) {
+        }
+      });
+    }
+    void waitFor(const gpu::IpcEvent& event) override {
+      const auto& e = static_cast<const Event&>(event);
+      const std::uint64_t want = e.counters_->recorded.load();
+      device_.eventWaits.fetch_add(1);
+      stream_.enqueue([this, c = e.counters_, owner = e.owner_, want] {
+        if (!Event::waitDone(c, owner, want)) failed_.store(true);
       });
     }
     void drain() override { stream_.sync(); }
@@ -159,6 +228,7 @@ class FakeDevice : public gpu::Device {
     FakeDevice& device_;
     Ticket issued_ = 0;
     std::atomic<Ticket> finished_{0};
+    std::atomic<bool> failed_{false};
     FakeStream stream_;  // last: its worker stops before the rest goes
   };
 
@@ -250,6 +320,35 @@ class FakeDevice : public gpu::Device {
     });
   }
 
+  std::unique_ptr<gpu::IpcEvent> newIpcEvent(int) override {
+    if (!ipcEvents) return nullptr;
+    char name[] = "/dev/shm/kumi-fakeevent-XXXXXX";
+    const int fd = ::mkostemp(name, O_CLOEXEC);
+    if (fd < 0) fail(kumiSystemError, "fake IPC event: mkostemp: ", std::strerror(errno));
+    ::unlink(name);
+    if (::ftruncate(fd, sizeof(Event::Counters)) != 0) {
+      ::close(fd);
+      fail(kumiSystemError, "fake IPC event: ftruncate");
+    }
+    auto e = std::make_unique<Event>(++nextEventId_, fd, ::getpid());
+    e->fd_ = fd;
+    return e;
+  }
+  std::unique_ptr<gpu::IpcEvent> openIpcEvent(const std::array<std::byte, 64>& handle) override {
+    const std::string h(reinterpret_cast<const char*>(handle.data()), strnlen(reinterpret_cast<const char*>(handle.data()), handle.size()));
+    const auto colon = h.rfind(":event");
+    const auto slash = h.find('/', 6);
+    if (colon == std::string::npos || h.rfind("/proc/", 0) != 0 || slash == std::string::npos)
+      fail(kumiSystemError, "fake IPC event: malformed handle '", h, "'");
+    const int fd = ::open(h.substr(0, colon).c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) fail(kumiSystemError, "fake IPC event: cannot open ", h.substr(0, colon), ": ", std::strerror(errno));
+    const pid_t owner = static_cast<pid_t>(std::stol(h.substr(6, slash - 6)));
+    auto e = std::make_unique<Event>(0, fd, owner);
+    ::close(fd);
+    eventsOpened.fetch_add(1);
+    return e;
+  }
+
   // A stream given as a kumiStream_t; NULL is the default stream.
   static FakeStream& stream(void* s) { return s ? *static_cast<FakeStream*>(s) : instanceDefault(); }
   int delayUs() {
@@ -263,8 +362,10 @@ class FakeDevice : public gpu::Device {
   std::atomic<long> nicPins{0};                       // GPUDirect RDMA registrations
   std::atomic<long> nicFlushes{0};                    // flushNicWrites calls
   std::atomic<long> toHost{0}, fromHost{0};  // queue copies (and reductions) through host memory: staging
+  std::atomic<long> eventRecords{0}, eventWaits{0}, eventsOpened{0};  // IPC events
   int maxDelayUs = 200;
   bool ipc = true;  // false: exportIpc refuses, as for memory CUDA cannot share
+  bool ipcEvents = true;  // false: no IPC events, as on a device without them
   bool nicReadable = true;   // false: no peer memory for the NIC (GPUDirect RDMA)
   bool offerDmabuf = false;  // true: says it has dma-buf, then exports none (the fallback's test)
   // This process's GPU, then those it can read: every process shares one imitated GPU unless a
@@ -328,6 +429,7 @@ class FakeDevice : public gpu::Device {
     return s;
   }
   std::mutex mutex_;
+  std::atomic<std::uint64_t> nextEventId_{0};
   std::map<std::thread::id, int> current_;
   std::mt19937 rng_{12345};
 };

@@ -283,6 +283,40 @@ TEST_F(DevicePath, DeviceBuffersOfOneHostTravelByNameAndPeersAreMappedOnce) {
   });
 }
 
+// A name goes as soon as its copy is queued, with the slot's IPC event recorded after the copy;
+// the reader's queue waits for the event. Rank 0's stream runs far behind: a reader that did not
+// wait would read its slots before the copies into them ran, and the sums would be wrong.
+TEST_F(DevicePath, NamesGoAtOnceAndTheReadersQueueWaitsForTheWritersEvent) {
+  withOwnComm([&](kumiComm_t comm, int r) {
+    float one = 1;
+    ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    const long records = fake->eventRecords.load(), waits = fake->eventWaits.load();
+    const int delay = fake->maxDelayUs;
+    if (r == 0) fake->maxDelayUs = 3000;
+    for (int k = 0; k < 3; ++k) deviceAllReduce(comm, r, 70001);
+    fake->maxDelayUs = delay;
+    EXPECT_GT(fake->eventRecords.load(), records) << "rank " << r << " sent no name with an event";
+    EXPECT_GT(fake->eventWaits.load(), waits) << "rank " << r << "'s queue never waited for a peer's event";
+  });
+}
+
+TEST_F(DevicePath, WithoutIpcEventsNamesWaitForTheHostToSeeTheirCopy) {
+  fake->ipcEvents = false;  // every rank, before the communicator's executor exists
+  withOwnComm([&](kumiComm_t comm, int r) {
+    float one = 1;
+    ASSERT_EQ(kumiAllReduce(&one, &one, 1, kumiFloat32, kumiSum, comm, nullptr), kumiSuccess);
+    const long records = fake->eventRecords.load(), waits = fake->eventWaits.load(), opened = fake->opened.load();
+    const int delay = fake->maxDelayUs;
+    if (r == 0) fake->maxDelayUs = 3000;
+    deviceAllReduce(comm, r, 70001);
+    fake->maxDelayUs = delay;
+    EXPECT_GT(fake->opened.load(), opened) << "rank " << r << " read no peer's slot by name";
+    EXPECT_EQ(fake->eventRecords.load(), records) << "rank " << r;
+    EXPECT_EQ(fake->eventWaits.load(), waits) << "rank " << r;
+  });
+  fake->ipcEvents = true;
+}
+
 TEST_F(DevicePath, MemoryThatCannotBeSharedIsStaged) {
   withOwnComm([&](kumiComm_t comm, int r) {
     float one = 1;

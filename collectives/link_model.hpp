@@ -33,7 +33,7 @@ struct LinkModel {
   // cross a network are staged through pinned host memory over the GPU's PCIe link. The defaults
   // are a PCIe-only server; a communicator puts in its host's links from the topology (hwloc and
   // NVML) where the tuning file leaves them at these values.
-  SimLink deviceIntra{15, 20, 5};  // host-driven ordering per message, PCIe Gen4 x16 at ~80%
+  SimLink deviceIntra{8, 20, 5};  // one host hop per message (the name; the GPU waits on its IPC event), PCIe Gen4 x16 at ~80%
   double deviceReduceGbps = 1000;  // HBM
   double deviceCopyGbps = 1000;
   double deviceStagingGbps = 20;   // device <-> pinned host memory

@@ -105,6 +105,11 @@ for k in ("float32/sum", "bfloat16/sum", "float16/sum"):
     v = gbs.get(f"reduce/{k}/{size}/manual_time")
     if v and copy:
         parts.append(f"{k} {v:.0f} GB/s ({100 * v / copy:.0f}%)")
+# The copy kernel against the engine, per size (queues pick per size what measured faster).
+for b in (64 << 10, 1 << 20, 64 << 20, 1 << 30):
+    e, k = gbs.get(f"copy_d2d/{b}/manual_time"), gbs.get(f"copy_kernel/{b}/manual_time")
+    if e and k:
+        parts.append(f"copy kernel/engine at {b >> 10} KiB {k / e:.2f}")
 print(", ".join(parts))
 PY
 )

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/types.hpp"
+#include "gpu/copy_kernel.hpp"
 #include "gpu/reduce_device.hpp"
 #include "gpu/runtime.hpp"
 
@@ -57,6 +58,15 @@ void BM_CopyD2D(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(2 * bytes));
 }
 
+// The same copy by kumi's kernel (gpu/copy_kernel.hpp), which queues choose per size where it
+// measured faster than the engine (gpu/copy_choice.hpp).
+void BM_CopyKernel(benchmark::State& state) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  Device dev(bytes);
+  for (auto _ : state) state.SetIterationTime(dev.time([&] { kumi::gpu::copyOnDevice(dev.d, dev.a, bytes, nullptr); }));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(2 * bytes));
+}
+
 void BM_Reduce(benchmark::State& state, kumiDataType_t type, kumiRedOp_t op) {
   const auto bytes = static_cast<std::size_t>(state.range(0));
   const std::size_t n = bytes / kumi::typeSize(type);
@@ -74,9 +84,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kumi-gpu-micro-bench: no GPU to measure: %s\n", why.c_str());
     return 77;  // "skipped", as automake and the device check script read it
   }
+  for (std::int64_t s : {std::int64_t{64} << 10, std::int64_t{1} << 20}) {  // where a kernel may start sooner
+    benchmark::RegisterBenchmark("copy_d2d", BM_CopyD2D)->Arg(s)->UseManualTime();
+    benchmark::RegisterBenchmark("copy_kernel", BM_CopyKernel)->Arg(s)->UseManualTime();
+  }
   const std::int64_t sizes[] = {1 << 20, 64 << 20, std::int64_t{1} << 30};
   for (std::int64_t s : sizes) {
-    benchmark::RegisterBenchmark("copy_d2d", BM_CopyD2D)->Arg(s)->UseManualTime();
+    if (s > (1 << 20)) benchmark::RegisterBenchmark("copy_d2d", BM_CopyD2D)->Arg(s)->UseManualTime();
+    if (s > (1 << 20)) benchmark::RegisterBenchmark("copy_kernel", BM_CopyKernel)->Arg(s)->UseManualTime();
     benchmark::RegisterBenchmark("reduce/float32/sum", BM_Reduce, kumiFloat32, kumiSum)->Arg(s)->UseManualTime();
     benchmark::RegisterBenchmark("reduce/bfloat16/sum", BM_Reduce, kumiBfloat16, kumiSum)->Arg(s)->UseManualTime();
     benchmark::RegisterBenchmark("reduce/float16/sum", BM_Reduce, kumiFloat16, kumiSum)->Arg(s)->UseManualTime();

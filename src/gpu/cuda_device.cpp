@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -19,8 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "core/env.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "gpu/copy_choice.hpp"
+#include "gpu/copy_kernel.hpp"
 #include "gpu/cuda_device.hpp"
 #include "gpu/peer_memory.hpp"
 #include "gpu/reduce_device.hpp"
@@ -74,7 +78,9 @@ class CudaIpcEvent final : public IpcEvent {
 
 class CudaQueue final : public WorkQueue {
  public:
-  CudaQueue() { check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating kumi's stream"); }
+  explicit CudaQueue(CopyChoice copies) : copies_(std::move(copies)) {
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating kumi's stream");
+  }
   ~CudaQueue() override {
     drain();
     for (auto& [t, ev] : pending_) cudaEventDestroy(ev);
@@ -82,7 +88,15 @@ class CudaQueue final : public WorkQueue {
     cudaStreamDestroy(stream_);
   }
   Ticket copy(void* dst, const void* src, std::size_t bytes) override {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), "queueing a copy");
+    // The kernel where it measured faster at this size, for aligned device-to-device copies (a
+    // peer's memory mapped here is device memory too); the engine for the rest and for host memory.
+    const bool aligned = ((reinterpret_cast<std::uintptr_t>(dst) | reinterpret_cast<std::uintptr_t>(src)) & 15u) == 0;
+    if (bytes > 0 && aligned && copies_.forBytes(bytes) == CopyMethod::Kernel &&
+        memoryKindOf(dst) == MemoryKind::Device && memoryKindOf(src) == MemoryKind::Device) {
+      copyOnDevice(dst, src, bytes, stream_);
+    } else {
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), "queueing a copy");
+    }
     return record();
   }
   Ticket reduce(kumiDataType_t type, kumiRedOp_t op, void* dst, const void* a, const void* b, std::size_t n) override {
@@ -135,11 +149,69 @@ class CudaQueue final : public WorkQueue {
     return issued_;
   }
 
+  CopyChoice copies_;
   cudaStream_t stream_ = nullptr;
   std::deque<std::pair<Ticket, cudaEvent_t>> pending_;
   std::vector<cudaEvent_t> free_;
   Ticket issued_ = 0, done_ = 0;
 };
+
+// Times the copy engine and the copy kernel on the current device at each calibration size
+// (best of five after two warm-ups, GPU clock), between two buffers of the largest size.
+CopyChoice measureCopies(int device) {
+  const std::vector<std::size_t> sizes = copyCalibrationSizes();
+  void* a = nullptr;
+  void* b = nullptr;
+  cudaStream_t s = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  struct Release {
+    void*& a;
+    void*& b;
+    cudaStream_t& s;
+    cudaEvent_t& start;
+    cudaEvent_t& stop;
+    ~Release() {
+      if (s) cudaStreamSynchronize(s);
+      cudaFree(a);
+      cudaFree(b);
+      if (start) cudaEventDestroy(start);
+      if (stop) cudaEventDestroy(stop);
+      if (s) cudaStreamDestroy(s);
+      cudaGetLastError();
+    }
+  } release{a, b, s, start, stop};
+  check(cudaMalloc(&a, sizes.back()), "allocating the copy calibration's buffers");
+  check(cudaMalloc(&b, sizes.back()), "allocating the copy calibration's buffers");
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "creating the copy calibration's stream");
+  check(cudaEventCreate(&start), "creating a timing event");
+  check(cudaEventCreate(&stop), "creating a timing event");
+  auto best = [&](auto&& launch) {
+    float fastest = 0;
+    for (int k = 0; k < 7; ++k) {
+      check(cudaEventRecord(start, s), "timing a copy");
+      launch();
+      check(cudaEventRecord(stop, s), "timing a copy");
+      check(cudaEventSynchronize(stop), "timing a copy");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, start, stop), "timing a copy");
+      if (k >= 2 && (fastest == 0 || ms < fastest)) fastest = ms;
+    }
+    return 1000.0 * fastest;
+  };
+  std::vector<CopyTiming> timings;
+  for (std::size_t bytes : sizes) {
+    CopyTiming t;
+    t.bytes = bytes;
+    t.engineUs = best([&] { check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s), "timing the copy engine"); });
+    t.kernelUs = best([&] { copyOnDevice(b, a, bytes, s); });
+    timings.push_back(t);
+  }
+  CopyChoice choice = CopyChoice::fromTimings(timings);
+  std::string detail;
+  for (const CopyTiming& t : timings) detail += cat(detail.empty() ? "" : ", ", t.bytes >> 10, " KiB ", t.engineUs, "/", t.kernelUs, " us");
+  KUMI_INFO("CUDA: GPU ", device, " copies device memory by ", choice.describe(), " (engine/kernel: ", detail, ")");
+  return choice;
+}
 
 using WaitValue32 = CUresult (*)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
 
@@ -307,7 +379,7 @@ class CudaDevice final : public Device {
   void use(int device) override { check(cudaSetDevice(device), "selecting the communicator's device"); }
   std::unique_ptr<WorkQueue> newQueue(int device) override {
     use(device);
-    return std::make_unique<CudaQueue>();
+    return std::make_unique<CudaQueue>(copyChoice(device));
   }
   std::unique_ptr<StreamGates> newGates(int device) override {
     use(device);
@@ -454,8 +526,31 @@ class CudaDevice final : public Device {
   }
 
  private:
+  // KUMI_CUDA_COPY, then per device what was measured (once per process and GPU, at its first
+  // queue; a measurement that fails leaves the engine, the CUDA default).
+  const CopyChoice& copyChoice(int device) {
+    std::lock_guard<std::mutex> lock(copyMutex_);
+    for (const auto& [d, c] : copyChoices_)
+      if (d == device) return c;
+    const CopyPolicy policy = parseCopyPolicy(envString("KUMI_CUDA_COPY").value_or("auto"));
+    CopyChoice c;
+    if (policy == CopyPolicy::Kernel) c = CopyChoice::fixed(CopyMethod::Kernel);
+    if (policy == CopyPolicy::Auto) {
+      try {
+        c = measureCopies(device);
+      } catch (const Error& e) {
+        KUMI_WARN("CUDA: could not compare the copy engine with the copy kernel on GPU ", device, ": ", e.what(),
+                  "; copies use the engine");
+      }
+    }
+    copyChoices_.emplace_back(device, std::move(c));
+    return copyChoices_.back().second;
+  }
+
   IpcExports exports_;
   std::atomic<std::uint64_t> events_{0};  // ids of the IPC events made here
+  std::mutex copyMutex_;
+  std::deque<std::pair<int, CopyChoice>> copyChoices_;  // a deque: references stay valid as it grows
   DeviceGet getDevice_ = reinterpret_cast<DeviceGet>(driverFunction("cuDeviceGet"));
   DeviceGetAttribute getAttribute_ = reinterpret_cast<DeviceGetAttribute>(driverFunction("cuDeviceGetAttribute"));
   bool needsFlush_ = true;  // until nicAccess has asked the device

@@ -1,11 +1,15 @@
 // The GPU path's host-side logic, runnable without a GPU: launch configuration of the reduction
-// kernels, the memory-kind mapping and which buffer combinations a collective takes, and what a
-// machine without a GPU (or a build without CUDA) answers.
+// kernels, the memory-kind mapping and which buffer combinations a collective takes, the choice
+// between the copy engine and the copy kernel from measured times, and what a machine without a
+// GPU (or a build without CUDA) answers.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
+#include "gpu/copy_choice.hpp"
 #include "gpu/launch_config.hpp"
 #include "gpu/memory_kind.hpp"
 #include "gpu/runtime.hpp"
@@ -97,6 +101,58 @@ TEST(MemoryKind, PathForEachCombination) {
           << e.what();
     }
   }
+}
+
+TEST(CopyChoice, TheKernelOnlyWhereItMeasuredClearlyFaster) {
+  // Measured shapes of a part where a kernel starts sooner: faster small, a tie at 64 KiB
+  // (within 5%: the engine, which leaves the SMs to the reductions), slower large.
+  const CopyChoice c = CopyChoice::fromTimings({{16u << 10, 8.0, 3.0},
+                                                {4u << 10, 7.5, 2.5},
+                                                {64u << 10, 9.0, 8.8},
+                                                {1u << 20, 20.0, 26.0}});
+  EXPECT_EQ(c.forBytes(1), CopyMethod::Kernel);  // below the smallest measured: its choice
+  EXPECT_EQ(c.forBytes(4u << 10), CopyMethod::Kernel);
+  EXPECT_EQ(c.forBytes((64u << 10) - 1), CopyMethod::Kernel);
+  EXPECT_EQ(c.forBytes(64u << 10), CopyMethod::Engine);
+  EXPECT_EQ(c.forBytes(1u << 30), CopyMethod::Engine);  // above the largest: its choice
+  EXPECT_EQ(c.describe(), "kernel below 64 KiB, copy engine from 64 KiB");
+}
+
+TEST(CopyChoice, RunsOfEachMethodAreDescribedAndFixedPoliciesHoldEverywhere) {
+  const CopyChoice mixed = CopyChoice::fromTimings({{4u << 10, 5, 6}, {16u << 10, 5, 3}, {64u << 10, 10, 12}});
+  EXPECT_EQ(mixed.describe(), "copy engine below 16 KiB, kernel from 16 KiB, copy engine from 64 KiB");
+  EXPECT_EQ(CopyChoice().forBytes(123), CopyMethod::Engine);
+  EXPECT_EQ(CopyChoice().describe(), "copy engine at every size");
+  const CopyChoice kernel = CopyChoice::fixed(CopyMethod::Kernel);
+  EXPECT_EQ(kernel.forBytes(0), CopyMethod::Kernel);
+  EXPECT_EQ(kernel.forBytes(std::size_t{1} << 40), CopyMethod::Kernel);
+  EXPECT_EQ(kernel.describe(), "kernel at every size");
+  EXPECT_EQ(CopyChoice::fromTimings({{4u << 10, 5, 1}, {16u << 10, 5, 1}}).describe(), "kernel at every size");
+}
+
+TEST(CopyChoice, BrokenMeasurementsAndPoliciesAreRefusedByName) {
+  try {
+    CopyChoice::fromTimings({{4u << 10, 5, 0}});
+    ADD_FAILURE() << "a zero timing was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("copy timings of 4 KiB must be positive"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(CopyChoice::fromTimings({{4u << 10, 5, 1}, {4u << 10, 5, 2}}), Error);
+  EXPECT_THROW(CopyChoice::fromTimings({}), Error);
+  EXPECT_THROW(CopyChoice::fromTimings({{4u << 10, std::numeric_limits<double>::quiet_NaN(), 1}}), Error);
+  EXPECT_EQ(parseCopyPolicy("auto"), CopyPolicy::Auto);
+  EXPECT_EQ(parseCopyPolicy("engine"), CopyPolicy::Engine);
+  EXPECT_EQ(parseCopyPolicy("kernel"), CopyPolicy::Kernel);
+  try {
+    parseCopyPolicy("sm");
+    ADD_FAILURE() << "'sm' was accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "KUMI_CUDA_COPY must be auto, engine or kernel, got 'sm'");
+  }
+  const auto sizes = copyCalibrationSizes();
+  ASSERT_EQ(sizes.size(), 7u);
+  EXPECT_EQ(sizes.front(), 4u << 10);
+  EXPECT_EQ(sizes.back(), 16u << 20);
 }
 
 TEST(GpuRuntime, AnswersWithoutAGpu) {

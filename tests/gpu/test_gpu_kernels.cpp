@@ -1,5 +1,6 @@
 // The CUDA reduction kernels against the CPU kernels (core/reduce.hpp) for every type and op, on
-// aligned and misaligned buffers and sizes around the vector width, in place and out of place.
+// aligned and misaligned buffers and sizes around the vector width, in place and out of place;
+// the copy kernel likewise, byte for byte.
 // Needs a GPU: without one every test skips and says why (the device check script,
 // scripts/device-check.sh, runs them on the lent machine).
 #include <cuda_runtime.h>
@@ -13,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/reduce.hpp"
 #include "core/types.hpp"
+#include "gpu/copy_kernel.hpp"
 #include "gpu/reduce_device.hpp"
 #include "gpu/runtime.hpp"
 
@@ -124,6 +126,26 @@ TEST_F(GpuKernels, DivisionMatchesTheCpu) {
     ASSERT_EQ(cudaMemcpy(v.data(), d.p, n * es, cudaMemcpyDeviceToHost), cudaSuccess);
     for (std::size_t k = 0; k < n; ++k) ASSERT_TRUE(sameElement(t, v.data() + k * es, want.data() + k * es)) << k;
   }
+}
+
+TEST_F(GpuKernels, TheCopyKernelCopiesEveryByteAndNothingElse) {
+  std::mt19937 rng(11);
+  for (std::size_t bytes : {1ul, 15ul, 16ul, 17ul, 4095ul, 65536ul, 1'000'003ul, 16ul << 20})
+    for (std::size_t off : {0ul, 16ul, 3ul}) {
+      SCOPED_TRACE(testing::Message() << bytes << " bytes at offset " << off);
+      std::vector<unsigned char> src(bytes), got(bytes + 64);
+      for (auto& c : src) c = static_cast<unsigned char>(rng());
+      DeviceBuffer ds(bytes), dd(bytes);
+      ASSERT_EQ(cudaMemset(dd.p, 0xAB, bytes + 64), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(ds.at(off), src.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
+      copyOnDevice(dd.at(off), ds.at(off), bytes, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(got.data(), dd.p, bytes + 64, cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(std::memcmp(got.data() + off, src.data(), bytes), 0);
+      for (std::size_t k = 0; k < off; ++k) ASSERT_EQ(got[k], 0xAB) << "written before the destination at " << k;
+      for (std::size_t k = off + bytes; k < bytes + 64; ++k) ASSERT_EQ(got[k], 0xAB) << "written past the end at " << k;
+    }
+  copyOnDevice(nullptr, nullptr, 0, nullptr);  // nothing to copy: no launch
 }
 
 TEST_F(GpuKernels, RunsOnTheCallersStreamWithoutBlockingTheHost) {

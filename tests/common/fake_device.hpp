@@ -136,6 +136,10 @@ class FakeDevice : public gpu::Device {
       const std::string name = "/proc/" + std::to_string(owner) + "/fd/" + std::to_string(fd) + ":event";
       std::memcpy(handle_.data(), name.data(), std::min(name.size(), handle_.size() - 1));
     }
+    // This process's own event opened by handle: the owner's mapping itself, so that a thread
+    // sanitizer sees the counters' atomics (a second mapping of the same page would hide them).
+    Event(std::shared_ptr<Counters> counters, const std::array<std::byte, 64>& handle, pid_t owner)
+        : counters_(std::move(counters)), owner_(owner), handle_(handle), id_(0) {}
     ~Event() override {
       if (fd_ >= 0) ::close(fd_);
     }
@@ -332,6 +336,8 @@ class FakeDevice : public gpu::Device {
     }
     auto e = std::make_unique<Event>(++nextEventId_, fd, ::getpid());
     e->fd_ = fd;
+    std::lock_guard<std::mutex> lock(ownEvents().mutex);
+    ownEvents().byHandle[e->handle()] = e->counters_;
     return e;
   }
   std::unique_ptr<gpu::IpcEvent> openIpcEvent(const std::array<std::byte, 64>& handle) override {
@@ -343,6 +349,15 @@ class FakeDevice : public gpu::Device {
     const int fd = ::open(h.substr(0, colon).c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) fail(kumiSystemError, "fake IPC event: cannot open ", h.substr(0, colon), ": ", std::strerror(errno));
     const pid_t owner = static_cast<pid_t>(std::stol(h.substr(6, slash - 6)));
+    if (owner == ::getpid()) {
+      std::lock_guard<std::mutex> lock(ownEvents().mutex);
+      auto it = ownEvents().byHandle.find(handle);
+      if (auto counters = it == ownEvents().byHandle.end() ? nullptr : it->second.lock()) {
+        ::close(fd);
+        eventsOpened.fetch_add(1);
+        return std::make_unique<Event>(std::move(counters), handle, owner);
+      }
+    }
     auto e = std::make_unique<Event>(0, fd, owner);
     ::close(fd);
     eventsOpened.fetch_add(1);
@@ -384,6 +399,14 @@ class FakeDevice : public gpu::Device {
     std::map<std::uintptr_t, Allocation> byBase;
     std::uint64_t nextId = 1;
   };
+  struct OwnEvents {
+    std::mutex mutex;
+    std::map<std::array<std::byte, 64>, std::weak_ptr<Event::Counters>> byHandle;
+  };
+  static OwnEvents& ownEvents() {
+    static OwnEvents e;  // test-only: the imitated driver's table of this process's events
+    return e;
+  }
   static Allocations& allocations() {
     static Allocations a;  // test-only: the imitated driver's table of allocations
     return a;

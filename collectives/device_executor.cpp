@@ -71,6 +71,12 @@ gpu::IpcEvent* DeviceExecutor::slotEvent(int slot) {
   return slotEvents_[at].get();
 }
 
+const std::byte* namedBytes(const DeviceMessage& m, gpu::IpcCache& cache) {
+  static const int self = static_cast<int>(::getpid());
+  if (m.pid == self) return reinterpret_cast<const std::byte*>(m.address);  // a rank of this process
+  return cache.map(m.pid, m.bufferId, m.handle, m.offset);
+}
+
 gpu::IpcEvent& writtenEvent(const DeviceMessage& m, gpu::IpcCache& cache) {
   static const int self = static_cast<int>(::getpid());
   if (m.pid == self) return *reinterpret_cast<gpu::IpcEvent*>(m.eventAddress);  // a rank of this process
@@ -311,8 +317,7 @@ void DeviceExecutor::run(const PreparedSchedule& ps, const Buffers& bufs, Transp
     }
     if (direct_[i]) {  // read in place from the sender's memory, once the sender's queue wrote it
       const DeviceMessage& m = names_[i];
-      landed = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
-                             : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
+      landed = namedBytes(m, *ipc_);
       if (m.eventId != 0) q.waitFor(writtenEvent(m, *ipc_));
     }
     const gpu::WorkQueue::Ticket t =

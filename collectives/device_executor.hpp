@@ -35,6 +35,9 @@
 
 namespace kumi {
 
+// Where a named message's bytes lie here: the sender's own address when it is a rank of this
+// process, else its allocation mapped through the cache.
+const std::byte* namedBytes(const DeviceMessage& m, gpu::IpcCache& cache);
 // The event after which the named message's bytes are in the sender's slot: the sender's own
 // object when it is a rank of this process, else the peer's event opened through the cache.
 gpu::IpcEvent& writtenEvent(const DeviceMessage& m, gpu::IpcCache& cache);

@@ -587,9 +587,7 @@ void Communicator::enablePeerMemory() {
   // A message by name arriving for a host buffer (this rank's call is on host memory, the
   // sender's on device memory): read with a blocking copy. Runs inside a call, under opMutex_.
   shm_->enableDevicePull([this](void* dst, const DeviceMessage& m, std::size_t bytes) {
-    static const int self = static_cast<int>(::getpid());
-    const std::byte* src = m.pid == self ? reinterpret_cast<const std::byte*>(m.address)
-                                         : ipc_->map(m.pid, m.bufferId, m.handle, m.offset);
+    const std::byte* src = namedBytes(m, *ipc_);
     if (m.eventId != 0) writtenEvent(m, *ipc_).synchronize();  // the sender's queue has written it
     gpu_->copyNow(dst, src, bytes);
   }, gpu_->readableGpus(gpu_->current()));

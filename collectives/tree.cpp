@@ -4,6 +4,7 @@
 // second tree is the first over the ranks shifted by one, so most ranks that are leaves in one
 // tree are inner nodes in the other and the load spreads evenly.
 #include <algorithm>
+#include <bit>
 
 #include "collectives/algorithms.hpp"
 #include "collectives/builder.hpp"
@@ -121,28 +122,40 @@ Schedule doubleBinaryTreeAllReduce(const ScheduleKey& k) {
   std::vector<std::vector<Block>> slices(trees);
   for (int t = 0; t < trees; ++t) slices[static_cast<std::size_t>(t)] = slicesOf(blockOf(k.count, trees, t), k.sliceCount);
   const std::size_t most = std::max(slices[0].size(), slices[1].size());
-  // Slice by slice, alternating trees, so both pipelines advance together; both ends of every
-  // connection see the same order.
-  for (std::size_t i = 0; i < most; ++i)
-    for (int t = 0; t < trees; ++t) {
-      if (i >= slices[static_cast<std::size_t>(t)].size()) continue;
-      const Block sl = slices[static_cast<std::size_t>(t)][i];
-      const BinaryNode& me = nodes[static_cast<std::size_t>((r + t) % n)];
-      // Up: reduce the children's partial sums into ours and pass them on.
-      bool first = true;
-      for (int c : me.children) {
-        b.recvReduce(rankAt(t, c), at(first ? Buf::Send : Buf::Recv, sl), at(Buf::Recv, sl));
-        first = false;
-      }
-      if (me.parent >= 0) {
-        b.send(rankAt(t, me.parent), at(first ? Buf::Send : Buf::Recv, sl));  // a leaf sends its input
-        b.recv(rankAt(t, me.parent), at(Buf::Recv, sl));
-      } else if (k.divide) {
-        b.divide(at(Buf::Recv, sl));
-      }
-      // Down: the result goes to the children.
-      for (int c : me.children) b.send(rankAt(t, c), at(Buf::Recv, sl));
+  auto up = [&](int t, Block sl) {  // reduce the children's partial sums into ours, pass them on
+    const BinaryNode& me = nodes[static_cast<std::size_t>((r + t) % n)];
+    bool first = true;
+    for (int c : me.children) {
+      b.recvReduce(rankAt(t, c), at(first ? Buf::Send : Buf::Recv, sl), at(Buf::Recv, sl));
+      first = false;
     }
+    if (me.parent >= 0)
+      b.send(rankAt(t, me.parent), at(first ? Buf::Send : Buf::Recv, sl));  // a leaf sends its input
+    else if (k.divide)
+      b.divide(at(Buf::Recv, sl));
+  };
+  auto down = [&](int t, Block sl) {  // the result comes from the parent and goes to the children
+    const BinaryNode& me = nodes[static_cast<std::size_t>((r + t) % n)];
+    if (me.parent >= 0) b.recv(rankAt(t, me.parent), at(Buf::Recv, sl));
+    for (int c : me.children) b.send(rankAt(t, c), at(Buf::Recv, sl));
+  };
+  // Messages to one peer leave in the order they were emitted, and a rank is often the parent
+  // of a peer in one tree and its child in the other. Had slice i gone up and down in one piece,
+  // a leaf's input (ready at once) would wait on that connection behind the other tree's result
+  // for slice i (ready only after a round trip to the root), and the trees would take turns on
+  // the link instead of sharing it: 1.6x the ring's time on 2 x 2 nodes where the ring's bytes
+  // cross the same link (docs/PERFORMANCE.md). So the ups run ahead of the downs by the trees'
+  // height, about the number of slices that are in flight on the way to the root and back.
+  // Every rank emits in the same (slice, phase, tree) order, so both ends of each connection
+  // agree on it.
+  const std::size_t lag = static_cast<std::size_t>(std::bit_width(static_cast<unsigned>(n)) - 1);
+  for (std::size_t i = 0; i < most + lag; ++i) {
+    for (int t = 0; t < trees; ++t)
+      if (i < slices[static_cast<std::size_t>(t)].size()) up(t, slices[static_cast<std::size_t>(t)][i]);
+    if (i < lag) continue;
+    for (int t = 0; t < trees; ++t)
+      if (i - lag < slices[static_cast<std::size_t>(t)].size()) down(t, slices[static_cast<std::size_t>(t)][i - lag]);
+  }
   return s;
 }
 

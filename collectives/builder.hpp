@@ -4,6 +4,7 @@
 // moves where; ordering that makes pipelining safe follows from the data.
 #pragma once
 
+#include <array>
 #include <map>
 #include <utility>
 #include <vector>
@@ -28,19 +29,26 @@ class ScheduleBuilder {
   std::uint32_t emitAfter(const Step& step, std::vector<std::uint32_t> extra);
 
  private:
-  // Generators only ever touch identical slices, so an exact (buffer, offset) key finds every
-  // conflicting access.
-  using Key = std::pair<int, std::uint64_t>;
-  struct Access {
+  // Hazards are tracked per element range: each buffer (Send and Recv are one when in place) is
+  // a map of disjoint segments, split where an access begins or ends, each with its last writer
+  // and the readers since. A generator may move a whole run of slices in one message and later
+  // parts of it separately (Rabenseifner's halving steps do), and every overlap is still seen.
+  struct Segment {
+    std::uint64_t end;
     long long lastWriter = -1;
     std::vector<std::uint32_t> readers;  // since the last write
   };
-  Key keyOf(const Span& span) const;
+  using Segments = std::map<std::uint64_t, Segment>;  // begin -> segment
+  // The space and first element a span covers in it.
+  std::pair<int, std::uint64_t> placeOf(const Span& span) const;
+  // The segments of [begin, end) in `space`, split so that they cover exactly that range
+  // (missing parts are created untouched).
+  std::pair<Segments::iterator, Segments::iterator> cover(int space, std::uint64_t begin, std::uint64_t end);
   std::uint32_t emit(const Step& step);
   Schedule& s_;
   bool inPlace_;
   std::uint64_t sendShift_, recvShift_;
-  std::map<Key, Access> access_;
+  std::array<Segments, 4> spaces_;  // by placeOf().first
 };
 
 // A world of one rank: the result is the input, copied unless in place. Returns whether that

@@ -205,17 +205,23 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
             start = finish - seconds;
             latency = c.intra.latencyUs * 1e-6;
           } else {
+            // The sender's NIC and the receiver's are queues of their own: bytes leave when the
+            // egress is free and are taken in when the ingress is, the fabric buffering between
+            // them. Holding both for the whole message made a rank that feeds several peers
+            // (a tree's inner nodes, halving partners across hosts) wait for the busiest of their
+            // receivers before it sent anything, and those waits spread from rank to rank.
             double& out = egressFree[nicOf(e.rank)];
             double& in = ingressFree[nicOf(to)];
-            start = std::max({ready, out, in});
-            double wire = bytes / (c.nic.gbps * 1e9);
-            if (shaped) {
-              Bucket& bo = egressBucket[nicOf(e.rank)];
-              Bucket& bi = ingressBucket[nicOf(to)];
-              wire = std::max(bo.transfer(start, bytes), bi.transfer(start, bytes));
-            }
-            finish = start + c.nic.overheadUs * 1e-6 + wire;
-            out = in = finish;
+            const double overhead = c.nic.overheadUs * 1e-6;
+            start = std::max(ready, out);
+            const double wireOut =
+                shaped ? egressBucket[nicOf(e.rank)].transfer(start, bytes) : bytes / (c.nic.gbps * 1e9);
+            out = start + overhead + wireOut;
+            const double inStart = std::max(start, in);
+            const double wireIn =
+                shaped ? ingressBucket[nicOf(to)].transfer(inStart, bytes) : bytes / (c.nic.gbps * 1e9);
+            in = inStart + overhead + wireIn;
+            finish = std::max(out, in);
             latency = c.nic.latencyUs * 1e-6;
           }
           ++result.messages;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "collectives/algorithms.hpp"
+#include "collectives/builder.hpp"
 #include "collectives/interpreter.hpp"
 #include "collectives/planner.hpp"
 #include "core/element.hpp"
@@ -465,6 +466,34 @@ TEST(Schedules, InterpreterCatchesBrokenSchedules) {
   racy.add({StepKind::Send, 1, {Buf::Recv, 0, 4}, {}});
   racy.add({StepKind::Recv, 1, {}, {Buf::Recv, 2, 4}});
   EXPECT_NE(checkHazards(PreparedSchedule(racy), false, 0).find("race"), std::string::npos);
+}
+
+TEST(Schedules, TheBuilderOrdersPartlyOverlappingAccesses) {
+  // A run received whole and then sent in parts (and the reverse): each part must wait for the
+  // write that covers it, and a write over both parts for both reads.
+  Schedule s;
+  ScheduleBuilder b(s, false);
+  const auto whole = b.recv(1, {Buf::Recv, 0, 8});
+  const auto lowHalf = b.send(1, {Buf::Recv, 0, 4});
+  const auto highHalf = b.send(1, {Buf::Recv, 4, 4});
+  const auto middle = b.recvReduce(1, {Buf::Send, 2, 4}, {Buf::Recv, 2, 4});
+  const auto again = b.recv(1, {Buf::Recv, 0, 8});
+  auto depsOf = [&](std::uint32_t i) {
+    const Step& st = s.steps[i];
+    return std::vector<std::uint32_t>(s.deps.begin() + st.depBegin, s.deps.begin() + st.depBegin + st.depCount);
+  };
+  using V = std::vector<std::uint32_t>;
+  EXPECT_EQ(depsOf(lowHalf), V{whole});
+  EXPECT_EQ(depsOf(highHalf), V{whole});
+  EXPECT_EQ(depsOf(middle), (V{whole, lowHalf, highHalf})) << "it overwrites parts both sends read";
+  EXPECT_EQ(depsOf(again), (V{whole, lowHalf, highHalf, middle}));
+  EXPECT_EQ(checkHazards(PreparedSchedule(s), false, 0), "");
+  // Disjoint ranges stay independent, whatever their sizes.
+  Schedule t;
+  ScheduleBuilder c(t, false);
+  c.recv(1, {Buf::Recv, 0, 8});
+  const auto beside = c.recv(1, {Buf::Recv, 8, 3});
+  EXPECT_EQ(t.steps[beside].depCount, 0u);
 }
 
 TEST(Planner, AlgoSpecFollowsNcclSyntax) {

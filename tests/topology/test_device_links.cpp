@@ -81,15 +81,16 @@ std::uint64_t latencyBoundUpTo(const char* name) {
 }
 
 TEST(DeviceLinks, NvLinkMovesTheRingsCrossoverToLargerMessagesThanPcie) {
-  // At NVSwitch speed the bytes are cheap and the ring's 2(n-1) host-driven handshakes are not,
+  // At NVSwitch speed the bytes are cheap and the per-message host-driven handshakes are not,
   // so the whole message sent log2(n) times wins up to far larger sizes than at PCIe speed (the
-  // same board without NVLink; pairs bridged with PCIe between them).
+  // same board without NVLink; pairs bridged with PCIe between them). Beyond it Rabenseifner
+  // takes over (log2(n) rounds too, but of halves), not the ring.
   const std::uint64_t nvswitch = latencyBoundUpTo("hgx-8gpu-nvswitch-4nic.xml");
   const std::uint64_t pcie = latencyBoundUpTo("two-socket-8gpu-4nic.xml");
   const std::uint64_t pairs = latencyBoundUpTo("4gpu-nvlink-pairs.xml");
-  EXPECT_GE(nvswitch, 4 << 20);
-  EXPECT_GE(nvswitch, 8 * pcie) << "NVSwitch " << nvswitch << " B, PCIe " << pcie << " B";
-  EXPECT_GE(nvswitch, 8 * pairs) << "NVSwitch " << nvswitch << " B, bridged pairs " << pairs << " B";
+  EXPECT_GE(nvswitch, 1 << 20);
+  EXPECT_GE(nvswitch, 4 * pcie) << "NVSwitch " << nvswitch << " B, PCIe " << pcie << " B";
+  EXPECT_GE(nvswitch, 4 * pairs) << "NVSwitch " << nvswitch << " B, bridged pairs " << pairs << " B";
   EXPECT_GT(pcie, 0u);  // small messages are latency-bound on any link
 }
 
@@ -98,8 +99,8 @@ TEST(DeviceLinks, DeviceAndHostCallsOfOneCommunicatorArePlannedApart) {
   Planner device = devicePlanner(m, 1, 8), host = hostPlanner(m, 1, 8);
   const Plan d = device.plan(Collective::AllReduce, 1 << 19, 2), h = host.plan(Collective::AllReduce, 1 << 19, 2);
   EXPECT_EQ(d.algo, Algorithm::RecursiveDoubling) << algorithmName(d.algo);
-  EXPECT_EQ(h.algo, Algorithm::Ring) << algorithmName(h.algo);  // shared memory at host copy speed
-  EXPECT_LT(d.predicted * 3, h.predicted);
+  EXPECT_EQ(h.algo, Algorithm::Rabenseifner) << algorithmName(h.algo);  // shared memory at host copy speed
+  EXPECT_LT(d.predicted * 3, h.predicted) << d.predicted << " " << h.predicted;
 }
 
 TEST(DeviceLinks, SeveralNodesTakeTheHierarchicalAllReduceOnEveryFixture) {

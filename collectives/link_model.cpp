@@ -23,6 +23,7 @@ constexpr Field kFields[] = {
     {"intra_latency_us", nullptr, &LinkModel::intra, &SimLink::latencyUs},
     {"intra_gbps", nullptr, &LinkModel::intra, &SimLink::gbps},
     {"intra_overhead_us", nullptr, &LinkModel::intra, &SimLink::overheadUs},
+    {"intra_eager_bytes", &LinkModel::intraEagerBytes},
     {"loopback_latency_us", nullptr, &LinkModel::loopback, &SimLink::latencyUs},
     {"loopback_gbps", nullptr, &LinkModel::loopback, &SimLink::gbps},
     {"loopback_overhead_us", nullptr, &LinkModel::loopback, &SimLink::overheadUs},
@@ -92,9 +93,9 @@ LinkModel parseLinkModel(const std::string& text, const std::string& source) {
         for (const Field& c : kFields) known += cat(", ", c.key);
         fail(kumiInvalidArgument, source, ":", lineNo, ": unknown key '", key, "' (known: ", known, ")");
       }
-      // Overheads, the optional bucket and the cache (0: not modelled) may be zero.
+      // Overheads, the optional bucket, the cache and the eager limit (0: not modelled) may be zero.
       const bool overhead = key.ends_with("_overhead_us") || key.starts_with("nic_burst") || key.starts_with("nic_peak") ||
-                            key == "cache_bytes";
+                            key == "cache_bytes" || key == "intra_eager_bytes";
       if (f->number) m.*(f->number) = number(overhead);
       else (m.*(f->link)).*(f->linkField) = number(overhead);
     }
@@ -133,6 +134,7 @@ SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool s
   c.name = m.name;
   c.hostOf = hostOf;
   c.intra = sharedMemory ? m.intra : m.loopback;
+  if (sharedMemory) c.intraEagerBytes = m.intraEagerBytes;
   c.nic = m.nic;
   c.nic.gbps /= m.oversubscription;
   c.nicsPerHost = m.nicsPerHost;
@@ -148,6 +150,7 @@ SimCluster clusterFor(const LinkModel& m, const std::vector<int>& hostOf, bool s
     // The GPUs do the work the host's cores do for host buffers, and contend as the cores do
     // when ranks outnumber them (several processes on one GPU).
     if (sharedMemory) c.intra = m.deviceIntra;
+    c.intraEagerBytes = 0;
     c.reduceGbps = m.deviceReduceGbps;
     c.copyGbps = m.deviceCopyGbps;
     c.coresPerHost = m.gpusPerHost;

@@ -13,6 +13,7 @@ namespace kumi {
 
 struct LinkModel {
   SimLink intra{0.5, 8, 0.5};       // shared memory between ranks of one host
+  double intraEagerBytes = 0;       // larger shared-memory messages are read by the receiver (SimCluster)
   SimLink loopback{12, 2.5, 4};     // TCP between ranks of one host (KUMI_TRANSPORT=tcp)
   SimLink nic{25, 1.1, 4};          // TCP between hosts, per NIC and direction
   int nicsPerHost = 1;

@@ -21,6 +21,8 @@ struct Event {
 struct Message {
   double arrival;
   std::uint64_t bytes;
+  // A rendezvous (SimCluster::intraEagerBytes): the receiver copies, for this long.
+  double pullSeconds = 0;
 };
 
 }  // namespace
@@ -197,7 +199,11 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
           // A staged message leaves once the sender's GPU has copied it out.
           const double ready = staged(local) ? runOnCpu(e.rank, e.time, bytes / (c.stagingGbps * 1e9)) : e.time;
           double start, finish, latency;
-          if (local) {
+          const bool pulled = local && c.intraEagerBytes > 0 && bytes > c.intraEagerBytes && !staged(local);
+          if (pulled) {
+            start = finish = ready;
+            latency = c.intra.latencyUs * 1e-6;
+          } else if (local) {
             // Inside a host the bytes move by CPU copies (rings, cross-memory attach): a rank
             // sending to several peers at once copies for one after the other.
             const double seconds = c.intra.overheadUs * 1e-6 + bytes / (ratesOf(e.rank).intraGbps * 1e9);
@@ -227,7 +233,9 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
           ++result.messages;
           // The latency (measured end to end, mostly software on both sides) overlaps the bytes'
           // transfer: a message arrives once its bytes are through and its latency has passed.
-          mail[{e.rank, to}].push_back({std::max(finish, start + latency), static_cast<std::uint64_t>(bytes)});
+          Message m{std::max(finish, start + latency), static_cast<std::uint64_t>(bytes)};
+          if (pulled) m.pullSeconds = c.intra.overheadUs * 1e-6 + bytes / (ratesOf(e.rank).intraGbps * 1e9);
+          mail[{e.rank, to}].push_back(m);
           // Wake a receive that was waiting for this message.
           auto& waiting = parked[{e.rank, to}];
           if (!waiting.empty()) {
@@ -235,7 +243,9 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
             waiting.pop_front();
           }
           advanceChannel(e.rank, e.step, start);
-          complete(e.rank, e.step, finish);
+          // (A descriptor's send is done in the model once posted: the receiver reads it into
+          // a staging buffer as soon as it may, which the model does not follow step by step.)
+          complete(e.rank, e.step, pulled ? start + latency : finish);
           break;
         }
         case StepKind::Recv:
@@ -259,6 +269,7 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
           }
           double t = e.time;
           const bool local = c.hostOf[static_cast<std::size_t>(e.rank)] == c.hostOf[static_cast<std::size_t>(step.peer)];
+          if (m.pullSeconds > 0) t = runOnCpu(e.rank, t, m.pullSeconds);
           if (staged(local)) {
             // Copied in, or reduced by a kernel that reads the pinned buffer: the slower of the two.
             const double gbps =

@@ -84,6 +84,9 @@ std::string planningInputs(const Config& cfg) {
   LinkModel model = cfg.tuningFile.empty() ? LinkModel{} : loadLinkModel(cfg.tuningFile);
   // Ranks that outnumber the cores share them: plan for it.
   if (model.coresPerHost == 0) model.coresPerHost = cpusOfThisProcess();
+  // Shared-memory messages beyond the ring wait for their receiver to read them.
+  if (model.intraEagerBytes == 0 && cfg.shmCrossMemory && cfg.transport != "tcp")
+    model.intraEagerBytes = static_cast<double>(shmEagerBytes(static_cast<std::size_t>(cfg.shmBufferBytes)));
 #if KUMI_HAVE_HWLOC
   // Whether a call's buffers fit in the cache changes its cost several times over (docs/PLANNER.md).
   // A communicator of one rank never plans: no topology load at its start.

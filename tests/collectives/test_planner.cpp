@@ -50,7 +50,10 @@ TEST(Planner, ChoosesTheCheapestPredictedCandidate) {
         if (std::min(p.slice({a, shift, 0}, Collective::AllReduce, count, 4), count) * 4 >= 4096 || shift == 0)
           best = std::min(best, *t);
       }
-    EXPECT_DOUBLE_EQ(chosen.predicted, best) << bytes << " bytes: " << algorithmName(chosen.algo);
+    // The cheapest, or one listed earlier that is predicted within 3% of it (near-ties go to
+    // the simpler schedule).
+    EXPECT_GE(chosen.predicted, best) << bytes << " bytes: " << algorithmName(chosen.algo);
+    EXPECT_LE(chosen.predicted * 0.97, best) << bytes << " bytes: " << algorithmName(chosen.algo);
   }
 }
 

@@ -102,6 +102,36 @@ TEST(Simulator, TheDoubleBinaryTreesShareTheLinkInsteadOfTakingTurns) {
   EXPECT_LT(deepTree.seconds, 2.5 * bound) << deepTree.seconds / bound;
 }
 
+TEST(Simulator, LargeSharedMemoryMessagesAreReadByTheReceiverWhenItGetsToThem) {
+  // Rank 1 is busy for 1 ms (a copy) before its receive of 1 MiB from rank 0. Copied in by the
+  // sender (eager), the transfer overlaps rank 1's work; beyond the eager limit the receiver
+  // reads it itself (cross-memory attach), after its work: 1 ms more at 1 GB/s.
+  const std::uint64_t count = 1 << 20;  // bytes (elemSize 1)
+  std::vector<PreparedSchedule> ps;
+  {
+    Schedule s0, s1;
+    ScheduleBuilder(s0, false).send(1, {Buf::Send, 0, count});
+    ScheduleBuilder b1(s1, false);
+    b1.copy({Buf::Send, 0, count}, {Buf::Scratch, 0, count});
+    b1.recv(0, {Buf::Recv, 0, count});
+    s1.scratchCount = count;
+    ps.emplace_back(std::move(s0));
+    ps.emplace_back(std::move(s1));
+  }
+  SimCluster c;
+  c.hostOf = {0, 0};
+  c.intra = {0, 1.048576};  // 1 MiB per ms
+  c.copyGbps = 1.048576;
+  const double eager = simulate(ps, c, 1).seconds;
+  c.intraEagerBytes = 512 << 10;
+  const SimResult pulled = simulate(ps, c, 1);
+  ASSERT_EQ(pulled.error, "");
+  EXPECT_NEAR(eager, 1e-3, 1e-5);
+  EXPECT_NEAR(pulled.seconds, 2e-3, 1e-5);
+  c.intraEagerBytes = 2 << 20;  // now it fits: copied by the sender again
+  EXPECT_NEAR(simulate(ps, c, 1).seconds, eager, 1e-9);
+}
+
 // Four ranks on a host of two cores, of which `busy` copy a megabyte at 1 GB/s (1 ms of CPU) and
 // the others have nothing to do.
 double copiesOnTwoCores(int busy, int cores) {

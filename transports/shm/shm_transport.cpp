@@ -279,11 +279,15 @@ struct ShmTransport::Impl {
   void checkLiveness();
 };
 
+std::size_t shmEagerBytes(std::size_t channelBytes) {
+  return std::max<std::size_t>(4096, channelBytes / kSlots / 64 * 64) * kSlots;
+}
+
 ShmTransport::ShmTransport(const ShmOptions& opt, Store& store, const Deadline& deadline, const std::atomic<bool>* cancel)
     : impl_(std::make_unique<Impl>()) {
   impl_->opt = opt;
   std::sort(impl_->opt.localPeers.begin(), impl_->opt.localPeers.end());
-  impl_->slotBytes = std::max<std::size_t>(4096, opt.channelBytes / kSlots / 64 * 64);
+  impl_->slotBytes = shmEagerBytes(opt.channelBytes) / kSlots;
   impl_->setUp(store, deadline, cancel);
 }
 

@@ -30,6 +30,10 @@ struct ShmOptions {
   WireChecks checks;                  // KUMI_CHECKSUM
 };
 
+// The largest message copied through the ring for a ring of channelBytes; larger ones go as
+// descriptors where cross-memory attach works (the planner prices them as a rendezvous).
+std::size_t shmEagerBytes(std::size_t channelBytes);
+
 class ShmTransport final : public Transport {
  public:
   // Collective among this rank and opt.localPeers. Throws with a clear cause when this host

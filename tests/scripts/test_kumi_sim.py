@@ -51,6 +51,18 @@ class KumiSim(unittest.TestCase):
         r = rows(res.stdout)
         self.assertLess(r[(65536, "tree")][0], r[(65536, "ring")][0] / 4, res.stdout)
 
+    def test_1024_gpus_hierarchical_gigabyte_near_the_nic_bound(self):
+        # The algorithms issue's target: 4 NICs of 12 GB/s per 8 ranks bound the busbw at 48 GB/s;
+        # the hierarchical allreduce of 1 GiB must be predicted at 90% of it or more. (It had
+        # fallen to 68%, unnoticed, when its host rings waited for the whole local phase.)
+        res = sim("allreduce", "--cluster", os.path.join(CLUSTERS, "v100-128x8-roce.conf"), "-b", "1G", "-e", "1G",
+                  "--algo", "hierarchical", timeout=300)
+        self.assertEqual(res.returncode, 0, res.describe())
+        busbw = rows(res.stdout)[(1 << 30, "hierarchical")][1]
+        self.assertGreaterEqual(busbw, 0.9 * 48, res.stdout)
+        # busbw counts 2(n-1)/n of the message per rank, the NICs carry 2(N-1)/N per node (N = 128).
+        self.assertLessEqual(busbw, 48 * (1023 / 1024) * (128 / 127), "no allreduce beats the NICs")
+
     def test_every_collective_runs_on_the_nvlink_node(self):
         for coll in ("allreduce", "allgather", "reduce_scatter", "broadcast", "reduce", "alltoall"):
             res = sim(coll, "--cluster", os.path.join(CLUSTERS, "nvlink-8gpu.conf"), "-b", "1M", "-e", "1M")

@@ -13,11 +13,10 @@ std::pair<int, std::uint64_t> ScheduleBuilder::placeOf(const Span& span) const {
   return {3, span.offset};
 }
 
-std::pair<ScheduleBuilder::Segments::iterator, ScheduleBuilder::Segments::iterator> ScheduleBuilder::cover(
-    int space, std::uint64_t begin, std::uint64_t end) {
+ScheduleBuilder::Segments::iterator ScheduleBuilder::cover(int space, std::uint64_t begin, std::uint64_t end) {
   Segments& m = spaces_[static_cast<std::size_t>(space)];
   // Most accesses repeat an earlier one's exact range (generators move fixed slices).
-  if (auto it = m.find(begin); it != m.end() && it->second.end == end) return {it, std::next(it)};
+  if (auto it = m.find(begin); it != m.end() && it->second.end == end) return it;
   // Splits the segment holding `at` (if one does and `at` is inside it) so that one begins there.
   auto splitAt = [&](std::uint64_t at) {
     auto it = m.upper_bound(at);
@@ -42,7 +41,7 @@ std::pair<ScheduleBuilder::Segments::iterator, ScheduleBuilder::Segments::iterat
       ++it;
     }
   }
-  return {m.lower_bound(begin), m.lower_bound(end)};
+  return m.lower_bound(begin);
 }
 
 std::uint32_t ScheduleBuilder::emitAfter(const Step& step, std::vector<std::uint32_t> extra) {
@@ -55,10 +54,10 @@ std::uint32_t ScheduleBuilder::emitAfter(const Step& step, std::vector<std::uint
   // Both spans' segments, split to fit, before either is read: covering the second may split a
   // segment of the first, which its walk (bounded by the end offset) then sees in two parts.
   Segments::iterator srcAt, dstAt;
-  if (reads) srcAt = cover(src.first, src.second, src.second + step.src.count).first;
-  if (writes) dstAt = cover(dst.first, dst.second, dst.second + step.dst.count).first;
+  if (reads) srcAt = cover(src.first, src.second, src.second + step.src.count);
+  if (writes) dstAt = cover(dst.first, dst.second, dst.second + step.dst.count);
   auto each = [&](Segments::iterator it, std::pair<int, std::uint64_t> place, std::uint64_t count, auto&& fn) {
-    const Segments& m = spaces_[static_cast<std::size_t>(place.first)];
+    Segments& m = spaces_[static_cast<std::size_t>(place.first)];
     for (; it != m.end() && it->first < place.second + count; ++it) fn(it->second);
   };
   if (reads)

@@ -41,9 +41,10 @@ class ScheduleBuilder {
   using Segments = std::map<std::uint64_t, Segment>;  // begin -> segment
   // The space and first element a span covers in it.
   std::pair<int, std::uint64_t> placeOf(const Span& span) const;
-  // The segments of [begin, end) in `space`, split so that they cover exactly that range
-  // (missing parts are created untouched).
-  std::pair<Segments::iterator, Segments::iterator> cover(int space, std::uint64_t begin, std::uint64_t end);
+  // Splits and fills the segments of `space` so that some cover exactly [begin, end) (missing
+  // parts are created untouched); returns the first. Walk them by offset up to `end`: covering
+  // another range afterwards may insert segments, never remove one.
+  Segments::iterator cover(int space, std::uint64_t begin, std::uint64_t end);
   std::uint32_t emit(const Step& step);
   Schedule& s_;
   bool inPlace_;

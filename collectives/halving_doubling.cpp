@@ -20,8 +20,7 @@ Schedule rabenseifnerAllReduce(const ScheduleKey& k) {
   if (k.count == 0) return s;
   if (singleRank(b, n, k.count, k.inPlace)) return s;
   const Fold f(n);
-  // pow2 blocks; every step moves a run of consecutive blocks, which lie next to each other, as
-  // pipeline slices of the run: one message per slice, not one per block (at 1024 ranks a 64 KiB
+  // pow2 blocks; every step moves a run of consecutive blocks as pipeline slices of the run: one message per slice, not one per block (at 1024 ranks a 64 KiB
   // call would otherwise send 2046 messages of 64 bytes or less per rank, and each costs a
   // round of the transport's per-message work).
   auto each = [&](int lo, int hi, auto&& fn) {

@@ -53,16 +53,15 @@ void ringOverSlices(ScheduleBuilder& b, const std::vector<int>& ring, int pos, c
                     bool divide) {
   const int n = static_cast<int>(ring.size());
   const int next = ring[static_cast<std::size_t>((pos + 1) % n)], prev = ring[static_cast<std::size_t>((pos + n - 1) % n)];
-  auto chunk = [&](int c) { return runOf(slices, n, c); };
   for (int step = 0; step < n - 1; ++step) {
-    for (Block sl : chunk(pos - step)) b.send(next, at(Buf::Recv, sl));
-    for (Block sl : chunk(pos - step - 1)) b.recvReduce(prev, at(Buf::Recv, sl), at(Buf::Recv, sl));
+    for (Block sl : runOf(slices, n, pos - step)) b.send(next, at(Buf::Recv, sl));
+    for (Block sl : runOf(slices, n, pos - step - 1)) b.recvReduce(prev, at(Buf::Recv, sl), at(Buf::Recv, sl));
   }
   if (divide)
-    for (Block sl : chunk(pos + 1)) b.divide(at(Buf::Recv, sl));
+    for (Block sl : runOf(slices, n, pos + 1)) b.divide(at(Buf::Recv, sl));
   for (int step = 0; step < n - 1; ++step) {
-    for (Block sl : chunk(pos + 1 - step)) b.send(next, at(Buf::Recv, sl));
-    for (Block sl : chunk(pos - step)) b.recv(prev, at(Buf::Recv, sl));
+    for (Block sl : runOf(slices, n, pos + 1 - step)) b.send(next, at(Buf::Recv, sl));
+    for (Block sl : runOf(slices, n, pos - step)) b.recv(prev, at(Buf::Recv, sl));
   }
 }
 

@@ -243,8 +243,12 @@ SimResult simulate(const std::vector<PreparedSchedule>& schedules, const SimClus
             waiting.pop_front();
           }
           advanceChannel(e.rank, e.step, start);
-          // (A descriptor's send is done in the model once posted: the receiver reads it into
-          // a staging buffer as soon as it may, which the model does not follow step by step.)
+          // A descriptor's send is done in the model once posted, though the real one waits until
+          // the receiver has read it. Completing it at the receiver's read would deadlock the
+          // model where that receive depends on this send (recursive doubling in place: the
+          // received sums overwrite what was sent); the executor posts such a receive into a
+          // staging buffer ahead of its dependencies, and the model has no step for that. So
+          // steps that wait for the send (to reuse its buffer) may run early here.
           complete(e.rank, e.step, pulled ? start + latency : finish);
           break;
         }

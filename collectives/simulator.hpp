@@ -27,9 +27,11 @@ struct SimCluster {
   std::string name;
   std::vector<int> hostOf;  // rank -> host
   SimLink intra{0.5, 10};   // between ranks of one host (shared memory, NVLink): the sender's CPU
-  // Messages inside a host larger than this travel as a descriptor and the receiver copies them
-  // when it gets to them (shared memory's cross-memory attach): a rendezvous, so the sender's
-  // step is done only once the receiver has read it. 0: every message is copied by its sender.
+  // Messages inside a host larger than this travel as a descriptor and the receiver copies them,
+  // on its own CPU, when it gets to the receive (shared memory's cross-memory attach). The
+  // sender's step is done once the descriptor is posted: the real one waits until the receiver
+  // has read it, which the model does not follow (see simulate()). 0: every message is copied
+  // by its sender.
   double intraEagerBytes = 0;
   SimLink nic{10, 1.25};    // one NIC of a host, each direction
   // A token bucket in front of each NIC direction (a shaped link, e.g. Linux tbf or cloud burst

@@ -90,8 +90,8 @@ TEST(Simulator, TheDoubleBinaryTreesShareTheLinkInsteadOfTakingTurns) {
   // A deep tree (16 hosts, height 4) needs several slices in flight on the way to the root and
   // back. A rank inner in one tree and a leaf in the other sends its half up twice and down
   // twice: twice the message through its NIC, which bounds the time from below. The model
-  // reaches 2.1x that bound (each message holds both NICs it crosses for its whole transfer, so
-  // fan-out and fan-in leave gaps); taking turns cost 4.7x.
+  // reaches 1.6x that bound (the pipeline fills and drains, and a rank's sends to its parent and
+  // to its children queue on one NIC); taking turns cost 4.7x.
   SimCluster deep = oneRankPerHost(16);
   const std::uint64_t big = 1 << 22;
   const std::uint64_t deepSlice = sliceElements(Collective::AllReduce, Algorithm::Tree, big, 4, 16, 0);

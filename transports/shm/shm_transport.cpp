@@ -279,15 +279,17 @@ struct ShmTransport::Impl {
   void checkLiveness();
 };
 
-std::size_t shmEagerBytes(std::size_t channelBytes) {
-  return std::max<std::size_t>(4096, channelBytes / kSlots / 64 * 64) * kSlots;
-}
+namespace {
+std::size_t slotBytesFor(std::size_t channelBytes) { return std::max<std::size_t>(4096, channelBytes / kSlots / 64 * 64); }
+}  // namespace
+
+std::size_t shmEagerBytes(std::size_t channelBytes) { return kSlots * slotBytesFor(channelBytes); }
 
 ShmTransport::ShmTransport(const ShmOptions& opt, Store& store, const Deadline& deadline, const std::atomic<bool>* cancel)
     : impl_(std::make_unique<Impl>()) {
   impl_->opt = opt;
   std::sort(impl_->opt.localPeers.begin(), impl_->opt.localPeers.end());
-  impl_->slotBytes = shmEagerBytes(opt.channelBytes) / kSlots;
+  impl_->slotBytes = slotBytesFor(opt.channelBytes);
   impl_->setUp(store, deadline, cancel);
 }
 

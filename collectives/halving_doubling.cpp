@@ -122,14 +122,30 @@ Schedule rabenseifnerReduceScatter(const ScheduleKey& k) {
       b.send(f.realOf(v ^ half), slot);
     });
   }
+  // A halving step moves runs of consecutive blocks, each as slices of the run (one message per
+  // block would make 1024 ranks send thousands of tiny ones). Blocks lie next to each other in
+  // Send and, all but the rank's own (in Recv), in Scratch: a run is cut before and after the
+  // receiver's own block, on both ends alike. (The passed-through half of an absorbing rank goes
+  // block by block through its slots, and is received so.)
+  auto runs = [&](int g, int size, int alone, auto&& fn) {
+    const int lo = f.firstOf(g), hi = f.lastOf(g + size - 1);
+    auto sliced = [&](int ja, int jb) {
+      for (Block sl : slicesOf({0, static_cast<std::uint64_t>(jb - ja + 1) * rc}, k.sliceCount)) fn(ja, sl);
+    };
+    if (alone < lo || alone > hi) return sliced(lo, hi);
+    if (lo < alone) sliced(lo, alone - 1);
+    sliced(alone, alone);
+    if (alone < hi) sliced(alone + 1, hi);
+  };
   for (int d = half; d >= 1; d /= 2) {
     const int keep = v & ~(d - 1), give = (v ^ d) & ~(d - 1);
     const int partner = f.realOf(v ^ d);
     const bool summed = absorbs || d < half;  // else the partial sums are still the input
     auto from = [&](int j, Block sl) { return summed ? acc(j, sl) : input(j, sl); };
-    if (!(absorbs && d == half))
-      blocks(give, d, [&](int j, Block sl) { b.send(partner, from(j, sl)); });
-    blocks(keep, d, [&](int j, Block sl) { b.recvReduce(partner, from(j, sl), acc(j, sl)); });
+    if (!(absorbs && d == half)) runs(give, d, partner, [&](int j, Block sl) { b.send(partner, from(j, sl)); });
+    auto reduceIn = [&](int j, Block sl) { b.recvReduce(partner, from(j, sl), acc(j, sl)); };
+    if (d == half && partner < 2 * f.extra) blocks(keep, d, reduceIn);
+    else runs(keep, d, r, reduceIn);
   }
   if (k.divide) blocks(v, 1, [&](int j, Block sl) { b.divide(acc(j, sl)); });
   if (absorbs)

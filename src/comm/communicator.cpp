@@ -265,10 +265,14 @@ void Communicator::connectTransports(const Deadline& deadline, const std::atomic
     transport_ = std::make_unique<RoutedTransport>(std::move(transports), std::move(routes));
   else
     transport_ = std::move(transports.front());
+  // Rank 0's planning inputs are read before the last barrier: after it rank 0 may return,
+  // start calling and die (it serves the store), and a rank still reading would fail its init
+  // on a lost store connection instead of its first call naming rank 0 (a fault-injection trial
+  // caught this).
+  const std::string agreed = rank_ == 0 ? inputs : store_->get("plan", Store::Timeout(std::max(1, deadline.msLeft())));
   // Every rank's transports are up: no rank returns from init while another is failing (e.g.
   // a host whose /dev/shm is too small), and a failure posted meanwhile reaches everyone.
   waitForRanks(*store_, size_, "ready", deadline, cancel, parentStore);
-  const std::string agreed = rank_ == 0 ? inputs : store_->get("plan", Store::Timeout(std::max(1, deadline.msLeft())));
   if (agreed != inputs)
     KUMI_WARN("rank ", rank_, ": KUMI_ALGO, KUMI_CHUNK_SIZE, KUMI_TRANSPORT or KUMI_TUNING_FILE differ from rank 0's;",
               " planning with rank 0's so that every rank runs the same schedules");
